@@ -1,0 +1,31 @@
+# The two set-up commands of README.md: `make run` and `make test`. Both work on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	# open_clip_torch is only read for its CLIP BPE vocabulary file (engine/clip_vocab.py); its
+	# dependency torchvision does not import beside torch 2.13.0 CPU, so it is installed alone.
+	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@$(BIN)/pixelserve keys create --name "demo $$(date +%F)" | tail -n 1 | sed 's/^/demo API key: /'
+	$(BIN)/pixelserve serve --host 127.0.0.1 --port 8000
+
+lint: $(STAMP)
+	$(BIN)/lint-imports
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) data

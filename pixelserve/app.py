@@ -1,0 +1,76 @@
+"""``create_app(settings)``: builds engine, database and storage in the lifespan; mounts routers."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from pixelserve.core.validate import Limits
+from pixelserve.db.session import open_database
+from pixelserve.dialects.karlo.router import router as karlo_router
+from pixelserve.engine.client import EngineClient
+from pixelserve.routes.health import router as health_router
+from pixelserve.routes.images import router as images_router
+from pixelserve.service.auth import Authenticator
+from pixelserve.service.generation import GenerationService
+from pixelserve.settings import Settings
+from pixelserve.storage.local import LocalImageStore
+from pixelserve.storage.signing import UrlSigner
+
+log = logging.getLogger("pixelserve")
+
+
+def build_engine(settings: Settings) -> EngineClient:
+    from pixelserve.engine.local import LocalEngine
+
+    return LocalEngine(settings.models.models, settings.cache_dir, devices=settings.devices,
+                       max_queue=settings.max_queue)
+
+
+def warn_if_demo(settings: Settings) -> None:
+    demo = [m.id for m in settings.models.models.values() if m.is_demo]
+    if demo:
+        banner = "!" * 78
+        log.warning("%s", banner)
+        log.warning("DEMO MODELS: %s are tiny random-weight models: they draw NOISE.", ", ".join(demo))
+        log.warning("Set PIXELSERVE_MODELS_CONFIG to a TOML file naming your own checkpoints.")
+        log.warning("%s", banner)
+
+
+def create_app(settings: Settings | None = None, engine: EngineClient | None = None) -> FastAPI:
+    settings = settings or Settings()
+    _ = settings.models  # a bad model config fails here, at start, not on the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        sessions = open_database(settings.db_url)
+        eng = engine or build_engine(settings)
+        store = LocalImageStore(settings.image_dir)
+        signer = UrlSigner(settings.signing_secret(), settings.url_ttl_seconds)
+        app.state.settings = settings
+        app.state.engine = eng
+        app.state.store = store
+        app.state.signer = signer
+        app.state.sessions = sessions
+        app.state.max_body_bytes = settings.max_body_bytes
+        app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled)
+        app.state.service = GenerationService(eng, sessions, store, signer,
+                                              Limits(max_pixels=settings.max_image_pixels))
+        warn_if_demo(settings)
+        if not settings.auth_enabled:
+            log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")
+        await eng.start()
+        try:
+            yield
+        finally:
+            await eng.stop()
+
+    app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
+                  description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
+    app.include_router(health_router)
+    app.include_router(images_router)
+    app.include_router(karlo_router)
+    return app

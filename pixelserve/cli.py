@@ -1,0 +1,156 @@
+"""pixelserve serve | generate | keys | models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pixelserve.settings import Settings
+
+cli = typer.Typer(help="Self-hosted image-generation API server.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+models = typer.Typer(help="Configured models.", no_args_is_help=True)
+cli.add_typer(keys, name="keys")
+cli.add_typer(models, name="models")
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8000) -> None:
+    """Run the HTTP server."""
+    import uvicorn
+
+    from pixelserve.app import create_app
+
+    _logging()
+    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+
+
+@cli.command()
+def generate(
+    prompt: str,
+    model: Annotated[Optional[str], typer.Option(help="model id (default: the first configured)")] = None,
+    width: int = 512, height: int = 512, steps: int = 30,
+    guidance: float = 7.5,
+    n: Annotated[int, typer.Option("--n", "-n", help="number of images")] = 1,
+    seed: Annotated[Optional[list[int]], typer.Option(help="one per image")] = None,
+    scheduler: Optional[str] = None,
+    negative: Optional[str] = None,
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("."),
+    fmt: Annotated[str, typer.Option("--format")] = "png",
+) -> None:
+    """Generate images once, without a server, and write them as files."""
+    from tqdm import tqdm
+
+    from pixelserve.core.images import encode_image
+    from pixelserve.core.request import GenerationRequest
+    from pixelserve.core.validate import validate
+    from pixelserve.engine.local import LocalEngine
+    from pixelserve.errors import PixelserveError
+
+    settings = Settings()
+    specs = settings.models.models
+    model = model or next(iter(specs))
+    req = GenerationRequest(model=model, prompt=prompt, negative_prompt=negative, width=width, height=height,
+                            num_images=n, seeds=tuple(seed) if seed else None, steps=steps,
+                            guidance_scale=guidance, scheduler=scheduler)
+
+    async def run():
+        engine = LocalEngine({model: specs[model]} if model in specs else specs, settings.cache_dir,
+                             devices=settings.devices)
+        checked = validate(req, engine.models())
+        await engine.start()
+        await engine.wait_ready()
+        bar = tqdm(total=steps, desc=f"{model}", unit="step")
+
+        def progress(step: int, total: int) -> None:
+            bar.total = total
+            bar.n = step
+            bar.refresh()
+
+        try:
+            return await engine.submit("cli", checked, progress)
+        finally:
+            bar.close()
+            await engine.stop()
+
+    try:
+        result = asyncio.run(run())
+    except PixelserveError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    out.mkdir(parents=True, exist_ok=True)
+    for image, s in zip(result.images, result.seeds):
+        path = out / f"{model}-{s}.{fmt}"
+        path.write_bytes(encode_image(image, fmt))
+        typer.echo(str(path))
+    typer.echo(f"{len(result.images)} image(s) in {result.timings_ms['run']:.0f} ms", err=True)
+
+
+def _sessions():
+    from pixelserve.db.session import open_database
+
+    settings = Settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return open_database(settings.db_url)
+
+
+@keys.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="who or what the key is for")]) -> None:
+    """Create a key; the key itself is printed alone on the last line, once."""
+    from pixelserve.db.crud.keys import create_key
+
+    with _sessions()() as s:
+        info, key = create_key(s, name)
+    typer.echo(f"created key {info.id} ({info.name}); it is shown only now:")
+    typer.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    from pixelserve.db.crud.keys import list_keys
+
+    with _sessions()() as s:
+        rows = list_keys(s)
+    for k in rows:
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.id}\t{k.prefix}…\t{k.name}\t{state}\tcreated {k.created_at:%Y-%m-%d %H:%M}")
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    from pixelserve.db.crud.keys import revoke_key
+
+    with _sessions()() as s:
+        ok = revoke_key(s, key_id)
+    if not ok:
+        typer.echo(f"no active key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked key {key_id}")
+
+
+@models.command("list")
+def models_list() -> None:
+    settings = Settings()
+    cfg = settings.models
+    versions = {mid: v for v, mid in cfg.karlo.items()}
+    for m in cfg.models.values():
+        where = str(m.path) if m.path else "tiny random-weight demo model (draws noise)"
+        extra = f"\tkarlo {versions[m.id]}" if m.id in versions else ""
+        typer.echo(f"{m.id}\t{m.family}\t{where}{extra}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Image bytes in and out: base64 decoding with size and pixel limits, png/jpeg/webp encoding."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import warnings
+
+from PIL import Image
+
+from pixelserve.errors import InvalidRequest, PayloadTooLarge
+
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
+
+
+def encode_image(image: Image.Image, fmt: str, quality: int | None = None) -> bytes:
+    """Encode to png (lossless; quality ignored), jpeg or webp (quality 1-100)."""
+    if fmt not in _PIL_FORMATS:
+        raise InvalidRequest(f"unsupported image format {fmt!r}", field="image_format")
+    buf = io.BytesIO()
+    if fmt == "png":
+        image.save(buf, format="PNG")
+    else:
+        image.convert("RGB").save(buf, format=_PIL_FORMATS[fmt], quality=int(quality or 75))
+    return buf.getvalue()
+
+
+def decode_base64_image(value: str, *, field: str, max_bytes: int, max_pixels: int) -> Image.Image:
+    """A base64 string (plain, with newlines, or a data: URL) -> a fully loaded RGB(A) PIL image."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("must be a non-empty base64 string", field=field)
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    if len(value) > max_bytes * 4 // 3 + 16:
+        raise PayloadTooLarge(f"image over {max_bytes} bytes", field=field)
+    try:
+        raw = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest("is not valid base64", field=field) from None
+    return open_image_bytes(raw, field=field, max_bytes=max_bytes, max_pixels=max_pixels)
+
+
+def open_image_bytes(raw: bytes, *, field: str, max_bytes: int, max_pixels: int) -> Image.Image:
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"image over {max_bytes} bytes", field=field)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(raw))
+            # Check the declared size before decoding a single pixel (decompression bombs).
+            if img.width * img.height > max_pixels:
+                raise PayloadTooLarge(f"image of {img.width}x{img.height} is over {max_pixels} pixels", field=field)
+            img.load()
+    except PayloadTooLarge:
+        raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise PayloadTooLarge("image is too large", field=field) from None
+    except Exception:
+        raise InvalidRequest("is not a readable png, jpeg or webp image", field=field) from None
+    return img.convert("RGBA" if "A" in img.getbands() else "RGB")

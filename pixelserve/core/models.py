@@ -1,0 +1,108 @@
+"""Model configuration: which local weights serve which model id (a TOML file).
+
+Example::
+
+    [models.sdxl]
+    family = "sdxl"                         # sd | sdxl
+    path = "/models/sdxl-base"              # a diffusers folder or one .safetensors file
+    refiner = "/models/sdxl-refiner"        # optional (sdxl only)
+
+    [models.sd15]
+    family = "sd"
+    path = "/models/v1-5-pruned-emaonly.safetensors"
+
+    [karlo]                                 # Karlo version -> model id
+    "v2.1" = "sdxl"
+    "v2.0" = "sd15"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FAMILIES = ("sd", "sdxl")
+TASKS = {"sd": ("txt2img", "img2img", "inpaint"), "sdxl": ("txt2img", "img2img", "inpaint")}
+
+
+class ConfigError(ValueError):
+    """A model configuration that cannot be served; raised at start, never per request."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    id: str
+    family: str
+    path: Path | None  # None: the tiny demo model of this family, built on first use
+    refiner: Path | None = None
+    #: A diffusers folder whose component configs describe a single-file checkpoint's
+    #: architecture; None uses the configs shipped with pixelserve for the family.
+    config: Path | None = None
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return TASKS[self.family]
+
+    @property
+    def is_demo(self) -> bool:
+        return self.path is None
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    models: dict[str, ModelSpec]
+    karlo: dict[str, str] = field(default_factory=dict)
+
+
+def demo_config() -> ModelsConfig:
+    """The tiny random-weight models served when no configuration is given."""
+    models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None), "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None)}
+    return ModelsConfig(models=models, karlo={"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"})
+
+
+def _path(base: Path, value: object, where: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty path string")
+    p = Path(value).expanduser()
+    p = p if p.is_absolute() else (base / p)
+    p = p.resolve()
+    if not p.exists():
+        raise ConfigError(f"{where}: {p} does not exist")
+    return p
+
+
+def load_models_config(file: Path) -> ModelsConfig:
+    file = Path(file)
+    try:
+        raw = tomllib.loads(file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read model config {file}: {e}") from e
+    base = file.parent
+    models: dict[str, ModelSpec] = {}
+    for mid, entry in (raw.get("models") or {}).items():
+        where = f"models.{mid}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(entry) - {"family", "path", "refiner", "config"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+        family = entry.get("family")
+        if family not in FAMILIES:
+            raise ConfigError(f"{where}.family must be one of {FAMILIES}, got {family!r}")
+        if "refiner" in entry and family != "sdxl":
+            raise ConfigError(f"{where}.refiner is only for the sdxl family")
+        models[mid] = ModelSpec(
+            id=mid, family=family, path=_path(base, entry.get("path"), f"{where}.path"),
+            refiner=_path(base, entry["refiner"], f"{where}.refiner") if "refiner" in entry else None,
+            config=_path(base, entry["config"], f"{where}.config") if "config" in entry else None,
+        )
+    if not models:
+        raise ConfigError(f"{file} configures no [models.<id>] table")
+    karlo = dict(raw.get("karlo") or {})
+    for version, mid in karlo.items():
+        if version not in ("v2.0", "v2.1"):
+            raise ConfigError(f"karlo: unknown version {version!r} (v2.0 or v2.1)")
+        if mid not in models:
+            raise ConfigError(f"karlo.{version} names unknown model {mid!r}")
+    return ModelsConfig(models=models, karlo=karlo)

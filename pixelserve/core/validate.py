@@ -1,0 +1,65 @@
+"""Capability and limit checks of a translated request against the chosen model.
+
+Dialects check their own wire ranges (protocol.py); this checks what any request must meet to
+run at all, whatever dialect it came from, and fills the random seeds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Iterable
+
+from pixelserve.core.request import MAX_SEED, SCHEDULERS, GenerationRequest
+from pixelserve.errors import InvalidRequest, NotFound, NotSupported
+
+MAX_STEPS = 500
+MAX_IMAGES = 16
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_pixels: int = 4096 * 4096
+
+
+def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limits()) -> GenerationRequest:
+    """Returns the request with seeds filled; raises InvalidRequest/NotFound/NotSupported."""
+    by_id = {m.id: m for m in models}
+    model = by_id.get(request.model)
+    if model is None:
+        raise NotFound(f"unknown model {request.model!r}", field="model")
+    if request.task not in model.tasks:
+        raise NotSupported(f"model {model.id} ({model.family}) cannot do {request.task}", field="task")
+    if not request.prompt or not request.prompt.strip():
+        raise InvalidRequest("must not be empty", field="prompt")
+    for name in ("width", "height"):
+        v = getattr(request, name)
+        if v < 64 or v % 8:
+            raise InvalidRequest(f"must be a multiple of 8 and at least 64, got {v}", field=name)
+    if request.width * request.height > limits.max_pixels:
+        raise InvalidRequest(f"{request.width}x{request.height} is over {limits.max_pixels} pixels", field="width")
+    if not 1 <= request.num_images <= MAX_IMAGES:
+        raise InvalidRequest(f"must be 1 to {MAX_IMAGES}", field="num_images")
+    if not 1 <= request.steps <= MAX_STEPS:
+        raise InvalidRequest(f"must be 1 to {MAX_STEPS}", field="steps")
+    if not 0 <= request.guidance_scale <= 50:
+        raise InvalidRequest("must be 0 to 50", field="guidance_scale")
+    if request.scheduler is not None and request.scheduler not in SCHEDULERS:
+        raise InvalidRequest(f"unknown scheduler {request.scheduler!r}", field="scheduler")
+    if request.task in ("img2img", "inpaint") and request.init_image is None:
+        raise InvalidRequest(f"{request.task} needs an input image", field="image")
+    if request.task == "inpaint" and request.mask_image is None:
+        raise InvalidRequest("inpainting needs a mask", field="mask")
+    if request.strength is not None and not 0 < request.strength <= 1:
+        raise InvalidRequest("must be in (0, 1]", field="strength")
+    if request.use_refiner and not model.has_refiner:
+        raise NotSupported(f"model {model.id} has no refiner configured", field="refiner")
+    seeds = request.seeds
+    if seeds is None:
+        seeds = tuple(secrets.randbelow(MAX_SEED + 1) for _ in range(request.num_images))
+    if len(seeds) != request.num_images:
+        raise InvalidRequest(f"needs {request.num_images} seeds (one per image), got {len(seeds)}", field="seed")
+    for s in seeds:
+        if not 0 <= s <= MAX_SEED:
+            raise InvalidRequest(f"each seed must be 0 to {MAX_SEED}", field="seed")
+    return request.with_(seeds=tuple(int(s) for s in seeds))

@@ -1,0 +1,66 @@
+"""Job records: created queued, moved through running to one final state, never half-written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from pixelserve.db.models import Job, JobImage, utcnow
+
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: str
+    index: int
+    seed: int
+    storage_key: str
+    content_type: str
+
+
+def create_job(session: Session, job_id: str, *, dialect: str, model: str, request: dict,
+               api_key_id: int | None) -> None:
+    session.add(Job(id=job_id, dialect=dialect, model=model, status="queued", progress=0.0,
+                    request=request, api_key_id=api_key_id, attempts=0))
+    session.commit()
+
+
+def mark_running(session: Session, job_id: str, worker_id: str | None = None) -> None:
+    job = session.get(Job, job_id)
+    if job is None or job.status != "queued":  # progress can arrive after the job settled
+        return
+    job.status, job.started_at, job.worker_id = "running", utcnow(), worker_id
+    job.attempts += 1
+    session.commit()
+
+
+def set_progress(session: Session, job_id: str, progress: float) -> None:
+    job = session.get(Job, job_id)
+    if job is not None and job.status not in FINAL:
+        job.progress = progress
+        session.commit()
+
+
+def finish_job(session: Session, job_id: str, images: list[StoredImage]) -> None:
+    """Succeeded, with all its images, in one transaction."""
+    job = session.get(Job, job_id)
+    for im in images:
+        session.add(JobImage(id=im.id, job_id=job_id, index=im.index, seed=im.seed,
+                             storage_key=im.storage_key, content_type=im.content_type))
+    job.status, job.progress, job.finished_at = "succeeded", 1.0, utcnow()
+    session.commit()
+
+
+def fail_job(session: Session, job_id: str, error: str, *, cancelled: bool = False) -> None:
+    job = session.get(Job, job_id)
+    if job is None or job.status in FINAL:
+        return
+    job.status = "cancelled" if cancelled else "failed"
+    job.error, job.finished_at = error, utcnow()
+    session.commit()
+
+
+def get_job(session: Session, job_id: str) -> Job | None:
+    return session.get(Job, job_id)

@@ -1,0 +1,84 @@
+"""What every dialect's routes share: body limits, and errors rendered in the vendor's shape.
+
+Not a dialect itself: each dialect subclasses ``DialectRoute`` and says how its vendor writes
+an error body. Validation errors become ``InvalidRequest`` naming the field; a domain error keeps
+its status from ``errors.STATUS`` unless the vendor documents another; anything unexpected is
+logged and rendered as the vendor's internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Callable
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from pixelserve.errors import InvalidRequest, PayloadTooLarge, PixelserveError, status_of
+
+log = logging.getLogger(__name__)
+
+
+def validation_message(exc: RequestValidationError) -> InvalidRequest:
+    """The first validation error as one readable message naming the field."""
+    errors = exc.errors()
+    if not errors:
+        return InvalidRequest("invalid request")
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
+    field = ".".join(loc) or None
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "json_invalid":
+        return InvalidRequest("body is not valid JSON")
+    if not field and first.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+        return InvalidRequest("body must be a JSON object")
+    if first.get("type") == "missing":
+        msg = "is required"
+    return InvalidRequest(msg.removeprefix("Value error, "), field=field)
+
+
+class DialectRoute(APIRoute):
+    """Subclass per dialect and implement ``render``."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+
+    @classmethod
+    def render(cls, exc: PixelserveError, status: int) -> Response:
+        raise NotImplementedError
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+        render = self.render
+
+        async def route(request: Request) -> Response:
+            try:
+                limit = getattr(request.app.state, "max_body_bytes", self.max_body_bytes)
+                declared = request.headers.get("content-length")
+                if declared is not None and declared.isdigit() and int(declared) > limit:
+                    raise PayloadTooLarge(f"request body over {limit} bytes")
+                if request.method in ("POST", "PUT", "PATCH"):
+                    body = b""
+                    async for chunk in request.stream():
+                        body += chunk
+                        if len(body) > limit:
+                            raise PayloadTooLarge(f"request body over {limit} bytes")
+                    request._body = body  # FastAPI reads the body from here
+                return await handler(request)
+            except RequestValidationError as exc:
+                err = validation_message(exc)
+                return render(err, status_of(err))
+            except PixelserveError as exc:
+                return render(exc, status_of(exc))
+            except HTTPException:
+                raise
+            except json.JSONDecodeError:
+                err = InvalidRequest("body is not valid JSON")
+                return render(err, status_of(err))
+            except Exception as exc:  # a bug; the client still gets the vendor's error shape
+                log.exception("unhandled error on %s", request.url.path)
+                return render(PixelserveError(f"internal error ({type(exc).__name__})"), 500)
+
+        return route

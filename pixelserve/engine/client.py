@@ -1,0 +1,62 @@
+"""The contract between the service layer and whatever runs the pipelines.
+
+The embedded default is ``engine.local.LocalEngine`` (in-process queue, one worker per device).
+A supervised worker process or a Ray Serve deployment implements the same protocol; nothing
+above the engine needs to know which one it talks to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+from pixelserve.core.request import GenerationRequest, GenerationResult
+
+#: Called as ``on_progress(step, total_steps)``; always on the event loop, never from a worker thread.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    family: str
+    tasks: tuple[str, ...]
+    has_refiner: bool
+    demo: bool  # tiny random-weight model: draws noise
+    loaded: bool
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    ready: bool  # every configured model is loaded on every device
+    devices: tuple[str, ...]
+    queue_depth: int
+    queue_capacity: int
+    running: int
+    loading_error: str | None = None
+    detail: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class EngineClient(Protocol):
+    async def start(self) -> None:
+        """Start workers and begin loading models; returns without waiting for the load."""
+
+    async def stop(self) -> None:
+        """Cancel queued jobs, let running ones stop, release models."""
+
+    async def submit(
+        self, job_id: str, request: GenerationRequest, on_progress: ProgressCallback | None = None
+    ) -> GenerationResult:
+        """Queue a validated request and wait for its result.
+
+        Raises ``Overloaded`` when the queue is full, ``NotReady`` before models are loaded,
+        ``Cancelled`` when ``cancel(job_id)`` was called or the awaiting task was cancelled.
+        """
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued or running job; True if it was known."""
+
+    def health(self) -> EngineHealth: ...
+
+    def models(self) -> list[ModelInfo]: ...

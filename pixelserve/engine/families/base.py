@@ -1,0 +1,103 @@
+"""What every diffusers-backed family shares: per-call pipelines, seeds, progress, cancellation."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import torch
+
+from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.schedulers import make_scheduler
+
+
+class JobCancelled(Exception):
+    """Raised from the step callback to stop a pipeline between two denoising steps."""
+
+
+StepCallback = Callable[[int, int], None]
+
+
+class Family:
+    name = ""
+    #: task -> diffusers pipeline class name
+    task_pipelines: dict[str, str] = {}
+    refiner_pipeline: str | None = None
+
+    def pipeline_class(self) -> Any:
+        import diffusers
+
+        return getattr(diffusers, self.task_pipelines["txt2img"])
+
+    def refiner_class(self) -> Any:
+        import diffusers
+
+        if self.refiner_pipeline is None:
+            raise ValueError(f"family {self.name} has no refiner")
+        return getattr(diffusers, self.refiner_pipeline)
+
+    # -- helpers the families' run() steps use ---------------------------------------------
+    def task_pipeline(self, base: Any, task: str, scheduler_name: str | None) -> Any:
+        """A new pipeline object for this call sharing the loaded components (no weight copies).
+
+        Each call gets its own scheduler instance, so concurrent or queued jobs never race
+        on scheduler state or on a globally swapped sampler.
+        """
+        import diffusers
+
+        cls = getattr(diffusers, self.task_pipelines[task])
+        components = dict(base.components)
+        components["scheduler"] = make_scheduler(scheduler_name, base.scheduler.config)
+        params = _init_params(cls)
+        if "requires_safety_checker" in params:  # safety is pixelserve's post-processing step
+            components["requires_safety_checker"] = False
+        pipe = cls(**{k: v for k, v in components.items() if k in params})
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    @staticmethod
+    def generators(seeds: tuple[int, ...], device: str) -> list[torch.Generator]:
+        # One generator per image: image i depends only on seeds[i], whatever the batch.
+        gen_device = "cpu" if device == "mps" else device
+        return [torch.Generator(gen_device).manual_seed(int(s)) for s in seeds]
+
+    @staticmethod
+    def step_callback(total: int, on_step: StepCallback | None, cancel: threading.Event | None, offset: int = 0):
+        def callback(pipe, step, timestep, callback_kwargs):
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled()
+            if on_step is not None:
+                on_step(offset + step + 1, total)
+            return callback_kwargs
+
+        return callback
+
+    def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
+            cancel: threading.Event | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    @staticmethod
+    def task_kwargs(request: GenerationRequest) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if request.task in ("img2img", "inpaint"):
+            kwargs["image"] = request.init_image
+            if request.strength is not None:
+                kwargs["strength"] = request.strength
+        if request.task == "inpaint":
+            kwargs["mask_image"] = request.mask_image
+        if request.task in ("txt2img", "inpaint"):
+            kwargs["width"], kwargs["height"] = request.width, request.height
+        return kwargs
+
+    @staticmethod
+    def effective_steps(request: GenerationRequest) -> int:
+        """Denoising steps actually run (img2img strength skips the first ones)."""
+        if request.task in ("img2img", "inpaint") and request.strength is not None:
+            return max(1, int(request.steps * request.strength))
+        return request.steps
+
+
+def _init_params(cls: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters)

@@ -1,0 +1,63 @@
+"""Stable Diffusion XL: txt2img, img2img, inpainting, with an optional refiner."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import torch
+
+from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.families.base import Family, StepCallback
+
+#: Fraction of the denoising done by the base model when a refiner finishes the job
+#: (the split diffusers documents as "ensemble of expert denoisers").
+REFINER_SWITCH = 0.8
+
+
+class SDXLFamily(Family):
+    name = "sdxl"
+    task_pipelines = {
+        "txt2img": "StableDiffusionXLPipeline",
+        "img2img": "StableDiffusionXLImg2ImgPipeline",
+        "inpaint": "StableDiffusionXLInpaintPipeline",
+    }
+    refiner_pipeline = "StableDiffusionXLImg2ImgPipeline"
+
+    def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
+            cancel: threading.Event | None = None) -> list[Any]:
+        # 1. A per-call pipeline for the task, with its own scheduler.
+        pipe = self.task_pipeline(model.pipe, request.task, request.scheduler)
+        use_refiner = model.refiner is not None and request.use_refiner is not False
+        # 2. One generator per seed.
+        generators = self.generators(request.seeds, model.device)
+        n = len(generators)
+        total = self.effective_steps(request)
+        common = dict(
+            prompt=[request.prompt] * n,
+            negative_prompt=[request.negative_prompt or ""] * n,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            generator=generators,
+        )
+        with torch.inference_mode():
+            if not use_refiner:
+                # 3a. Base model alone.
+                out = pipe(callback_on_step_end=self.step_callback(total, on_step, cancel),
+                           **common, **self.task_kwargs(request))
+                return list(out.images)
+            # 3b. Base model denoises the first part and hands latents to the refiner.
+            base_steps = int(total * REFINER_SWITCH)
+            latents = pipe(
+                denoising_end=REFINER_SWITCH, output_type="latent",
+                callback_on_step_end=self.step_callback(total, on_step, cancel),
+                **common, **self.task_kwargs(request),
+            ).images
+            refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)
+            # 4. Refiner finishes the remaining steps.
+            out = refiner(
+                image=latents, denoising_start=REFINER_SWITCH,
+                callback_on_step_end=self.step_callback(total, on_step, cancel, offset=base_steps),
+                **common,
+            )
+        return list(out.images)

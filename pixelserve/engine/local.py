@@ -1,0 +1,206 @@
+"""The embedded engine: a bounded queue and one worker per device, pipelines off the event loop.
+
+Each device has its own single thread: a pipeline call never blocks the event loop, and
+two jobs never share a device's pipeline objects at the same time. Jobs are taken from one
+shared queue, so every device stays busy. Cancellation (client gone, explicit cancel) stops
+a queued job before it starts and a running one between two denoising steps.
+
+Later engines (supervised worker process, Ray Serve) implement the same ``EngineClient``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pixelserve.core.models import ModelSpec
+from pixelserve.core.request import GenerationRequest, GenerationResult
+from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
+from pixelserve.engine.families import family_for
+from pixelserve.engine.families.base import JobCancelled
+from pixelserve.engine.registry import ModelRegistry
+from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
+
+log = logging.getLogger(__name__)
+
+
+def available_devices(requested: str = "auto") -> list[str]:
+    if requested != "auto":
+        return [d.strip() for d in requested.split(",") if d.strip()]
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+@dataclass
+class _Job:
+    id: str
+    request: GenerationRequest
+    future: asyncio.Future
+    on_progress: ProgressCallback | None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+class LocalEngine:
+    def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
+                 max_queue: int = 64):
+        import diffusers
+
+        diffusers.utils.logging.set_verbosity_error()  # per-call pipelines would log on every job
+        self.registry = ModelRegistry(specs, cache_dir)
+        self.devices = available_devices(devices)
+        self.max_queue = max_queue
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._jobs: dict[str, _Job] = {}
+        self._running: set[str] = set()
+        self._executors = {d: ThreadPoolExecutor(1, thread_name_prefix=f"engine-{d}") for d in self.devices}
+        self._tasks: list[asyncio.Task] = []
+        self._ready = False
+        self._loading_error: str | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._tasks = [asyncio.create_task(self._load_all(), name="engine-load")]
+
+    async def wait_ready(self) -> None:
+        await self._tasks[0]
+
+    async def _load_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.gather(*(
+                loop.run_in_executor(self._executors[d], self.registry.get, mid, d)
+                for d in self.devices for mid in self.registry.specs
+            ))
+        except Exception as e:  # a bad checkpoint: stay alive, not ready, and say why
+            log.exception("model loading failed")
+            self._loading_error = f"{type(e).__name__}: {e}"
+            return
+        self._ready = True
+        self._tasks += [asyncio.create_task(self._worker(d), name=f"engine-worker-{d}") for d in self.devices]
+        log.info("engine ready: %d model(s) on %s", len(self.registry.specs), ", ".join(self.devices))
+
+    async def stop(self) -> None:
+        for job in list(self._jobs.values()):
+            job.cancel.set()
+            if not job.future.done():
+                job.future.set_exception(Cancelled("server shutting down"))
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for ex in self._executors.values():
+            ex.shutdown(wait=True, cancel_futures=True)
+        for mid in self.registry.specs:
+            for d in self.devices:
+                self.registry.unload(mid, d)
+
+    # -- jobs --------------------------------------------------------------------------------
+    async def submit(self, job_id: str, request: GenerationRequest,
+                     on_progress: ProgressCallback | None = None) -> GenerationResult:
+        if not self._ready:
+            raise NotReady(self._loading_error or "models are still loading; retry shortly")
+        if request.model not in self.registry.specs:
+            raise EngineFailure(f"unknown model {request.model!r}")
+        loop = asyncio.get_running_loop()
+        job = _Job(job_id, request, loop.create_future(), on_progress)
+        try:
+            self._queue.put_nowait(job)
+        except asyncio.QueueFull:
+            raise Overloaded(f"queue full ({self.max_queue} jobs waiting); retry later") from None
+        self._jobs[job_id] = job
+        try:
+            # shield: a cancelled awaiter must not cancel the future the worker will settle.
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            self.cancel(job_id)
+            raise
+        finally:
+            self._jobs.pop(job_id, None)
+
+    def cancel(self, job_id: str) -> bool:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        job.cancel.set()
+        return True
+
+    async def _worker(self, device: str) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            job = await self._queue.get()
+            try:
+                if job.cancel.is_set() or job.future.done():
+                    if not job.future.done():
+                        job.future.set_exception(Cancelled("cancelled before it started"))
+                    continue
+                self._running.add(job.id)
+                started = time.perf_counter()
+                try:
+                    images = await loop.run_in_executor(self._executors[device], self._run, job, device, loop)
+                except JobCancelled:
+                    _settle(job.future, exc=Cancelled("cancelled while running"))
+                except torch.OutOfMemoryError as e:
+                    self._recover_memory(device)
+                    _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+                except Exception as e:  # a failed job must never take the worker down
+                    log.exception("job %s failed", job.id)
+                    _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+                else:
+                    done = time.perf_counter()
+                    _settle(job.future, result=GenerationResult(
+                        images=images, seeds=list(job.request.seeds), model=job.request.model,
+                        timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3},
+                    ))
+            finally:
+                self._running.discard(job.id)
+                self._queue.task_done()
+
+    def _run(self, job: _Job, device: str, loop: asyncio.AbstractEventLoop):
+        model = self.registry.get(job.request.model, device)
+        family = family_for(model.spec.family)
+
+        def on_step(step: int, total: int) -> None:
+            if job.on_progress is not None:
+                loop.call_soon_threadsafe(job.on_progress, step, total)
+
+        return family.run(model, job.request, on_step=on_step, cancel=job.cancel)
+
+    @staticmethod
+    def _recover_memory(device: str) -> None:
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    # -- introspection -----------------------------------------------------------------------
+    def health(self) -> EngineHealth:
+        return EngineHealth(
+            ready=self._ready, devices=tuple(self.devices),
+            queue_depth=self._queue.qsize() if self._queue else 0, queue_capacity=self.max_queue,
+            running=len(self._running), loading_error=self._loading_error,
+        )
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(id=s.id, family=s.family, tasks=s.tasks, has_refiner=s.refiner is not None,
+                      demo=s.is_demo, loaded=all(self.registry.is_loaded(s.id, d) for d in self.devices))
+            for s in self.registry.specs.values()
+        ]
+
+
+def _settle(future: asyncio.Future, result=None, exc: Exception | None = None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

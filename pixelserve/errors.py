@@ -1,0 +1,85 @@
+"""Domain exceptions and the one table that maps them to HTTP statuses.
+
+Raise these anywhere; each dialect renders them in its vendor's error body (see
+``dialects/<vendor>/router.py``). A 500 is a bug: bad input never produces one.
+"""
+
+from __future__ import annotations
+
+
+class PixelserveError(Exception):
+    """Base of every error pixelserve raises on purpose."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+class InvalidRequest(PixelserveError):
+    """The request is malformed or a field is out of range."""
+
+
+class Unauthorized(PixelserveError):
+    """Missing or wrong credentials."""
+
+
+class Forbidden(PixelserveError):
+    """Valid credentials, but not allowed (revoked key, expired signed URL)."""
+
+
+class NotFound(PixelserveError):
+    """The addressed object does not exist (or is not the caller's)."""
+
+
+class NotSupported(PixelserveError):
+    """A feature of the wire format this server does not implement (yet)."""
+
+
+class PayloadTooLarge(PixelserveError):
+    """Body or image over the configured size limits."""
+
+
+class QuotaExceeded(PixelserveError):
+    """A rate limit or quota was hit."""
+
+
+class Overloaded(PixelserveError):
+    """The queue is full; retry later."""
+
+
+class NotReady(PixelserveError):
+    """Models are still loading."""
+
+
+class Cancelled(PixelserveError):
+    """The job was cancelled (client went away, or an explicit cancel)."""
+
+
+class EngineFailure(PixelserveError):
+    """The engine failed on a valid request (out of memory, a crashed worker)."""
+
+
+STATUS: dict[type[PixelserveError], int] = {
+    InvalidRequest: 422,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    PayloadTooLarge: 413,
+    QuotaExceeded: 429,
+    Cancelled: 499,
+    EngineFailure: 500,
+    NotSupported: 501,
+    Overloaded: 503,
+    NotReady: 503,
+}
+
+
+def status_of(exc: PixelserveError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500

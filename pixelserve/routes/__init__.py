@@ -1,0 +1,1 @@
+"""Dialect-neutral HTTP routes: health, signed image URLs, and shared FastAPI dependencies."""

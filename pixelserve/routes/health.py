@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live")
+async def live() -> dict:
+    """The process is up (models may still be loading)."""
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    """200 once every configured model is loaded, 503 before (or when loading failed)."""
+    h = request.app.state.engine.health()
+    body = {
+        "status": "ready" if h.ready else ("error" if h.loading_error else "loading"),
+        "devices": list(h.devices), "queue_depth": h.queue_depth, "queue_capacity": h.queue_capacity,
+        "running": h.running,
+        "models": [{"id": m.id, "family": m.family, "loaded": m.loaded, "demo": m.demo}
+                   for m in request.app.state.engine.models()],
+    }
+    if h.loading_error:
+        body["error"] = h.loading_error
+    return JSONResponse(body, status_code=200 if h.ready else 503)

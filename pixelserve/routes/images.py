@@ -1,0 +1,24 @@
+"""Serves stored images at signed, expiring URLs (see storage/signing.py)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from pixelserve.core.images import CONTENT_TYPES
+from pixelserve.errors import PixelserveError, status_of
+from pixelserve.storage.base import check_key
+
+router = APIRouter(tags=["images"])
+
+
+@router.get("/v1/images/{key:path}")
+async def get_image(key: str, request: Request, expires: int = 0, signature: str = "") -> Response:
+    try:
+        check_key(key)
+        request.app.state.signer.verify(key, expires, signature)
+        data = request.app.state.store.get(key)
+    except PixelserveError as e:
+        return JSONResponse({"detail": str(e)}, status_code=status_of(e))
+    ext = key.rsplit(".", 1)[-1]
+    return Response(data, media_type=CONTENT_TYPES[ext], headers={"Cache-Control": "private, max-age=600"})

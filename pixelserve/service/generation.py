@@ -1,0 +1,131 @@
+"""validate -> record -> submit -> store -> record: the path every dialect's request takes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pixelserve.core.images import CONTENT_TYPES, encode_image
+from pixelserve.core.request import GenerationRequest
+from pixelserve.core.validate import Limits, validate
+from pixelserve.db.crud import jobs
+from pixelserve.db.crud.keys import KeyInfo
+from pixelserve.engine.client import EngineClient
+from pixelserve.errors import Cancelled, PixelserveError
+from pixelserve.storage.base import ImageStore
+from pixelserve.storage.signing import UrlSigner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    format: str = "png"  # png | jpeg | webp
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
+class ServedImage:
+    id: str
+    seed: int
+    data: bytes
+    content_type: str
+    storage_key: str
+
+
+@dataclass(frozen=True)
+class ServiceResult:
+    job_id: str
+    model: str
+    images: list[ServedImage]
+    timings_ms: dict[str, float]
+
+
+class GenerationService:
+    def __init__(self, engine: EngineClient, sessions: sessionmaker[Session], store: ImageStore,
+                 signer: UrlSigner, limits: Limits = Limits()):
+        self.engine = engine
+        self.sessions = sessions
+        self.store = store
+        self.signer = signer
+        self.limits = limits
+        self.progress: dict[str, float] = {}
+
+    def check(self, request: GenerationRequest) -> GenerationRequest:
+        """Validate against the engine's models; raises before anything is recorded or charged."""
+        return validate(request, self.engine.models(), self.limits)
+
+    async def generate(self, request: GenerationRequest, *, dialect: str, key: KeyInfo | None,
+                       output: OutputOptions = OutputOptions()) -> ServiceResult:
+        request = self.check(request)
+        job_id = str(uuid.uuid4())
+        await asyncio.to_thread(self._db, jobs.create_job, job_id, dialect=dialect, model=request.model,
+                                request=request.describe(), api_key_id=key.id if key else None)
+        started = False
+
+        def on_progress(step: int, total: int) -> None:
+            nonlocal started
+            if not started:
+                started = True
+                asyncio.get_running_loop().run_in_executor(None, self._db, jobs.mark_running, job_id)
+            self.progress[job_id] = step / max(total, 1)
+
+        try:
+            result = await self.engine.submit(job_id, request, on_progress)
+            images = await asyncio.to_thread(self._store_images, job_id, result.images, result.seeds, output)
+        except asyncio.CancelledError:
+            await asyncio.shield(asyncio.to_thread(self._db, jobs.fail_job, job_id, "client disconnected", cancelled=True))
+            raise
+        except PixelserveError as e:
+            await asyncio.to_thread(self._db, jobs.fail_job, job_id, str(e), cancelled=isinstance(e, Cancelled))
+            raise
+        except Exception as e:
+            await asyncio.to_thread(self._db, jobs.fail_job, job_id, f"{type(e).__name__}: {e}")
+            raise
+        finally:
+            self.progress.pop(job_id, None)
+        await asyncio.to_thread(self._db, jobs.finish_job, job_id, [
+            jobs.StoredImage(im.id, i, im.seed, im.storage_key, im.content_type) for i, im in enumerate(images)
+        ])
+        return ServiceResult(job_id=job_id, model=request.model, images=images, timings_ms=result.timings_ms)
+
+    def image_url(self, base_url: str, storage_key: str) -> str:
+        return self.signer.sign(base_url, storage_key)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _db(self, fn, *args, **kwargs):
+        with self.sessions() as session:
+            return fn(session, *args, **kwargs)
+
+    def _store_images(self, job_id: str, images, seeds, output: OutputOptions) -> list[ServedImage]:
+        out = []
+        for image, seed in zip(images, seeds):
+            image_id = str(uuid.uuid4())
+            data = encode_image(image, output.format, output.quality)
+            key = f"{job_id}/{image_id}.{output.format}"
+            self.store.put(key, data, CONTENT_TYPES[output.format])
+            out.append(ServedImage(image_id, seed, data, CONTENT_TYPES[output.format], key))
+        return out
+
+
+async def cancel_on_disconnect(is_disconnected: Callable[[], Awaitable[bool]], work: Awaitable,
+                               poll_seconds: float = 0.25):
+    """Run ``work``; cancel it (and so its engine job) as soon as the client goes away."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=poll_seconds)
+            if done:
+                return task.result()
+            if await is_disconnected():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise Cancelled("client disconnected")
+    finally:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,77 @@
+"""Settings, read once from the environment (prefix ``PIXELSERVE_``) in ``create_app``."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pixelserve.core.models import ModelsConfig, demo_config, load_models_config
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIXELSERVE_", extra="ignore")
+
+    #: Holds the database, the image store, the tiny-model cache and generated secrets.
+    data_dir: Path = Path("data")
+    #: TOML model configuration (see core/models.py); unset: tiny demo models that draw noise.
+    models_config: Path | None = None
+    #: SQLAlchemy URL; default: SQLite in data_dir.
+    database_url: str | None = None
+    #: Absolute base for signed image URLs (e.g. https://images.example.com); unset: the request's own.
+    public_base_url: str | None = None
+    url_ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)
+    #: HMAC secret for signed URLs; unset: generated once and kept in data_dir/secrets/.
+    url_signing_secret: str | None = None
+    auth_enabled: bool = True
+    devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
+    max_queue: int = Field(64, ge=1, le=100_000)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("public_base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'pixelserve.db'}"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @cached_property
+    def models(self) -> ModelsConfig:
+        return load_models_config(self.models_config) if self.models_config else demo_config()
+
+    def signing_secret(self) -> bytes:
+        """The URL-signing secret: configured, or generated on first start and kept."""
+        if self.url_signing_secret:
+            return self.url_signing_secret.encode()
+        path = self.data_dir / "secrets" / "url_signing.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_urlsafe(48))
+            tmp.chmod(0o600)
+            tmp.replace(path)
+        return path.read_text().strip().encode()

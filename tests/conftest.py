@@ -1,0 +1,60 @@
+"""Shared fixtures: one tiny-model cache for the whole run, and a ready app per need."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pixelserve.app import create_app
+from pixelserve.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory) -> Path:
+    """A cache folder holding the tiny models, built once per test run."""
+    from pixelserve.engine import tiny
+
+    cache = tmp_path_factory.mktemp("cache")
+    for family in tiny.TINY_FAMILIES:
+        tiny.ensure_tiny_model(family, cache / "tiny")
+    return cache
+
+
+def make_settings(data_dir: Path, tiny_cache: Path, **overrides) -> Settings:
+    """Settings on a fresh data dir that reuses the built tiny models (copied, not rebuilt)."""
+    cache = data_dir / "cache"
+    if not cache.exists():
+        shutil.copytree(tiny_cache, cache)
+    return Settings(data_dir=data_dir, **overrides)
+
+
+def wait_ready(client: TestClient, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/health/ready").status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not ready: {client.get('/health/ready').json()}")
+
+
+@pytest.fixture(scope="session")
+def app_client(tmp_path_factory, tiny_cache):
+    """One ready server for the API tests (its data dir is shared by them)."""
+    settings = make_settings(tmp_path_factory.mktemp("data"), tiny_cache)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+@pytest.fixture(scope="session")
+def api_key(app_client) -> str:
+    from pixelserve.db.crud.keys import create_key
+
+    with app_client.app.state.sessions() as s:
+        _, key = create_key(s, "tests")
+    return key
