@@ -1,0 +1,43 @@
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from pixelserve.core.images import decode_base64_image, encode_image
+from pixelserve.errors import InvalidRequest, PayloadTooLarge
+
+
+def png_b64(size=(32, 16), mode="RGB"):
+    buf = io.BytesIO()
+    Image.new(mode, size, "red").save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize("fmt, pil", [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
+def test_encode_roundtrip(fmt, pil):
+    data = encode_image(Image.new("RGB", (40, 24), "blue"), fmt, 80)
+    im = Image.open(io.BytesIO(data))
+    assert (im.format, im.size) == (pil, (40, 24))
+
+
+def test_decode_plain_newlines_and_data_url():
+    b64 = png_b64()
+    wrapped = "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76))  # base64.encodebytes style
+    for value in (b64, wrapped, "data:image/png;base64," + b64):
+        im = decode_base64_image(value, field="image", max_bytes=10**6, max_pixels=10**6)
+        assert im.size == (32, 16) and im.mode == "RGB"
+
+
+@pytest.mark.parametrize("value", ["", "!!!notbase64", base64.b64encode(b"not an image").decode()])
+def test_decode_rejects_garbage(value):
+    with pytest.raises(InvalidRequest) as e:
+        decode_base64_image(value, field="image", max_bytes=10**6, max_pixels=10**6)
+    assert e.value.field == "image"
+
+
+def test_decode_limits_bytes_and_pixels_before_decoding():
+    with pytest.raises(PayloadTooLarge):
+        decode_base64_image(png_b64(), field="image", max_bytes=20, max_pixels=10**6)
+    with pytest.raises(PayloadTooLarge):
+        decode_base64_image(png_b64((200, 200)), field="image", max_bytes=10**6, max_pixels=100 * 100)

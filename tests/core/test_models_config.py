@@ -1,0 +1,56 @@
+import pytest
+
+from pixelserve.core.models import ConfigError, demo_config, load_models_config
+
+
+def write(tmp_path, text):
+    f = tmp_path / "models.toml"
+    f.write_text(text)
+    return f
+
+
+def test_demo_config_maps_karlo_versions():
+    cfg = demo_config()
+    assert cfg.karlo == {"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"}
+    assert all(m.is_demo for m in cfg.models.values())
+
+
+def test_loads_relative_paths(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "one.safetensors").write_bytes(b"x")
+    cfg = load_models_config(write(tmp_path, """
+[models.xl]
+family = "sdxl"
+path = "base"
+[models.v15]
+family = "sd"
+path = "one.safetensors"
+[karlo]
+"v2.1" = "xl"
+"""))
+    assert cfg.models["xl"].path == (tmp_path / "base").resolve()
+    assert cfg.models["v15"].family == "sd" and cfg.karlo == {"v2.1": "xl"}
+
+
+@pytest.mark.parametrize("text, words", [
+    ("", "no [models"),
+    ("[models.a]\nfamily='dalle'\npath='.'", "family"),
+    ("[models.a]\nfamily='sd'\npath='missing'", "does not exist"),
+    ("[models.a]\nfamily='sd'\npath='.'\nrefiner='.'", "refiner"),
+    ("[models.a]\nfamily='sd'\npath='.'\ncolour='red'", "unknown keys"),
+    ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v2.1'='b'", "unknown model"),
+    ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v9'='a'", "unknown version"),
+    ("not toml [", "cannot read"),
+])
+def test_bad_config_fails_with_a_reason(tmp_path, text, words):
+    with pytest.raises(ConfigError) as e:
+        load_models_config(write(tmp_path, text))
+    assert words in str(e.value)
+
+
+def test_bad_config_fails_at_app_creation(tmp_path):
+    from pixelserve.app import create_app
+    from pixelserve.settings import Settings
+
+    with pytest.raises(ConfigError):
+        create_app(Settings(data_dir=tmp_path, models_config=write(tmp_path, "[models.a]\nfamily='x'\npath='.'")))

@@ -1,0 +1,183 @@
+"""The in-process engine: queue bounds, cancellation, progress, failures that leave it serving."""
+
+import asyncio
+import threading
+
+import pytest
+import torch
+
+from pixelserve.core.models import ModelSpec, demo_config
+from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.local import LocalEngine
+from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
+
+
+def req(**kw):
+    base = dict(model="tiny-sd", prompt="a cat", width=64, height=64, steps=3, seeds=(1,))
+    base.update(kw)
+    return GenerationRequest(**base)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def started(tiny_cache, **kw):
+    engine = LocalEngine(demo_config().models, tiny_cache, **kw)
+    await engine.start()
+    await engine.wait_ready()
+    return engine
+
+
+def test_generates_with_progress_in_order(tiny_cache):
+    async def go():
+        engine = await started(tiny_cache)
+        steps = []
+        try:
+            res = await engine.submit("j", req(steps=4, seeds=(1, 2), num_images=2),
+                                      lambda s, t: steps.append((s, t)))
+        finally:
+            await engine.stop()
+        return res, steps
+
+    res, steps = run(go())
+    assert [im.size for im in res.images] == [(64, 64), (64, 64)] and res.seeds == [1, 2]
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert res.timings_ms["run"] > 0
+
+
+def test_not_ready_before_models_load(tiny_cache):
+    async def go():
+        engine = LocalEngine(demo_config().models, tiny_cache)
+        await engine.start()
+        assert engine.health().ready is False
+        with pytest.raises(NotReady):
+            await engine.submit("j", req())
+        await engine.wait_ready()
+        assert engine.health().ready is True
+        await engine.stop()
+
+    run(go())
+
+
+def test_loading_failure_is_reported_not_ready(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights")
+
+    async def go():
+        engine = LocalEngine({"b": ModelSpec("b", "sd", bad)}, tmp_path)
+        await engine.start()
+        await engine.wait_ready()
+        h = engine.health()
+        await engine.stop()
+        return h
+
+    h = run(go())
+    assert h.ready is False and "safetensors" in h.loading_error
+
+
+def test_full_queue_answers_overloaded(tiny_cache, monkeypatch):
+    release = threading.Event()
+
+    async def go():
+        engine = await started(tiny_cache, max_queue=1)
+        monkeypatch.setattr(engine, "_run", lambda job, device, loop: release.wait(10) and [])
+        first = asyncio.create_task(engine.submit("a", req()))
+        while engine.health().running == 0:
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(engine.submit("b", req()))
+        await asyncio.sleep(0.05)
+        assert engine.health().queue_depth == 1
+        with pytest.raises(Overloaded):
+            await engine.submit("c", req())
+        release.set()
+        await asyncio.gather(first, second)
+        await engine.stop()
+
+    run(go())
+
+
+def test_cancel_stops_a_running_job_and_the_worker_goes_on(tiny_cache):
+    async def go():
+        engine = await started(tiny_cache)
+        seen = []
+
+        def progress(step, total):
+            seen.append(step)
+            if step == 2:
+                engine.cancel("long")
+
+        with pytest.raises(Cancelled):
+            await engine.submit("long", req(steps=200), progress)
+        after = await engine.submit("next", req())
+        await engine.stop()
+        return seen, after
+
+    seen, after = run(go())
+    assert max(seen) < 200  # stopped between steps, not after all of them
+    assert len(after.images) == 1
+
+
+def test_abandoned_waiter_cancels_its_job(tiny_cache):
+    """A client that goes away (its request task is cancelled) stops its engine job."""
+
+    async def go():
+        engine = await started(tiny_cache)
+        seen = []
+        task = asyncio.create_task(engine.submit("gone", req(steps=300), lambda s, t: seen.append(s)))
+        while not seen:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        while engine.health().running:
+            await asyncio.sleep(0.01)
+        n = len(seen)
+        await engine.stop()
+        return n
+
+    assert run(go()) < 300
+
+
+def test_out_of_memory_fails_the_job_not_the_engine(tiny_cache, monkeypatch):
+    async def go():
+        engine = await started(tiny_cache)
+        real = engine._run
+        calls = []
+
+        def oom_once(job, device, loop):
+            calls.append(job.id)
+            if len(calls) == 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return real(job, device, loop)
+
+        monkeypatch.setattr(engine, "_run", oom_once)
+        with pytest.raises(EngineFailure, match="out of memory"):
+            await engine.submit("oom", req())
+        ok = await engine.submit("after", req())
+        await engine.stop()
+        return ok
+
+    assert len(run(go()).images) == 1
+
+
+def test_every_task_runs_on_both_families(tiny_cache):
+    from PIL import Image
+
+    init = Image.new("RGB", (64, 64), "gray")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+
+    async def go():
+        engine = await started(tiny_cache)
+        out = {}
+        for model in ("tiny-sd", "tiny-sdxl"):
+            for task, extra in (("txt2img", {}), ("img2img", {"init_image": init, "strength": 0.5}),
+                                ("inpaint", {"init_image": init, "mask_image": mask, "strength": 0.9})):
+                res = await engine.submit(f"{model}-{task}", req(model=model, task=task, scheduler="euler_a", **extra))
+                out[(model, task)] = res.images[0].size
+        await engine.stop()
+        return out
+
+    sizes = run(go())
+    assert len(sizes) == 6 and set(sizes.values()) == {(64, 64)}

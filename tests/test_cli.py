@@ -1,0 +1,50 @@
+"""The command line: keys, models, one-shot generate."""
+
+import shutil
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from pixelserve.cli import cli
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path, tiny_cache, monkeypatch):
+    shutil.copytree(tiny_cache, tmp_path / "cache")
+    monkeypatch.setenv("PIXELSERVE_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_keys_create_list_revoke(data_dir):
+    r = runner.invoke(cli, ["keys", "create", "--name", "alice"])
+    assert r.exit_code == 0, r.output
+    key = r.stdout.strip().splitlines()[-1]
+    assert key.startswith("ps_") and len(key) > 40 and " " not in key
+    listed = runner.invoke(cli, ["keys", "list"]).stdout
+    assert "alice" in listed and "active" in listed and key not in listed
+    assert runner.invoke(cli, ["keys", "revoke", "1"]).exit_code == 0
+    assert "revoked" in runner.invoke(cli, ["keys", "list"]).stdout
+    assert runner.invoke(cli, ["keys", "revoke", "1"]).exit_code == 1
+
+
+def test_models_list_shows_demo_models(data_dir):
+    out = runner.invoke(cli, ["models", "list"]).stdout
+    assert "tiny-sd\tsd" in out and "tiny-sdxl\tsdxl" in out and "karlo v2.1" in out and "noise" in out
+
+
+def test_generate_writes_images(data_dir, tmp_path):
+    out = tmp_path / "out"
+    r = runner.invoke(cli, ["generate", "a cat", "--model", "tiny-sdxl", "--width", "64", "--height", "64",
+                            "--steps", "2", "-n", "2", "--seed", "5", "--seed", "6", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    files = sorted(out.iterdir())
+    assert [f.name for f in files] == ["tiny-sdxl-5.png", "tiny-sdxl-6.png"]
+    assert all(Image.open(f).size == (64, 64) for f in files)
+
+
+def test_generate_rejects_bad_input_with_exit_2(data_dir, tmp_path):
+    r = runner.invoke(cli, ["generate", "a cat", "--model", "tiny-sd", "--width", "65", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "width" in r.output

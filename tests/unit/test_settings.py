@@ -1,0 +1,21 @@
+from pixelserve.settings import Settings
+
+
+def test_signing_secret_is_generated_once_and_kept(tmp_path):
+    a = Settings(data_dir=tmp_path).signing_secret()
+    b = Settings(data_dir=tmp_path).signing_secret()
+    assert a == b and len(a) >= 32
+    assert (tmp_path / "secrets" / "url_signing.key").stat().st_mode & 0o077 == 0
+    assert Settings(data_dir=tmp_path / "other").signing_secret() != a
+
+
+def test_configured_secret_wins(tmp_path):
+    assert Settings(data_dir=tmp_path, url_signing_secret="s3cret").signing_secret() == b"s3cret"
+
+
+def test_env_prefix(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIXELSERVE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PIXELSERVE_AUTH_ENABLED", "false")
+    s = Settings()
+    assert s.data_dir == tmp_path.resolve() and s.auth_enabled is False
+    assert s.db_url == f"sqlite:///{tmp_path.resolve() / 'pixelserve.db'}"
