@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 #: Bump when the tiny architectures change, so stale caches are rebuilt.
 TINY_VERSION = "1"
 TINY_FAMILIES = ("sd", "sdxl")
+#: Everything ensure_tiny_model builds: the families, and an SDXL refiner for the refiner path.
+TINY_MODELS = TINY_FAMILIES + ("sdxl-refiner",)
 
 _TEXT = dict(
     hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
@@ -120,11 +122,36 @@ def build_sdxl(folder: Path) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-_BUILDERS = {"sd": build_sd, "sdxl": build_sdxl}
+def build_sdxl_refiner(folder: Path) -> None:
+    """An SDXL refiner: only the second text encoder, aesthetic-score conditioning."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    torch.manual_seed(1)
+    vocab = write_tiny_tokenizer(folder / "_tok")
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=72,  # 5 * addition_time_embed_dim (aesthetic score) + 32
+        cross_attention_dim=32, norm_num_groups=8,
+    )
+    sched = {k: v for k, v in _SCHEDULER.items() if k not in ("clip_sample", "set_alpha_to_one")}
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=AutoencoderKL(**_VAE), text_encoder=None, text_encoder_2=_text_encoder(vocab, True),
+        tokenizer=None, tokenizer_2=CLIPTokenizer.from_pretrained(folder / "_tok"), unet=unet,
+        scheduler=EulerDiscreteScheduler(**sched), requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+_BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "sdxl-refiner": build_sdxl_refiner}
 
 
 def ensure_tiny_model(family: str, cache_dir: Path) -> Path:
-    """Build the tiny model of ``family`` under ``cache_dir`` once; return its diffusers folder."""
+    """Build the tiny model ``family`` (one of TINY_MODELS) under ``cache_dir`` once; return its folder."""
     import shutil
 
     folder = Path(cache_dir) / f"tiny-{family}-v{TINY_VERSION}"

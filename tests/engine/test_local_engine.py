@@ -181,3 +181,30 @@ def test_every_task_runs_on_both_families(tiny_cache):
 
     sizes = run(go())
     assert len(sizes) == 6 and set(sizes.values()) == {(64, 64)}
+
+
+def test_sdxl_refiner_finishes_the_last_steps(tiny_cache):
+    import numpy as np
+
+    from pixelserve.engine import tiny
+
+    base = tiny.ensure_tiny_model("sdxl", tiny_cache / "tiny")
+    refiner = tiny.ensure_tiny_model("sdxl-refiner", tiny_cache / "tiny")
+
+    async def go():
+        engine = LocalEngine({"xl": ModelSpec("xl", "sdxl", base, refiner=refiner)}, tiny_cache)
+        await engine.start()
+        await engine.wait_ready()
+        steps = []
+        refined = await engine.submit("a", req(model="xl", steps=10), lambda s, t: steps.append(s))
+        plain = await engine.submit("b", req(model="xl", steps=10, use_refiner=False))
+        model = engine.registry.get("xl", "cpu")
+        shared = model.refiner.vae is model.pipe.vae and model.refiner.text_encoder_2 is model.pipe.text_encoder_2
+        info = engine.models()[0]
+        await engine.stop()
+        return refined.images[0], plain.images[0], steps, shared, info
+
+    refined, plain, steps, shared, info = run(go())
+    assert steps == list(range(1, 11))  # 8 base steps, then 2 refiner steps, reported as one job
+    assert shared and info.has_refiner
+    assert np.abs(np.asarray(refined, dtype=int) - np.asarray(plain, dtype=int)).max() > 0

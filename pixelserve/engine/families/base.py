@@ -49,6 +49,9 @@ class Family:
         components = dict(base.components)
         components["scheduler"] = make_scheduler(scheduler_name, base.scheduler.config)
         params = _init_params(cls)
+        for name in params:  # init options kept in the pipeline config (refiner aesthetics score ...)
+            if name not in components and name in base.config:
+                components[name] = base.config[name]
         if "requires_safety_checker" in params:  # safety is pixelserve's post-processing step
             components["requires_safety_checker"] = False
         pipe = cls(**{k: v for k, v in components.items() if k in params})
