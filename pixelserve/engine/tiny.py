@@ -32,10 +32,21 @@ _VAE = dict(
     down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     sample_size=128,
 )
+_UNET = dict(
+    block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), norm_num_groups=8,
+)
+_SDXL_UNET = dict(
+    _UNET, attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+    addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+)
 _SCHEDULER = dict(
     beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
     clip_sample=False, set_alpha_to_one=False, steps_offset=1,
 )
+
+_EULER = {k: v for k, v in _SCHEDULER.items() if k not in ("clip_sample", "set_alpha_to_one")}
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -78,17 +89,11 @@ def _text_encoder(vocab_size: int, projection: bool = False):
 
 def build_sd(folder: Path) -> None:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTokenizer
 
     torch.manual_seed(0)
     vocab = write_tiny_tokenizer(folder / "_tok")
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
-    )
-    from transformers import CLIPTokenizer
-
+    unet = UNet2DConditionModel(**_UNET, cross_attention_dim=32, attention_head_dim=4)
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL(**_VAE), text_encoder=_text_encoder(vocab),
         tokenizer=CLIPTokenizer.from_pretrained(folder / "_tok"), unet=unet,
@@ -105,19 +110,13 @@ def build_sdxl(folder: Path) -> None:
     torch.manual_seed(0)
     vocab = write_tiny_tokenizer(folder / "_tok")
     unet = UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=80,  # 6 * addition_time_embed_dim + text_encoder_2 projection
-        cross_attention_dim=64, norm_num_groups=8,
+        **_SDXL_UNET, cross_attention_dim=64,  # both text encoders' hidden states, concatenated
+        projection_class_embeddings_input_dim=80,  # 6 time ids * addition_time_embed_dim + pooled 32
     )
     tok = CLIPTokenizer.from_pretrained(folder / "_tok")
-    sched = {k: v for k, v in _SCHEDULER.items() if k not in ("clip_sample", "set_alpha_to_one")}
     pipe = StableDiffusionXLPipeline(
         vae=AutoencoderKL(**_VAE), text_encoder=_text_encoder(vocab), text_encoder_2=_text_encoder(vocab, True),
-        tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=EulerDiscreteScheduler(**sched),
+        tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=EulerDiscreteScheduler(**_EULER),
     )
     pipe.save_pretrained(folder, safe_serialization=True)
 
@@ -130,19 +129,13 @@ def build_sdxl_refiner(folder: Path) -> None:
     torch.manual_seed(1)
     vocab = write_tiny_tokenizer(folder / "_tok")
     unet = UNet2DConditionModel(
-        block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
-        projection_class_embeddings_input_dim=72,  # 5 * addition_time_embed_dim (aesthetic score) + 32
-        cross_attention_dim=32, norm_num_groups=8,
+        **_SDXL_UNET, cross_attention_dim=32,  # the second text encoder alone
+        projection_class_embeddings_input_dim=72,  # 5 time ids (aesthetic score) * 8 + pooled 32
     )
-    sched = {k: v for k, v in _SCHEDULER.items() if k not in ("clip_sample", "set_alpha_to_one")}
     pipe = StableDiffusionXLImg2ImgPipeline(
         vae=AutoencoderKL(**_VAE), text_encoder=None, text_encoder_2=_text_encoder(vocab, True),
         tokenizer=None, tokenizer_2=CLIPTokenizer.from_pretrained(folder / "_tok"), unet=unet,
-        scheduler=EulerDiscreteScheduler(**sched), requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+        scheduler=EulerDiscreteScheduler(**_EULER), requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
     )
     pipe.save_pretrained(folder, safe_serialization=True)
 
