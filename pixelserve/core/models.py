@@ -6,6 +6,7 @@ Example::
     family = "sdxl"                         # sd | sdxl
     path = "/models/sdxl-base"              # a diffusers folder or one .safetensors file
     refiner = "/models/sdxl-refiner"        # optional (sdxl only)
+    # refiner_config = "/models/refiner-cfg" # a diffusers folder; needed when refiner is one file
 
     [models.sd15]
     family = "sd"
@@ -39,6 +40,8 @@ class ModelSpec:
     #: A diffusers folder whose component configs describe a single-file checkpoint's
     #: architecture; None uses the configs shipped with pixelserve for the family.
     config: Path | None = None
+    #: The same for a single-file refiner (pixelserve ships no refiner configs).
+    refiner_config: Path | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -84,7 +87,7 @@ def load_models_config(file: Path) -> ModelsConfig:
         where = f"models.{mid}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a table")
-        unknown = set(entry) - {"family", "path", "refiner", "config"}
+        unknown = set(entry) - {"family", "path", "refiner", "config", "refiner_config"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
         family = entry.get("family")
@@ -92,10 +95,16 @@ def load_models_config(file: Path) -> ModelsConfig:
             raise ConfigError(f"{where}.family must be one of {FAMILIES}, got {family!r}")
         if "refiner" in entry and family != "sdxl":
             raise ConfigError(f"{where}.refiner is only for the sdxl family")
+        def optional(key: str) -> Path | None:
+            return _path(base, entry[key], f"{where}.{key}") if key in entry else None
+
+        refiner, refiner_config = optional("refiner"), optional("refiner_config")
+        if refiner is not None and refiner.is_file() and refiner_config is None:
+            raise ConfigError(f"{where}.refiner is a single file: also set refiner_config to a diffusers "
+                              "folder with the refiner's component configs (or use a diffusers folder)")
         models[mid] = ModelSpec(
             id=mid, family=family, path=_path(base, entry.get("path"), f"{where}.path"),
-            refiner=_path(base, entry["refiner"], f"{where}.refiner") if "refiner" in entry else None,
-            config=_path(base, entry["config"], f"{where}.config") if "config" in entry else None,
+            refiner=refiner, config=optional("config"), refiner_config=refiner_config,
         )
     if not models:
         raise ConfigError(f"{file} configures no [models.<id>] table")

@@ -112,10 +112,11 @@ class ModelRegistry:
         dtype = default_dtype(device)
         path = self.weights_path(spec)
         log.info("loading model %s (%s) from %s on %s", spec.id, spec.family, path, device)
-        pipe = load_pipeline(family.pipeline_class(), path, spec, dtype, self.cache_dir)
+        pipe = load_pipeline(family.pipeline_class(), path, spec.family, dtype, self.cache_dir, config_dir=spec.config)
         refiner = None
         if spec.refiner is not None:
-            refiner = load_pipeline(family.refiner_class(), spec.refiner, spec, dtype, self.cache_dir, base=pipe)
+            refiner = load_pipeline(family.refiner_class(), spec.refiner, spec.family, dtype, self.cache_dir,
+                                    config_dir=spec.refiner_config, base=pipe)
             refiner.to(device)
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
@@ -124,8 +125,13 @@ class ModelRegistry:
         return LoadedModel(spec=spec, device=device, pipe=pipe, refiner=refiner)
 
 
-def load_pipeline(pipeline_cls: Any, path: Path, spec: ModelSpec, dtype: torch.dtype, cache_dir: Path, base: Any = None) -> Any:
-    """Load one pipeline from a diffusers folder or a single safetensors file, offline."""
+def load_pipeline(pipeline_cls: Any, path: Path, family: str, dtype: torch.dtype, cache_dir: Path, *,
+                  config_dir: Path | None = None, base: Any = None) -> Any:
+    """Load one pipeline from a diffusers folder or a single safetensors file, offline.
+
+    ``config_dir`` describes a single file's architecture (None: the configs shipped for
+    ``family``); ``base`` is the base pipeline a refiner shares components with.
+    """
     fmt = detect_format(path)
     shared = {}
     if base is not None:  # a refiner shares the base model's VAE and second text encoder
@@ -139,6 +145,6 @@ def load_pipeline(pipeline_cls: Any, path: Path, spec: ModelSpec, dtype: torch.d
     from pixelserve.engine import single_file
 
     return single_file.load_single_file(
-        pipeline_cls, path, family=spec.family, config_dir=spec.config, work_dir=cache_dir / "single_file",
+        pipeline_cls, path, family=family, config_dir=config_dir, work_dir=cache_dir / "single_file",
         torch_dtype=dtype, **shared,
     )

@@ -54,3 +54,14 @@ def test_bad_config_fails_at_app_creation(tmp_path):
 
     with pytest.raises(ConfigError):
         create_app(Settings(data_dir=tmp_path, models_config=write(tmp_path, "[models.a]\nfamily='x'\npath='.'")))
+
+
+def test_single_file_refiner_needs_its_config(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "refiner.safetensors").write_bytes(b"x")
+    (tmp_path / "refiner-cfg").mkdir()
+    text = "[models.xl]\nfamily='sdxl'\npath='base'\nrefiner='refiner.safetensors'\n"
+    with pytest.raises(ConfigError, match="refiner_config"):
+        load_models_config(write(tmp_path, text))
+    cfg = load_models_config(write(tmp_path, text + "refiner_config='refiner-cfg'\n"))
+    assert cfg.models["xl"].refiner_config == (tmp_path / "refiner-cfg").resolve()

@@ -13,7 +13,7 @@ from pixelserve.core.models import ModelSpec
 from pixelserve.engine import clip_vocab, single_file, tiny
 from pixelserve.engine.convert import save_single_file
 from pixelserve.engine.families import family_for
-from pixelserve.engine.registry import WeightsFormatError, detect_format, load_pipeline
+from pixelserve.engine.registry import ModelRegistry, WeightsFormatError, detect_format
 
 # Well-known parameter counts of the public models the shipped configs describe.
 SD15_UNET = 859_520_964
@@ -46,8 +46,9 @@ def converted(tiny_cache, tmp_path_factory):
 
 
 def _load(family, path, config, cache):
+    """Through the registry, as the server loads a configured single-file model."""
     spec = ModelSpec(f"tiny-{family}-single", family, path, config=config)
-    pipe = load_pipeline(family_for(family).pipeline_class(), path, spec, torch.float32, cache)
+    pipe = ModelRegistry({spec.id: spec}, cache).get(spec.id, "cpu").pipe
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -185,3 +186,22 @@ def test_pickle_checkpoints_are_refused(tmp_path, converted):
         with pytest.raises(WeightsFormatError):
             single_file.load_single_file(None, bad, family="sd", config_dir=folder, work_dir=tmp_path,
                                          torch_dtype=torch.float32)
+
+
+def test_single_file_sdxl_with_single_file_refiner(converted, tiny_cache, tmp_path):
+    from pixelserve.core.request import GenerationRequest
+
+    base_folder, base_file = converted["sdxl"]
+    refiner_folder = tiny.ensure_tiny_model("sdxl-refiner", tiny_cache / "tiny")
+    refiner_file = save_single_file(refiner_folder, tmp_path / "refiner.safetensors", "sdxl")
+    spec = ModelSpec("xl", "sdxl", base_file, refiner=refiner_file, config=base_folder, refiner_config=refiner_folder)
+    model = ModelRegistry({"xl": spec}, tmp_path).get("xl", "cpu")
+    assert model.refiner is not None and model.refiner.vae is model.pipe.vae
+    from safetensors.torch import load_file
+
+    on_disk = load_file(next((refiner_folder / "unet").glob("*.safetensors")))
+    loaded = model.refiner.unet.state_dict()
+    assert on_disk.keys() == loaded.keys() and all(torch.equal(v, loaded[k]) for k, v in on_disk.items())
+    request = GenerationRequest(model="xl", prompt="a cat", width=64, height=64, steps=5, seeds=(3,))
+    [image] = family_for("sdxl").run(model, request)
+    assert image.size == (64, 64)

@@ -76,4 +76,4 @@ def test_pickle_only_diffusers_folder_is_refused(tiny_cache, tmp_path):
     for st in (dst / "unet").glob("*.safetensors"):
         st.rename(st.with_name("diffusion_pytorch_model.bin"))
     with pytest.raises(WeightsFormatError, match="pickle"):
-        load_pipeline(None, dst, ModelSpec("x", "sd", dst), torch.float32, tmp_path)
+        load_pipeline(None, dst, "sd", torch.float32, tmp_path)
