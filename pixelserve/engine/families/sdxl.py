@@ -8,14 +8,15 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.families.base import Family, StepCallback
+from pixelserve.engine.families.base import StepCallback
+from pixelserve.engine.families.sd import SDFamily
 
 #: Fraction of the denoising done by the base model when a refiner finishes the job
 #: (the split diffusers documents as "ensemble of expert denoisers").
 REFINER_SWITCH = 0.8
 
 
-class SDXLFamily(Family):
+class SDXLFamily(SDFamily):
     name = "sdxl"
     task_pipelines = {
         "txt2img": "StableDiffusionXLPipeline",
@@ -26,9 +27,10 @@ class SDXLFamily(Family):
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
             cancel: threading.Event | None = None) -> list[Any]:
+        if model.refiner is None or request.use_refiner is False:
+            return super().run(model, request, on_step, cancel)  # the base model alone, as SD
         # 1. A per-call pipeline for the task, with its own scheduler.
         pipe = self.task_pipeline(model.pipe, request.task, request.scheduler)
-        use_refiner = model.refiner is not None and request.use_refiner is not False
         # 2. One generator per seed.
         generators = self.generators(request.seeds, model.device)
         n = len(generators)
@@ -41,23 +43,18 @@ class SDXLFamily(Family):
             generator=generators,
         )
         with torch.inference_mode():
-            if not use_refiner:
-                # 3a. Base model alone.
-                out = pipe(callback_on_step_end=self.step_callback(total, on_step, cancel),
-                           **common, **self.task_kwargs(request))
-                return list(out.images)
-            # 3b. Base model denoises the first part and hands latents to the refiner.
-            base_steps = int(total * REFINER_SWITCH)
+            # 3. The base model denoises the first part and hands its latents over.
             latents = pipe(
                 denoising_end=REFINER_SWITCH, output_type="latent",
                 callback_on_step_end=self.step_callback(total, on_step, cancel),
                 **common, **self.task_kwargs(request),
             ).images
+            # 4. The refiner finishes the remaining steps.
             refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)
-            # 4. Refiner finishes the remaining steps.
             out = refiner(
                 image=latents, denoising_start=REFINER_SWITCH,
-                callback_on_step_end=self.step_callback(total, on_step, cancel, offset=base_steps),
+                callback_on_step_end=self.step_callback(total, on_step, cancel, offset=int(total * REFINER_SWITCH)),
                 **common,
             )
+        # 5. PIL images, one per seed.
         return list(out.images)
