@@ -28,8 +28,8 @@ def unsupported_features(body: T2IRequest) -> None:
 def t2i_to_request(body: T2IRequest, model_id: str) -> GenerationRequest:
     unsupported_features(body)
     scheduler = body.scheduler or SCHEDULERS[body.version][0]
-    # prior_num_inference_steps / prior_guidance_scale are range-checked by protocol.py; they
-    # drive the unCLIP prior, which SD and SDXL models do not have.
+    # prior_num_inference_steps / prior_guidance_scale drive the prior of an unCLIP (Karlo) model;
+    # for SD and SDXL, which have none, they are validated and recorded.
     return GenerationRequest(
         model=model_id,
         task="txt2img",
@@ -42,6 +42,8 @@ def t2i_to_request(body: T2IRequest, model_id: str) -> GenerationRequest:
         steps=body.num_inference_steps,
         guidance_scale=body.guidance_scale,
         scheduler=SCHEDULER_MAP[scheduler],
+        prior_steps=body.prior_num_inference_steps,
+        prior_guidance_scale=body.prior_guidance_scale,
     )
 
 
