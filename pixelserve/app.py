@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.max_body_bytes = settings.max_body_bytes
         app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled)
         app.state.service = GenerationService(eng, sessions, store, signer,
-                                              Limits(max_pixels=settings.max_image_pixels))
+                                              Limits(max_pixels=settings.max_image_pixels),
+                                              settings.quota_limits())
         warn_if_demo(settings)
         if not settings.auth_enabled:
             log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")

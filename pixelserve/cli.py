@@ -125,6 +125,26 @@ def keys_list() -> None:
         typer.echo(f"{k.id}\t{k.prefix}…\t{k.name}\t{state}\tcreated {k.created_at:%Y-%m-%d %H:%M}")
 
 
+@keys.command("quota")
+def keys_quota(
+    key_id: int,
+    per_minute: Annotated[Optional[int], typer.Option(min=0, help="0: unlimited; unset: server default")] = None,
+    per_day: Annotated[Optional[int], typer.Option(min=0)] = None,
+    per_month: Annotated[Optional[int], typer.Option(min=0)] = None,
+) -> None:
+    """Set a key's request quotas (options left out fall back to the server defaults)."""
+    from pixelserve.db.crud.quotas import set_limits, usage
+
+    with _sessions()() as s:
+        if not set_limits(s, key_id, per_minute=per_minute, per_day=per_day, per_month=per_month):
+            typer.echo(f"no key {key_id}", err=True)
+            raise typer.Exit(1)
+        used = usage(s, key_id)
+    fmt = lambda v: "default" if v is None else ("unlimited" if v == 0 else str(v))  # noqa: E731
+    typer.echo(f"key {key_id}: per minute {fmt(per_minute)}, per day {fmt(per_day)}, per month {fmt(per_month)}; "
+               f"used {used['minute']}/{used['day']}/{used['month']}")
+
+
 @keys.command("revoke")
 def keys_revoke(key_id: int) -> None:
     from pixelserve.db.crud.keys import revoke_key

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=1, le=100_000)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
+    #: Default request quotas per API key (0: unlimited); `pixelserve keys quota` sets them per key.
+    quota_per_minute: int = Field(0, ge=0)
+    quota_per_day: int = Field(0, ge=0)
+    quota_per_month: int = Field(0, ge=0)
+    #: NSFW score at or above which an image counts as NSFW content.
+    nsfw_threshold: float = Field(0.5, ge=0, le=1)
 
     @field_validator("data_dir")
     @classmethod
@@ -58,6 +64,11 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def quota_limits(self):
+        from pixelserve.db.crud.quotas import QuotaLimits
+
+        return QuotaLimits(self.quota_per_minute, self.quota_per_day, self.quota_per_month)
 
     @cached_property
     def models(self) -> ModelsConfig:

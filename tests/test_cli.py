@@ -48,3 +48,12 @@ def test_generate_writes_images(data_dir, tmp_path):
 def test_generate_rejects_bad_input_with_exit_2(data_dir, tmp_path):
     r = runner.invoke(cli, ["generate", "a cat", "--model", "tiny-sd", "--width", "65", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "width" in r.output
+
+
+def test_keys_quota(data_dir):
+    runner.invoke(cli, ["keys", "create", "--name", "q"])
+    r = runner.invoke(cli, ["keys", "quota", "1", "--per-minute", "3", "--per-day", "0"])
+    assert r.exit_code == 0, r.output
+    assert "per minute 3, per day unlimited, per month default" in r.stdout
+    assert runner.invoke(cli, ["keys", "quota", "99", "--per-minute", "1"]).exit_code == 1
+    assert runner.invoke(cli, ["keys", "quota", "1", "--per-minute", "-1"]).exit_code == 2

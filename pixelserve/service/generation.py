@@ -13,10 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from pixelserve.core.images import CONTENT_TYPES, encode_image
 from pixelserve.core.request import GenerationRequest
 from pixelserve.core.validate import Limits, validate
-from pixelserve.db.crud import jobs
+from pixelserve.db.crud import jobs, quotas
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.engine.client import EngineClient
-from pixelserve.errors import Cancelled, PixelserveError
+from pixelserve.errors import Cancelled, PixelserveError, QuotaExceeded
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
 
@@ -36,6 +36,7 @@ class ServedImage:
     data: bytes
     content_type: str
     storage_key: str
+    nsfw_score: float | None = None  # set when the request asked for the NSFW check
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,13 @@ class ServiceResult:
 
 class GenerationService:
     def __init__(self, engine: EngineClient, sessions: sessionmaker[Session], store: ImageStore,
-                 signer: UrlSigner, limits: Limits = Limits()):
+                 signer: UrlSigner, limits: Limits = Limits(), quota: quotas.QuotaLimits = quotas.QuotaLimits()):
         self.engine = engine
         self.sessions = sessions
         self.store = store
         self.signer = signer
         self.limits = limits
+        self.quota = quota
         self.progress: dict[str, float] = {}
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
@@ -64,6 +66,10 @@ class GenerationService:
                        output: OutputOptions = OutputOptions()) -> ServiceResult:
         request = self.check(request)
         job_id = str(uuid.uuid4())
+        if key is not None:
+            exhausted = await asyncio.to_thread(self._db, quotas.consume, key.id, job_id, self.quota)
+            if exhausted:
+                raise QuotaExceeded(f"quota per {exhausted} exceeded for this key")
         await asyncio.to_thread(self._db, jobs.create_job, job_id, dialect=dialect, model=request.model,
                                 request=request.describe(), api_key_id=key.id if key else None)
         started = False
@@ -77,15 +83,15 @@ class GenerationService:
 
         try:
             result = await self.engine.submit(job_id, request, on_progress)
-            images = await asyncio.to_thread(self._store_images, job_id, result.images, result.seeds, output)
+            images = await asyncio.to_thread(self._store_images, job_id, result, output)
         except asyncio.CancelledError:
-            await asyncio.shield(asyncio.to_thread(self._db, jobs.fail_job, job_id, "client disconnected", cancelled=True))
+            await asyncio.shield(asyncio.to_thread(self._failed, job_id, "client disconnected", True))
             raise
         except PixelserveError as e:
-            await asyncio.to_thread(self._db, jobs.fail_job, job_id, str(e), cancelled=isinstance(e, Cancelled))
+            await asyncio.to_thread(self._failed, job_id, str(e), isinstance(e, Cancelled))
             raise
         except Exception as e:
-            await asyncio.to_thread(self._db, jobs.fail_job, job_id, f"{type(e).__name__}: {e}")
+            await asyncio.to_thread(self._failed, job_id, f"{type(e).__name__}: {e}", False)
             raise
         finally:
             self.progress.pop(job_id, None)
@@ -102,14 +108,21 @@ class GenerationService:
         with self.sessions() as session:
             return fn(session, *args, **kwargs)
 
-    def _store_images(self, job_id: str, images, seeds, output: OutputOptions) -> list[ServedImage]:
+    def _failed(self, job_id: str, error: str, cancelled: bool) -> None:
+        """A failed or cancelled job is recorded and does not count against the key's quota."""
+        with self.sessions() as session:
+            jobs.fail_job(session, job_id, error, cancelled=cancelled)
+            quotas.release(session, job_id)
+
+    def _store_images(self, job_id: str, result, output: OutputOptions) -> list[ServedImage]:
         out = []
-        for image, seed in zip(images, seeds):
+        scores = result.nsfw_scores or [None] * len(result.images)
+        for image, seed, score in zip(result.images, result.seeds, scores):
             image_id = str(uuid.uuid4())
             data = encode_image(image, output.format, output.quality)
             key = f"{job_id}/{image_id}.{output.format}"
             self.store.put(key, data, CONTENT_TYPES[output.format])
-            out.append(ServedImage(image_id, seed, data, CONTENT_TYPES[output.format], key))
+            out.append(ServedImage(image_id, seed, data, CONTENT_TYPES[output.format], key, score))
         return out
 
 
