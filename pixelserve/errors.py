@@ -23,6 +23,10 @@ class InvalidRequest(PixelserveError):
     """The request is malformed or a field is out of range."""
 
 
+class InvalidHeader(InvalidRequest):
+    """A request header is missing or malformed (content type, for example)."""
+
+
 class Unauthorized(PixelserveError):
     """Missing or wrong credentials."""
 

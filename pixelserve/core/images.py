@@ -12,6 +12,20 @@ from PIL import Image
 from pixelserve.errors import InvalidRequest, PayloadTooLarge
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+#: PIL format names of the inputs accepted unless a caller says otherwise.
+INPUT_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
+HEIF_FORMATS = frozenset({"HEIF"})
+
+_heif_registered = False
+
+
+def _register_heif() -> None:
+    global _heif_registered
+    if not _heif_registered:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _heif_registered = True
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP"}
 
 
@@ -27,10 +41,13 @@ def encode_image(image: Image.Image, fmt: str, quality: int | None = None) -> by
     return buf.getvalue()
 
 
-def decode_base64_image(value: str, *, field: str, max_bytes: int, max_pixels: int) -> Image.Image:
+def decode_base64_image(value: str, *, field: str, max_bytes: int, max_pixels: int,
+                        formats: frozenset[str] = INPUT_FORMATS, max_side: int | None = None) -> Image.Image:
     """A base64 string (plain, with newlines, or a data: URL) -> a fully loaded RGB(A) PIL image."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("must be a non-empty base64 string", field=field)
+    if value.startswith(("http://", "https://")):
+        raise InvalidRequest("must be base64 image data; image URLs are not fetched", field=field)
     if value.startswith("data:"):
         value = value.partition(",")[2]
     if len(value) > max_bytes * 4 // 3 + 16:
@@ -39,24 +56,32 @@ def decode_base64_image(value: str, *, field: str, max_bytes: int, max_pixels: i
         raw = base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequest("is not valid base64", field=field) from None
-    return open_image_bytes(raw, field=field, max_bytes=max_bytes, max_pixels=max_pixels)
+    return open_image_bytes(raw, field=field, max_bytes=max_bytes, max_pixels=max_pixels, formats=formats,
+                            max_side=max_side)
 
 
-def open_image_bytes(raw: bytes, *, field: str, max_bytes: int, max_pixels: int) -> Image.Image:
+def open_image_bytes(raw: bytes, *, field: str, max_bytes: int, max_pixels: int,
+                     formats: frozenset[str] = INPUT_FORMATS, max_side: int | None = None) -> Image.Image:
+    """Bytes -> a loaded image, checking format, byte size, sides and pixel count before decoding."""
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"image over {max_bytes} bytes", field=field)
+    if formats & HEIF_FORMATS:
+        _register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(raw))
+            img = Image.open(io.BytesIO(raw), formats=sorted(formats))
             # Check the declared size before decoding a single pixel (decompression bombs).
             if img.width * img.height > max_pixels:
                 raise PayloadTooLarge(f"image of {img.width}x{img.height} is over {max_pixels} pixels", field=field)
+            if max_side is not None and max(img.size) > max_side:
+                raise InvalidRequest(f"image of {img.width}x{img.height} is over {max_side} px a side", field=field)
             img.load()
-    except PayloadTooLarge:
+    except (PayloadTooLarge, InvalidRequest):
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
         raise PayloadTooLarge("image is too large", field=field) from None
     except Exception:
-        raise InvalidRequest("is not a readable png, jpeg or webp image", field=field) from None
+        names = ", ".join(sorted(f.lower() for f in formats))
+        raise InvalidRequest(f"is not a readable image of an accepted format ({names})", field=field) from None
     return img.convert("RGBA" if "A" in img.getbands() else "RGB")

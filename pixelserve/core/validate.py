@@ -30,7 +30,7 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise NotFound(f"unknown model {request.model!r}", field="model")
     if request.task not in model.tasks:
         raise NotSupported(f"model {model.id} ({model.family}) cannot do {request.task}", field="task")
-    if not request.prompt or not request.prompt.strip():
+    if request.task == "txt2img" and not request.prompt.strip():
         raise InvalidRequest("must not be empty", field="prompt")
     for name in ("width", "height"):
         v = getattr(request, name)

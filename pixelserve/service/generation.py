@@ -16,7 +16,7 @@ from pixelserve.core.validate import Limits, validate
 from pixelserve.db.crud import jobs, quotas
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.engine.client import EngineClient
-from pixelserve.errors import Cancelled, PixelserveError, QuotaExceeded
+from pixelserve.errors import Cancelled, NotFound, PixelserveError, QuotaExceeded
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
 
@@ -57,6 +57,13 @@ class GenerationService:
         self.limits = limits
         self.quota = quota
         self.progress: dict[str, float] = {}
+
+    def model_info(self, model_id: str):
+        """The engine's ModelInfo for a configured model id (NotFound if it is not served)."""
+        for m in self.engine.models():
+            if m.id == model_id:
+                return m
+        raise NotFound(f"model {model_id!r} is not served here")
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         """Validate against the engine's models; raises before anything is recorded or charged."""

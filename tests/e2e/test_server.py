@@ -111,3 +111,77 @@ def test_client_disconnect_cancels_the_job(server):
     response = post(server, "/v2/inference/karlo/t2i", {"version": "v2.0", "prompt": "x", "width": 384,
                                                         "height": 384, "num_inference_steps": 10}, timeout=60)
     assert len(response["images"]) == 1
+
+
+def test_spec_python_samples_for_variations_and_inpainting(server, tmp_path, monkeypatch):
+    """The doc's Python samples, unchanged apart from the base URL, the key and the file names."""
+    import base64
+    import io
+    import json
+    import urllib
+
+    import requests
+    from PIL import Image
+
+    REST_API_KEY = server["key"]
+    BASE = server["base"]
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (512, 512), (30, 120, 200)).save("original.png")
+    Image.new("RGB", (96, 64), (200, 120, 30)).save("image.png")
+    mask = Image.new("RGB", (96, 64), "white")
+    mask.paste((0, 0, 0), (24, 16, 72, 48))
+    mask.save("mask.png")
+
+    # Make variation
+    def variations(image):
+        r = requests.post(
+            f'{BASE}/v2/inference/karlo/variations',
+            json={
+                'version': 'v2.1',
+                'image': image,
+                'height': 1024,
+                'width': 1024
+            },
+            headers={
+                'Authorization': f'KakaoAK {REST_API_KEY}',
+                'Content-Type': 'application/json'
+            }
+        )
+        # Convert the response to JSON
+        response = json.loads(r.content)
+        return response
+
+    # Modify image
+    def inpainting(image, mask):
+        r = requests.post(
+            f'{BASE}/v2/inference/karlo/inpainting',
+            json={
+                'image': image,
+                'mask': mask
+            },
+            headers={
+                'Authorization': f'KakaoAK {REST_API_KEY}',
+                'Content-Type': 'application/json'
+            }
+        )
+        # Convert the response to JSON
+        response = json.loads(r.content)
+        return response
+
+    # Base64 encoding
+    def imageToString(img):
+        img_byte_arr = io.BytesIO()
+        img.save(img_byte_arr, format='PNG')
+        my_encoded_img = base64.encodebytes(img_byte_arr.getvalue()).decode('ascii')
+        return my_encoded_img
+
+    img = Image.open('original.png')
+    response = variations(imageToString(img))
+    result = Image.open(urllib.request.urlopen(response.get("images")[0].get("image")))
+    assert result.size == (1024, 1024)
+
+    img = Image.open('image.png')
+    mask = Image.open('mask.png')
+    response = inpainting(imageToString(img), imageToString(mask))
+    result = Image.open(urllib.request.urlopen(response.get("images")[0].get("image")))
+    assert result.size == (96, 64)

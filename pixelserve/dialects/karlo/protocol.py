@@ -6,7 +6,7 @@ Anything we add is marked ``# not in Karlo spec``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,22 +33,57 @@ class FaceRefiner(KarloModel):
     weight_sft: float = Field(0.5, ge=0, le=1)
 
 
+def check_size(version: str, width: int, height: int) -> None:
+    lo, hi = SIZE_LIMITS[version]
+    for name, v in (("width", width), ("height", height)):
+        if not lo <= v <= hi or v % 8:
+            raise ValueError(f"{name} must be a multiple of 8 from {lo} to {hi} for {version}, got {v}")
+
+
+def check_scheduler(version: str, scheduler: str | None) -> None:
+    allowed = SCHEDULERS[version]
+    if scheduler is not None and scheduler not in allowed:
+        raise ValueError(f"scheduler must be one of {', '.join(allowed)} for {version}")
+
+
+def check_seed(seed: list[int] | None, samples: int) -> None:
+    if seed is None:
+        return
+    if len(seed) != samples:
+        raise ValueError(f"seed must have one value per sample ({samples}), got {len(seed)}")
+    if any(not 0 <= s <= MAX_SEED for s in seed):
+        raise ValueError(f"seed values must be 0 to {MAX_SEED}")
+
+
+Prompt = Annotated[str, Field(max_length=2048)]
+Scale = Literal[2, 4]
+ImageFormat = Literal["webp", "jpeg", "png"]
+Quality = Annotated[int, Field(ge=1, le=100)]
+Samples = Annotated[int, Field(ge=1, le=8)]
+ReturnType = Literal["base64_string", "url"]
+PriorSteps = Annotated[int, Field(ge=10, le=100)]
+Steps = Annotated[int, Field(ge=10, le=100)]
+Guidance = Annotated[float, Field(ge=1.0, le=20.0)]
+
+
 class T2IRequest(KarloModel):
+    """Generate image: POST /v2/inference/karlo/t2i."""
+
     version: Literal["v2.1", "v2.0"]
-    prompt: str = Field(min_length=1, max_length=2048)
-    negative_prompt: str | None = Field(None, max_length=2048)
+    prompt: Annotated[str, Field(min_length=1, max_length=2048)]
+    negative_prompt: Prompt | None = None
     width: int
     height: int
     upscale: bool = False
-    scale: Literal[2, 4] = 2
-    image_format: Literal["webp", "jpeg", "png"] = "webp"
-    image_quality: int = Field(70, ge=1, le=100)
-    samples: int = Field(1, ge=1, le=8)
-    return_type: Literal["base64_string", "url"] = "url"
-    prior_num_inference_steps: int = Field(25, ge=10, le=100)
-    prior_guidance_scale: float = Field(5.0, ge=1.0, le=20.0)
-    num_inference_steps: int = Field(50, ge=10, le=100)
-    guidance_scale: float = Field(5.0, ge=1.0, le=20.0)
+    scale: Scale = 2
+    image_format: ImageFormat = "webp"
+    image_quality: Quality = 70
+    samples: Samples = 1
+    return_type: ReturnType = "url"
+    prior_num_inference_steps: PriorSteps = 25
+    prior_guidance_scale: Guidance = 5.0
+    num_inference_steps: Steps = 50
+    guidance_scale: Guidance = 5.0
     scheduler: str | None = None
     seed: list[int] | None = None
     nsfw_checker: bool = False
@@ -56,19 +91,69 @@ class T2IRequest(KarloModel):
 
     @model_validator(mode="after")
     def _version_dependent(self) -> "T2IRequest":
-        lo, hi = SIZE_LIMITS[self.version]
-        for name in ("width", "height"):
-            v = getattr(self, name)
-            if not lo <= v <= hi or v % 8:
-                raise ValueError(f"{name} must be a multiple of 8 from {lo} to {hi} for {self.version}, got {v}")
-        allowed = SCHEDULERS[self.version]
-        if self.scheduler is not None and self.scheduler not in allowed:
-            raise ValueError(f"scheduler must be one of {', '.join(allowed)} for {self.version}")
-        if self.seed is not None:
-            if len(self.seed) != self.samples:
-                raise ValueError(f"seed must have one value per sample ({self.samples}), got {len(self.seed)}")
-            if any(not 0 <= s <= MAX_SEED for s in self.seed):
-                raise ValueError(f"seed values must be 0 to {MAX_SEED}")
+        check_size(self.version, self.width, self.height)
+        check_scheduler(self.version, self.scheduler)
+        check_seed(self.seed, self.samples)
+        return self
+
+
+class VariationsRequest(KarloModel):
+    """Make variation: POST /v2/inference/karlo/variations."""
+
+    version: Literal["v2.1", "v2.0"]
+    image: str  # base64 of a JPG, PNG or WebP file, 2 MB or less, up to 2048 px a side
+    width: int
+    height: int
+    upscale: bool = False
+    scale: Scale = 2
+    image_format: ImageFormat = "webp"
+    image_quality: Quality = 70
+    samples: Samples = 1
+    return_type: ReturnType = "url"
+    num_inference_steps: Steps = 50
+    guidance_scale: Guidance = 5.0
+    scheduler: str | None = None
+    seed: list[int] | None = None
+    nsfw_checker: bool = False
+    face_refiner: FaceRefiner | None = None
+
+    @model_validator(mode="after")
+    def _version_dependent(self) -> "VariationsRequest":
+        check_size(self.version, self.width, self.height)
+        check_scheduler(self.version, self.scheduler)
+        check_seed(self.seed, self.samples)
+        return self
+
+
+class InpaintingRequest(KarloModel):
+    """Modify image: POST /v2/inference/karlo/inpainting (version v2.0 only)."""
+
+    version: Literal["v2.1", "v2.0"] = "v2.0"
+    # The field table marks prompt required, but the spec's own Python sample sends none.
+    prompt: Prompt = ""
+    negative_prompt: Prompt | None = None
+    image: str  # base64 of a webp, png, jpeg or heic file, up to 1024 px a side
+    mask: str  # base64; black (value 0) marks the area to regenerate
+    reference_image: str | None = None
+    upscale: bool = False
+    scale: Scale = 2
+    image_format: ImageFormat = "webp"
+    image_quality: Quality = 70
+    samples: Samples = 1
+    return_type: ReturnType = "url"
+    prior_num_inference_steps: PriorSteps = 25
+    prior_guidance_scale: Guidance = 5.0
+    num_inference_steps: Steps = 50
+    guidance_scale: Guidance = 5.0
+    seed: list[int] | None = None
+    nsfw_checker: bool = False
+    face_refiner: FaceRefiner | None = None
+
+    @model_validator(mode="after")
+    def _version_dependent(self) -> "InpaintingRequest":
+        if self.version != "v2.0":
+            raise ValueError(f"version: inpainting is available with version v2.0 only, got {self.version}")
+        check_seed(self.seed, self.samples)
         return self
 
 
@@ -80,7 +165,7 @@ class Image(BaseModel):
     nsfw_score: float | None = None
 
 
-class T2IResponse(BaseModel):
+class KarloResponse(BaseModel):
     id: str
     model_version: str
     images: list[Image]

@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute
 from pixelserve.dialects.karlo import translate
-from pixelserve.dialects.karlo.protocol import T2IRequest, T2IResponse
+from pixelserve.dialects.karlo.protocol import InpaintingRequest, KarloResponse, T2IRequest, VariationsRequest
 from pixelserve.errors import (
-    Cancelled, EngineFailure, Forbidden, InvalidRequest, NotFound, NotSupported, PayloadTooLarge,
+    Cancelled, EngineFailure, Forbidden, InvalidHeader, InvalidRequest, NotFound, NotSupported, PayloadTooLarge,
     PixelserveError, QuotaExceeded, Unauthorized,
 )
 from pixelserve.routes.deps import base_url, get_auth, get_service
@@ -21,6 +21,7 @@ from pixelserve.service.generation import GenerationService, cancel_on_disconnec
 
 # Kakao's "Common" error codes, with the HTTP status Kakao answers them with.
 KAKAO_CODES: list[tuple[type[PixelserveError], int, int | None]] = [
+    (InvalidHeader, -8, 400),
     (InvalidRequest, -2, 400),
     (PayloadTooLarge, -2, 400),
     (NotFound, -2, 400),
@@ -56,7 +57,11 @@ def karlo_key(request: Request, authorization: Annotated[str | None, Header()] =
     scheme, _, key = (authorization or "").strip().partition(" ")
     if auth.enabled and scheme != "KakaoAK":
         raise Unauthorized("Authorization header must be 'KakaoAK <REST API key>'")
-    return auth.check(key.strip())
+    info = auth.check(key.strip())
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise InvalidHeader(f"Content-Type must be application/json, got {content_type or 'none'}")
+    return info
 
 
 def model_for(request: Request, version: str) -> str:
@@ -66,15 +71,7 @@ def model_for(request: Request, version: str) -> str:
     return model_id
 
 
-@router.post("/v2/inference/karlo/t2i", response_model=T2IResponse, response_model_exclude_none=False)
-async def t2i(
-    body: T2IRequest,
-    request: Request,
-    key: Annotated[KeyInfo | None, Depends(karlo_key)],
-    service: Annotated[GenerationService, Depends(get_service)],
-) -> JSONResponse:
-    """Generate image."""
-    gen = translate.t2i_to_request(body, model_for(request, body.version))
+async def _run(request: Request, service: GenerationService, key: KeyInfo | None, body, gen) -> JSONResponse:
     result = await cancel_on_disconnect(
         request.is_disconnected,
         service.generate(gen, dialect="karlo", key=key, output=translate.output_options(body)),
@@ -84,4 +81,34 @@ async def t2i(
         value = lambda im: service.image_url(root, im.storage_key)  # noqa: E731
     else:
         value = lambda im: base64.b64encode(im.data).decode("ascii")  # noqa: E731
-    return JSONResponse(translate.result_to_wire(body, result, value))
+    threshold = request.app.state.settings.nsfw_threshold
+    return JSONResponse(translate.result_to_wire(body, result, value, threshold))
+
+
+Key = Annotated[KeyInfo | None, Depends(karlo_key)]
+Service = Annotated[GenerationService, Depends(get_service)]
+
+
+@router.post("/v2/inference/karlo/t2i", response_model=KarloResponse)
+async def t2i(body: T2IRequest, request: Request, key: Key, service: Service) -> JSONResponse:
+    """Generate image."""
+    gen = translate.t2i_to_request(body, model_for(request, body.version))
+    return await _run(request, service, key, body, gen)
+
+
+@router.post("/v2/inference/karlo/variations", response_model=KarloResponse)
+async def variations(body: VariationsRequest, request: Request, key: Key, service: Service) -> JSONResponse:
+    """Make variation."""
+    model = service.model_info(model_for(request, body.version))
+    gen = translate.variations_to_request(body, model.id, model.family, service.limits.max_pixels)
+    return await _run(request, service, key, body, gen)
+
+
+@router.post("/v2/inference/karlo/inpainting", response_model=KarloResponse)
+async def inpainting(body: InpaintingRequest, request: Request, key: Key, service: Service) -> JSONResponse:
+    """Modify image (version v2.0 only)."""
+    model = service.model_info(model_for(request, body.version))
+    if "inpaint" not in model.tasks:
+        raise NotSupported(f"the model serving Karlo {body.version} ({model.family}) cannot inpaint")
+    gen = translate.inpainting_to_request(body, model.id, service.limits.max_pixels)
+    return await _run(request, service, key, body, gen)

@@ -37,5 +37,5 @@ class SDFamily(Family):
                 callback_on_step_end=self.step_callback(total, on_step, cancel),
                 **self.task_kwargs(request),
             )
-        # 4. PIL images, one per seed.
-        return list(out.images)
+        # 4. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
+        return self.keep_unmasked(request, list(out.images))

@@ -56,5 +56,5 @@ class SDXLFamily(SDFamily):
                 callback_on_step_end=self.step_callback(total, on_step, cancel, offset=int(total * REFINER_SWITCH)),
                 **common,
             )
-        # 5. PIL images, one per seed.
-        return list(out.images)
+        # 5. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
+        return self.keep_unmasked(request, list(out.images))
