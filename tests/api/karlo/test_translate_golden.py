@@ -40,3 +40,23 @@ def test_unimplemented_features_raise(field, value):
     with pytest.raises(NotSupported) as e:
         translate.t2i_to_request(body, "m")
     assert e.value.field == field
+
+
+def test_variations_and_inpainting_to_request():
+    from pixelserve.dialects.karlo.protocol import InpaintingRequest, VariationsRequest
+    from tests.api.karlo.images import encode, mask_with_black_box, picture
+
+    case = json.loads((GOLDEN / "variations_inpainting.json").read_text())
+    var = VariationsRequest.model_validate({**case["variations_wire"], "image": encode(picture((80, 40)))})
+    sd = translate.variations_to_request(var, "sd15", "sd", 10**7)
+    assert sd.describe() == case["variations_sd"]
+    assert sd.init_image.size == (384, 448)
+    unclip = translate.variations_to_request(var, "karlo", "unclip", 10**7)
+    assert unclip.describe() == case["variations_unclip"]
+    assert unclip.init_image.size == (80, 80)  # resized to 1:1, as the spec says
+
+    inp = InpaintingRequest.model_validate({**case["inpainting_wire"], "image": encode(picture((100, 70))),
+                                            "mask": encode(mask_with_black_box((100, 70)))})
+    req = translate.inpainting_to_request(inp, "sd15", 10**7)
+    assert req.describe() == case["inpainting"]
+    assert req.mask_image.getpixel((40, 20)) == 255 and req.mask_image.getpixel((5, 5)) == 0  # black -> repaint
