@@ -3,7 +3,7 @@
 Example::
 
     [models.sdxl]
-    family = "sdxl"                         # sd | sdxl
+    family = "sdxl"                         # sd | sdxl | unclip
     path = "/models/sdxl-base"              # a diffusers folder or one .safetensors file
     refiner = "/models/sdxl-refiner"        # optional (sdxl only)
     # refiner_config = "/models/refiner-cfg" # a diffusers folder; needed when refiner is one file
@@ -11,6 +11,10 @@ Example::
     [models.sd15]
     family = "sd"
     path = "/models/v1-5-pruned-emaonly.safetensors"
+
+    [models.karlo]
+    family = "unclip"                       # a diffusers folder only (see engine/families/unclip.py)
+    path = "/models/karlo-v1-alpha"         # UnCLIPPipeline + image_encoder/ + feature_extractor/
 
     [karlo]                                 # Karlo version -> model id
     "v2.1" = "sdxl"
@@ -23,8 +27,16 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FAMILIES = ("sd", "sdxl")
-TASKS = {"sd": ("txt2img", "img2img", "inpaint"), "sdxl": ("txt2img", "img2img", "inpaint")}
+FAMILIES = ("sd", "sdxl", "unclip")
+TASKS = {
+    "sd": ("txt2img", "img2img", "inpaint"), "sdxl": ("txt2img", "img2img", "inpaint"),
+    "unclip": ("txt2img", "variation"),
+}
+#: Samplers a family can run (core.request.SCHEDULERS names); a family not listed runs them all.
+#: unCLIP's decoder runs its own UnCLIPScheduler (scheduler None), DDIM or DDPM only.
+FAMILY_SCHEDULERS = {"unclip": ("ddim", "ddpm")}
+#: Families whose weights can come as one A1111/ComfyUI .safetensors file.
+SINGLE_FILE_FAMILIES = ("sd", "sdxl")
 
 
 class ConfigError(ValueError):
@@ -60,7 +72,8 @@ class ModelsConfig:
 
 def demo_config() -> ModelsConfig:
     """The tiny random-weight models served when no configuration is given."""
-    models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None), "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None)}
+    models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None), "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None),
+              "tiny-unclip": ModelSpec("tiny-unclip", "unclip", None)}
     return ModelsConfig(models=models, karlo={"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"})
 
 

@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Iterable
 
+from pixelserve.core.models import FAMILY_SCHEDULERS
 from pixelserve.core.request import MAX_SEED, SCHEDULERS, GenerationRequest
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 
@@ -46,7 +47,11 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest("must be 0 to 50", field="guidance_scale")
     if request.scheduler is not None and request.scheduler not in SCHEDULERS:
         raise InvalidRequest(f"unknown scheduler {request.scheduler!r}", field="scheduler")
-    if request.task in ("img2img", "inpaint") and request.init_image is None:
+    allowed = FAMILY_SCHEDULERS.get(model.family)
+    if request.scheduler is not None and allowed is not None and request.scheduler not in allowed:
+        raise NotSupported(f"model {model.id} ({model.family}) runs only the {', '.join(allowed)} samplers",
+                           field="scheduler")
+    if request.task in ("img2img", "inpaint", "variation") and request.init_image is None:
         raise InvalidRequest(f"{request.task} needs an input image", field="image")
     if request.task == "inpaint" and request.mask_image is None:
         raise InvalidRequest("inpainting needs a mask", field="mask")

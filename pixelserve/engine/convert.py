@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from pixelserve.core.models import FAMILIES
+from pixelserve.core.models import SINGLE_FILE_FAMILIES
 
 _WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)(-\d+-of-\d+)?\.safetensors$")
 
@@ -198,8 +198,8 @@ def _prefixed(prefix: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def to_original_layout(pipe_folder: Path, family: str) -> dict[str, torch.Tensor]:
     """The original-layout state dict of a diffusers SD / SDXL folder."""
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    if family not in SINGLE_FILE_FAMILIES:
+        raise ValueError(f"family must be one of {SINGLE_FILE_FAMILIES}, got {family!r}")
     pipe_folder = Path(pipe_folder)
     unet_config = json.loads((pipe_folder / "unet" / "config.json").read_text())
     state = _prefixed("model.diffusion_model.", unet_to_ldm(load_component(pipe_folder / "unet"),
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pipe_folder", type=Path, help="a diffusers folder (model_index.json)")
     parser.add_argument("out_file", type=Path, help="the .safetensors checkpoint to write")
-    parser.add_argument("--family", choices=FAMILIES, required=True)
+    parser.add_argument("--family", choices=SINGLE_FILE_FAMILIES, required=True)
     args = parser.parse_args(argv)
     print(save_single_file(args.pipe_folder, args.out_file, args.family))
 

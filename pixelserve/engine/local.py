@@ -27,7 +27,7 @@ from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.registry import ModelRegistry
-from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
+from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded, PixelserveError
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,8 @@ class LocalEngine:
                 except torch.OutOfMemoryError as e:
                     self._recover_memory(device)
                     _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+                except PixelserveError as e:  # a request the family cannot run: its own error
+                    _settle(job.future, exc=e)
                 except Exception as e:  # a failed job must never take the worker down
                     log.exception("job %s failed", job.id)
                     _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))

@@ -12,7 +12,7 @@ import json
 import logging
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class LoadedModel:
     device: str
     pipe: Any  # the family's base (txt2img) pipeline; task pipelines share its components
     refiner: Any = None
+    #: modules the family's task pipelines share besides pipe's own (unclip: the image encoder)
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -112,17 +114,20 @@ class ModelRegistry:
         dtype = default_dtype(device)
         path = self.weights_path(spec)
         log.info("loading model %s (%s) from %s on %s", spec.id, spec.family, path, device)
-        pipe = load_pipeline(family.pipeline_class(), path, spec.family, dtype, self.cache_dir, config_dir=spec.config)
+        pipe, extras = family.load(path, dtype, self.cache_dir, config_dir=spec.config)
         refiner = None
         if spec.refiner is not None:
             refiner = load_pipeline(family.refiner_class(), spec.refiner, spec.family, dtype, self.cache_dir,
                                     config_dir=spec.refiner_config, base=pipe)
             refiner.to(device)
         pipe.to(device)
+        for module in extras.values():
+            if isinstance(module, torch.nn.Module):
+                module.to(device)
         pipe.set_progress_bar_config(disable=True)
         if refiner is not None:
             refiner.set_progress_bar_config(disable=True)
-        return LoadedModel(spec=spec, device=device, pipe=pipe, refiner=refiner)
+        return LoadedModel(spec=spec, device=device, pipe=pipe, refiner=refiner, extras=extras)
 
 
 def load_pipeline(pipeline_cls: Any, path: Path, family: str, dtype: torch.dtype, cache_dir: Path, *,

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when the tiny architectures change, so stale caches are rebuilt.
 TINY_VERSION = "1"
-TINY_FAMILIES = ("sd", "sdxl")
+TINY_FAMILIES = ("sd", "sdxl", "unclip")
 #: Everything ensure_tiny_model builds: the families, and an SDXL refiner for the refiner path.
 TINY_MODELS = TINY_FAMILIES + ("sdxl-refiner",)
 
@@ -140,7 +140,65 @@ def build_sdxl_refiner(folder: Path) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
-_BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "sdxl-refiner": build_sdxl_refiner}
+#: unCLIP sizes: 32 px decoder images, super-resolved to 64 px; every CLIP embedding is 32 wide.
+_UNCLIP_EMBED = 32
+_UNCLIP_CROSS = 64
+_UNCLIP_SUPER_RES = dict(
+    sample_size=64, layers_per_block=1, block_out_channels=(16, 32), norm_num_groups=8,
+    down_block_types=("ResnetDownsampleBlock2D",) * 2, up_block_types=("ResnetUpsampleBlock2D",) * 2,
+    in_channels=6, out_channels=3,  # noisy image + the bicubic-upscaled decoder image
+)
+
+
+def build_unclip(folder: Path) -> None:
+    """Karlo's layout: a diffusers UnCLIPPipeline folder plus image_encoder/ and feature_extractor/.
+
+    The extra two subfolders are what an image variation needs (as diffusers'
+    convert_unclip_txt2img_to_image_variation.py adds them to kakaobrain/karlo-v1-alpha).
+    """
+    from diffusers import PriorTransformer, UnCLIPPipeline, UnCLIPScheduler, UNet2DConditionModel, UNet2DModel
+    from diffusers.pipelines.deprecated.unclip.text_proj import UnCLIPTextProjModel
+    from transformers import CLIPImageProcessor, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(0)
+    vocab = write_tiny_tokenizer(folder / "_tok")
+    text_encoder = _text_encoder(vocab, projection=True)
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=8, embedding_dim=_UNCLIP_EMBED, num_layers=1)
+    with torch.no_grad():  # as trained: unit std and some mean, so the prior's output reaches the decoder
+        prior.clip_std.fill_(1.0)
+        prior.clip_mean.normal_(0.0, 0.5)
+    text_proj = UnCLIPTextProjModel(clip_embeddings_dim=_UNCLIP_EMBED, time_embed_dim=64, cross_attention_dim=_UNCLIP_CROSS)
+    decoder = UNet2DConditionModel(
+        sample_size=32, in_channels=3, out_channels=6,  # mean and learned variance
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn", block_out_channels=(16, 32), layers_per_block=1,
+        norm_num_groups=8, cross_attention_dim=_UNCLIP_CROSS, attention_head_dim=8,
+        resnet_time_scale_shift="scale_shift", class_embed_type="identity",
+    )
+    super_res_first = UNet2DModel(**_UNCLIP_SUPER_RES)
+    super_res_last = UNet2DModel(**_UNCLIP_SUPER_RES)
+    pipe = UnCLIPPipeline(
+        prior=prior, decoder=decoder, text_encoder=text_encoder, tokenizer=CLIPTokenizer.from_pretrained(folder / "_tok"),
+        text_proj=text_proj, super_res_first=super_res_first, super_res_last=super_res_last,
+        prior_scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample",
+                                        num_train_timesteps=1000, clip_sample_range=5.0),
+        decoder_scheduler=UnCLIPScheduler(variance_type="learned_range", prediction_type="epsilon",
+                                          num_train_timesteps=1000),
+        super_res_scheduler=UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="epsilon",
+                                            num_train_timesteps=1000),
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=_UNCLIP_EMBED, projection_dim=_UNCLIP_EMBED, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=37, image_size=32, patch_size=4,
+    ))
+    image_encoder.save_pretrained(folder / "image_encoder", safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        folder / "feature_extractor")
+
+
+_BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "sdxl-refiner": build_sdxl_refiner, "unclip": build_unclip}
 
 
 def ensure_tiny_model(family: str, cache_dir: Path) -> Path:

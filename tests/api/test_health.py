@@ -13,7 +13,7 @@ def test_ready_reports_models(app_client):
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ready" and body["devices"] == ["cpu"]
-    assert {m["id"]: m["loaded"] for m in body["models"]} == {"tiny-sd": True, "tiny-sdxl": True}
+    assert {m["id"]: m["loaded"] for m in body["models"]} == {"tiny-sd": True, "tiny-sdxl": True, "tiny-unclip": True}
     assert app_client.get("/health/live").json() == {"status": "ok"}
 
 

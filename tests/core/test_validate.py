@@ -6,7 +6,8 @@ from pixelserve.engine.client import ModelInfo
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 
 MODELS = [ModelInfo("m", "sd", ("txt2img", "img2img", "inpaint"), False, True, True),
-          ModelInfo("t2i-only", "sd", ("txt2img",), False, True, True)]
+          ModelInfo("t2i-only", "sd", ("txt2img",), False, True, True),
+          ModelInfo("u", "unclip", ("txt2img", "variation"), False, True, True)]
 
 
 def req(**kw):
@@ -40,6 +41,8 @@ def test_fills_one_random_seed_per_image():
     ({"num_images": 2, "seeds": (1,)}, InvalidRequest, "seed"),
     ({"seeds": (MAX_SEED + 1,)}, InvalidRequest, "seed"),
     ({"seeds": (-1,)}, InvalidRequest, "seed"),
+    ({"model": "u", "task": "variation"}, InvalidRequest, "image"),
+    ({"model": "u", "scheduler": "euler"}, NotSupported, "scheduler"),
 ])
 def test_rejects(kw, exc, field):
     with pytest.raises(exc) as e:
@@ -56,3 +59,8 @@ def test_engine_knows_every_scheduler_name():
     from pixelserve.engine.schedulers import SCHEDULERS as ENGINE
 
     assert set(ENGINE) == set(SCHEDULERS)
+
+
+def test_empty_prompt_is_fine_for_image_tasks():
+    assert validate(req(model="u", task="variation", prompt="", init_image=object()), MODELS).prompt == ""
+    assert validate(req(model="u", scheduler="ddpm"), MODELS).scheduler == "ddpm"

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.models import SINGLE_FILE_FAMILIES, ModelSpec
 from pixelserve.engine import clip_vocab, single_file, tiny
 from pixelserve.engine.convert import save_single_file
 from pixelserve.engine.families import family_for
@@ -39,7 +39,7 @@ def converted(tiny_cache, tmp_path_factory):
     """family -> (tiny diffusers folder, its single-file checkpoint)."""
     out = tmp_path_factory.mktemp("single")
     pairs = {}
-    for family in tiny.TINY_FAMILIES:
+    for family in SINGLE_FILE_FAMILIES:
         folder = tiny.ensure_tiny_model(family, tiny_cache / "tiny")
         pairs[family] = (folder, save_single_file(folder, out / f"tiny-{family}.safetensors", family))
     return pairs
@@ -59,7 +59,7 @@ def _image(pipe):
     return out.images
 
 
-@pytest.mark.parametrize("family", tiny.TINY_FAMILIES)
+@pytest.mark.parametrize("family", SINGLE_FILE_FAMILIES)
 def test_checkpoint_is_in_original_layout(converted, family):
     _, path = converted[family]
     assert detect_format(path) == "single_file"
@@ -81,7 +81,7 @@ def test_checkpoint_is_in_original_layout(converted, family):
             assert f.get_tensor(open_clip + "text_projection").shape[0] == width
 
 
-@pytest.mark.parametrize("family", tiny.TINY_FAMILIES)
+@pytest.mark.parametrize("family", SINGLE_FILE_FAMILIES)
 def test_single_file_loads_back_identical(converted, family, tmp_path, no_network):
     folder, path = converted[family]
     reference = _load(family, folder, None, tmp_path)  # the diffusers folder itself

@@ -25,9 +25,11 @@ def test_registry_loads_weights_from_disk(tiny_cache, family):
     registry = ModelRegistry({"m": ModelSpec("m", family, None)}, tiny_cache)
     model = registry.get("m", "cpu")
     assert registry.is_loaded("m", "cpu")
-    assert type(model.pipe).__name__ == {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}[family]
-    on_disk = load_file(next((registry.weights_path(model.spec) / "unet").glob("*.safetensors")))
-    loaded = model.pipe.unet.state_dict()
+    assert type(model.pipe).__name__ == {"sd": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline",
+                                         "unclip": "UnCLIPPipeline"}[family]
+    denoiser = "decoder" if family == "unclip" else "unet"
+    on_disk = load_file(next((registry.weights_path(model.spec) / denoiser).glob("*.safetensors")))
+    loaded = getattr(model.pipe, denoiser).state_dict()
     assert on_disk.keys() == loaded.keys()
     assert all(torch.equal(on_disk[k], loaded[k]) for k in on_disk)
     assert registry.get("m", "cpu") is model  # cached, loaded once

@@ -29,6 +29,17 @@ class Family:
 
         return getattr(diffusers, self.task_pipelines["txt2img"])
 
+    def load(self, path: Any, dtype: Any, cache_dir: Any, *, config_dir: Any = None) -> tuple[Any, dict[str, Any]]:
+        """The base pipeline from ``path``, and extra modules the family's task pipelines share.
+
+        Default: the txt2img pipeline through the registry's loader (diffusers folder or one
+        safetensors file) and no extras. Extras (unclip: the image encoder) go to the device with it.
+        """
+        from pixelserve.engine.registry import load_pipeline
+
+        pipe = load_pipeline(self.pipeline_class(), path, self.name, dtype, cache_dir, config_dir=config_dir)
+        return pipe, {}
+
     def refiner_class(self) -> Any:
         import diffusers
 
