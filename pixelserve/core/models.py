@@ -19,6 +19,7 @@ Example::
     [karlo]                                 # Karlo version -> model id
     "v2.1" = "sdxl"
     "v2.0" = "sd15"
+    inpainting = "sd15"                     # optional; default: the v2.0 model
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def load_models_config(file: Path) -> ModelsConfig:
         raise ConfigError(f"{file} configures no [models.<id>] table")
     karlo = dict(raw.get("karlo") or {})
     for version, mid in karlo.items():
-        if version not in ("v2.0", "v2.1"):
-            raise ConfigError(f"karlo: unknown version {version!r} (v2.0 or v2.1)")
+        if version not in ("v2.0", "v2.1", "inpainting"):
+            raise ConfigError(f"karlo: unknown key {version!r} (v2.0, v2.1 or inpainting)")
         if mid not in models:
             raise ConfigError(f"karlo.{version} names unknown model {mid!r}")
     return ModelsConfig(models=models, karlo=karlo)

@@ -39,7 +39,7 @@ path = "one.safetensors"
     ("[models.a]\nfamily='sd'\npath='.'\nrefiner='.'", "refiner"),
     ("[models.a]\nfamily='sd'\npath='.'\ncolour='red'", "unknown keys"),
     ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v2.1'='b'", "unknown model"),
-    ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v9'='a'", "unknown version"),
+    ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v9'='a'", "unknown key"),
     ("not toml [", "cannot read"),
 ])
 def test_bad_config_fails_with_a_reason(tmp_path, text, words):

@@ -107,7 +107,8 @@ async def variations(body: VariationsRequest, request: Request, key: Key, servic
 @router.post("/v2/inference/karlo/inpainting", response_model=KarloResponse)
 async def inpainting(body: InpaintingRequest, request: Request, key: Key, service: Service) -> JSONResponse:
     """Modify image (version v2.0 only)."""
-    model = service.model_info(model_for(request, body.version))
+    karlo = request.app.state.settings.models.karlo
+    model = service.model_info(karlo.get("inpainting") or model_for(request, body.version))
     if "inpaint" not in model.tasks:
         raise NotSupported(f"the model serving Karlo {body.version} ({model.family}) cannot inpaint")
     gen = translate.inpainting_to_request(body, model.id, service.limits.max_pixels)
