@@ -59,6 +59,11 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest("must be in (0, 1]", field="strength")
     if request.use_refiner and not model.has_refiner:
         raise NotSupported(f"model {model.id} has no refiner configured", field="refiner")
+    if request.post.face_refine is not None and "img2img" not in model.tasks:
+        raise NotSupported(f"model {model.id} ({model.family}) cannot repaint faces (no img2img)",
+                           field="face_refiner")
+    if request.post.upscale is not None and request.post.upscale not in (2, 4):
+        raise InvalidRequest("must be 2 or 4", field="scale")
     seeds = request.seeds
     if seeds is None:
         seeds = tuple(secrets.randbelow(MAX_SEED + 1) for _ in range(request.num_images))

@@ -24,6 +24,7 @@ import torch
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
+from pixelserve.engine import post
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.registry import ModelRegistry
@@ -146,7 +147,7 @@ class LocalEngine:
                 self._running.add(job.id)
                 started = time.perf_counter()
                 try:
-                    images = await loop.run_in_executor(self._executors[device], self._run, job, device, loop)
+                    images, scores = await loop.run_in_executor(self._executors[device], self._run, job, device, loop)
                 except JobCancelled:
                     _settle(job.future, exc=Cancelled("cancelled while running"))
                 except torch.OutOfMemoryError as e:
@@ -160,7 +161,7 @@ class LocalEngine:
                 else:
                     done = time.perf_counter()
                     _settle(job.future, result=GenerationResult(
-                        images=images, seeds=list(job.request.seeds), model=job.request.model,
+                        images=images, seeds=list(job.request.seeds), model=job.request.model, nsfw_scores=scores,
                         timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3},
                     ))
             finally:
@@ -175,7 +176,8 @@ class LocalEngine:
             if job.on_progress is not None:
                 loop.call_soon_threadsafe(job.on_progress, step, total)
 
-        return family.run(model, job.request, on_step=on_step, cancel=job.cancel)
+        images = family.run(model, job.request, on_step=on_step, cancel=job.cancel)
+        return post.apply(model, family, job.request, images, cancel=job.cancel)
 
     @staticmethod
     def _recover_memory(device: str) -> None:

@@ -81,7 +81,7 @@ def test_full_queue_answers_overloaded(tiny_cache, monkeypatch):
 
     async def go():
         engine = await started(tiny_cache, max_queue=1)
-        monkeypatch.setattr(engine, "_run", lambda job, device, loop: release.wait(10) and [])
+        monkeypatch.setattr(engine, "_run", lambda job, device, loop: (release.wait(10), ([], None))[1])
         first = asyncio.create_task(engine.submit("a", req()))
         while engine.health().running == 0:
             await asyncio.sleep(0.01)

@@ -9,7 +9,7 @@ from PIL import Image
 from pixelserve.core.images import HEIF_FORMATS, INPUT_FORMATS, decode_base64_image
 from pixelserve.core.request import FaceRefine, GenerationRequest, PostProcess
 from pixelserve.dialects.karlo.protocol import SCHEDULERS, InpaintingRequest, T2IRequest, VariationsRequest
-from pixelserve.errors import InvalidRequest, NotSupported
+from pixelserve.errors import InvalidRequest
 from pixelserve.service.generation import OutputOptions, ServiceResult
 
 AnyRequest = Union[T2IRequest, VariationsRequest, InpaintingRequest]
@@ -31,16 +31,6 @@ VARIATION_STRENGTH = 0.75
 REFERENCE_STRENGTH = 0.8
 
 
-def unsupported_features(body: AnyRequest) -> None:
-    """Features of the spec this server does not implement yet: a clear error, never a no-op."""
-    if body.upscale:
-        raise NotSupported("is not supported by this server yet", field="upscale")
-    if body.nsfw_checker:
-        raise NotSupported("is not supported by this server yet", field="nsfw_checker")
-    if body.face_refiner is not None:
-        raise NotSupported("is not supported by this server yet", field="face_refiner")
-
-
 def post_options(body: AnyRequest) -> PostProcess:
     face = body.face_refiner
     return PostProcess(
@@ -53,7 +43,6 @@ def post_options(body: AnyRequest) -> PostProcess:
 
 
 def _common(body: AnyRequest) -> dict:
-    unsupported_features(body)
     return dict(num_images=body.samples, seeds=tuple(body.seed) if body.seed is not None else None,
                 steps=body.num_inference_steps, guidance_scale=body.guidance_scale, post=post_options(body))
 

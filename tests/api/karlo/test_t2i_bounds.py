@@ -124,13 +124,3 @@ def test_defaults_match_the_spec():
     assert (p.prior_num_inference_steps, p.prior_guidance_scale, p.num_inference_steps, p.guidance_scale) == (
         25, 5.0, 50, 5.0)
     assert (p.scheduler, p.seed, p.nsfw_checker, p.face_refiner) == (None, None, False, None)
-
-
-@pytest.mark.parametrize("field, value", [("upscale", True), ("nsfw_checker", True),
-                                          ("face_refiner", {"weight_sft": 0.5})])
-def test_features_of_later_issues_answer_403_code_minus_3(karlo, app_client, field, value):
-    before = job_count(app_client)
-    r = karlo(body(BASE20, **{field: value}))
-    assert r.status_code == 403
-    assert r.json()["code"] == -3 and field in r.json()["msg"]
-    assert job_count(app_client) == before

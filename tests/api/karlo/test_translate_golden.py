@@ -8,7 +8,6 @@ import pytest
 
 from pixelserve.dialects.karlo import translate
 from pixelserve.dialects.karlo.protocol import T2IRequest
-from pixelserve.errors import NotSupported
 from pixelserve.service.generation import ServedImage, ServiceResult
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,12 +33,17 @@ def test_result_to_wire():
     assert wire == case["wire"]
 
 
-@pytest.mark.parametrize("field, value", [("upscale", True), ("nsfw_checker", True), ("face_refiner", {})])
-def test_unimplemented_features_raise(field, value):
-    body = T2IRequest.model_validate({"version": "v2.1", "prompt": "x", "width": 768, "height": 768, field: value})
-    with pytest.raises(NotSupported) as e:
-        translate.t2i_to_request(body, "m")
-    assert e.value.field == field
+def test_post_processing_options():
+    body = T2IRequest.model_validate({"version": "v2.1", "prompt": "x", "width": 768, "height": 768, "upscale": True,
+                                      "scale": 4, "nsfw_checker": True,
+                                      "face_refiner": {"restoration_repeats": 3.4, "weight_sft": 0.9}})
+    post = translate.t2i_to_request(body, "m").post
+    assert (post.upscale, post.max_side, post.nsfw_check) == (4, 2048, True)
+    assert (post.face_refine.restoration_repeats, post.face_refine.weight_sft) == (3, 0.9)
+    assert (post.face_refine.bbox_size_threshold, post.face_refine.bbox_filter_threshold) == (1, 1)
+    plain = translate.t2i_to_request(T2IRequest.model_validate(
+        {"version": "v2.1", "prompt": "x", "width": 768, "height": 768, "scale": 4}), "m").post
+    assert (plain.upscale, plain.nsfw_check, plain.face_refine) == (None, False, None)
 
 
 def test_variations_and_inpainting_to_request():
