@@ -1,7 +1,9 @@
 """Karlo wire models: the vendor's field names, order, ranges and defaults.
 
 Source: Kakao Developers, Karlo REST API (shared/specs/karlo-rest-api.txt), "Generate image".
-Anything we add is marked ``# not in Karlo spec``.
+Anything we add is marked ``# not in Karlo spec``. Each request model lists its endpoint's table
+in the spec's order (so the OpenAPI docs read like the vendor's), which repeats the shared fields;
+their types and ranges are the shared aliases below.
 """
 
 from __future__ import annotations
