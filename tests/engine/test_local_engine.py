@@ -10,6 +10,7 @@ from pixelserve.core.models import ModelSpec, demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.local import LocalEngine
 from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
+from tests.engine.helpers import cancel_at
 
 
 def req(**kw):
@@ -100,13 +101,7 @@ def test_full_queue_answers_overloaded(tiny_cache, monkeypatch):
 def test_cancel_stops_a_running_job_and_the_worker_goes_on(tiny_cache):
     async def go():
         engine = await started(tiny_cache)
-        seen = []
-
-        def progress(step, total):
-            seen.append(step)
-            if step == 2:
-                engine.cancel("long")
-
+        progress, seen = cancel_at(engine, "long")
         with pytest.raises(Cancelled):
             await engine.submit("long", req(steps=200), progress)
         after = await engine.submit("next", req())

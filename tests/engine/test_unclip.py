@@ -20,6 +20,7 @@ from pixelserve.engine.families.unclip import SUPER_RES_STEPS, UnCLIPFamily
 from pixelserve.engine.local import LocalEngine
 from pixelserve.engine.registry import ModelRegistry, WeightsFormatError
 from pixelserve.errors import Cancelled, InvalidRequest, NotSupported
+from tests.engine.helpers import cancel_at
 
 FAMILY = family_for("unclip")
 
@@ -243,13 +244,7 @@ def test_local_engine_progress_cancel_and_variation(tiny_cache):
             steps = []
             result = await engine.submit("a", req(model=spec.id, seeds=(1, 2), num_images=2),
                                          lambda s, t: steps.append((s, t)))
-            seen = []
-
-            def progress(step, total):
-                seen.append(step)
-                if step == 2:
-                    engine.cancel("long")
-
+            progress, seen = cancel_at(engine, "long")
             with pytest.raises(Cancelled):
                 await engine.submit("long", req(model=spec.id, steps=200), progress)
             varied = await engine.submit("v", variation(model=spec.id, width=96, height=96))

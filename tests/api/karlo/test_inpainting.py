@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pixelserve.dialects.karlo.protocol import InpaintingRequest
-from tests.api.karlo.helpers import job_count
+from tests.api.karlo.helpers import job_count, post_base64
 from tests.api.karlo.images import decode, encode, mask_with_black_box, picture
 
 PATH = "/v2/inference/karlo/inpainting"
@@ -22,9 +22,7 @@ def body(**fields):
 
 
 def b64(karlo, **fields):
-    r = karlo(body(return_type="base64_string", image_format="png", **fields), path=PATH)
-    assert r.status_code == 200, r.text
-    return r.json()
+    return post_base64(karlo, PATH, body(**fields))
 
 
 def pixels(img):

@@ -2,14 +2,12 @@
 
 import pytest
 
-from tests.api.karlo.helpers import small
+from tests.api.karlo.helpers import post_base64, small
 from tests.api.karlo.images import decode, encode, mask_with_black_box, picture
 
 
 def b64(karlo, path="/v2/inference/karlo/t2i", **fields):
-    r = karlo({**fields, "return_type": "base64_string", "image_format": "png"}, path=path)
-    assert r.status_code == 200, r.text
-    return r.json()["images"]
+    return post_base64(karlo, path, fields)["images"]
 
 
 @pytest.mark.parametrize("scale, side", [(2, 768), (4, 1536)])

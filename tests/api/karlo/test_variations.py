@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pixelserve.dialects.karlo.protocol import VariationsRequest
-from tests.api.karlo.helpers import job_count
+from tests.api.karlo.helpers import job_count, post_base64
 from tests.api.karlo.images import decode, encode, picture
 
 PATH = "/v2/inference/karlo/variations"
@@ -21,9 +21,7 @@ def body(**fields):
 
 
 def b64(karlo, **fields):
-    r = karlo(body(return_type="base64_string", image_format="png", **fields), path=PATH)
-    assert r.status_code == 200, r.text
-    return r.json()
+    return post_base64(karlo, PATH, body(**fields))
 
 
 def test_variation_returns_images_of_the_requested_size(karlo):
