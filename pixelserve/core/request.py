@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-Task = Literal["txt2img", "img2img", "inpaint", "variation"]
+#: "post" runs only the post-processing on ``init_image`` (EngineClient.postprocess).
+Task = Literal["txt2img", "img2img", "inpaint", "variation", "post"]
 MAX_SEED = 2**32 - 1
 
 #: Sampler names every dialect translates to; engine/schedulers.py maps each to a diffusers class.
@@ -42,6 +43,41 @@ class PostProcess:
 
 
 @dataclass(frozen=True)
+class LoraRef:
+    """A LoRA applied to this request only (never leaks into the next one)."""
+
+    name: str  # asset name, for records and errors
+    path: str  # local safetensors file, resolved by the service (asset library or config)
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TextualInversionRef:
+    name: str
+    path: str  # local safetensors file
+    token: str  # trigger word that the embedding is bound to in the prompt
+
+
+@dataclass(frozen=True)
+class ControlNetRef:
+    name: str
+    path: str  # local safetensors file or diffusers folder of a ControlNet for the model's family
+    image: Any  # PIL.Image: the control image as sent (preprocessed by the engine when asked)
+    preprocess: str | None = "canny"  # None: the image already is the control map
+    conditioning_scale: float = 1.0
+    end: float = 1.0  # fraction of the steps after which control stops (OctoAI controlnet_early_stop)
+
+
+@dataclass(frozen=True)
+class ImagePromptRef:
+    """Reference images guiding the generation through an image-prompt adapter (IP-Adapter)."""
+
+    images: tuple[Any, ...]  # PIL.Images
+    scale: float = 0.6
+    trigger: str | None = None  # OctoAI transfer_images: the trigger word in the prompt
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     model: str
     prompt: str
@@ -62,6 +98,24 @@ class GenerationRequest:
     prior_guidance_scale: float | None = None
     reference_image: Any = None  # PIL.Image guiding an inpainting (Karlo reference_image)
     post: PostProcess = field(default_factory=PostProcess)
+    # -- text encoding (engine/prompts.py) ------------------------------------------------------
+    prompt_2: str | None = None  # SDXL second text encoder; None: same as prompt
+    negative_prompt_2: str | None = None
+    prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks
+    clip_skip: int | None = None
+    # -- SDXL refiner handover ------------------------------------------------------------------
+    high_noise_frac: float | None = None  # None: the family default (0.8)
+    # -- inpainting options ---------------------------------------------------------------------
+    inpaint_full_res: bool = False  # repaint only the masked area's crop, at full resolution
+    inpaint_full_res_padding: int = 0
+    outpaint: bool = False  # the mask's border is new canvas to fill
+    # -- adapters and asset overrides, resolved to local files by the service -----------------
+    checkpoint: str | None = None  # a checkpoint file replacing the model's own weights
+    vae: str | None = None  # a VAE file replacing the model's own
+    loras: tuple[LoraRef, ...] = ()
+    textual_inversions: tuple[TextualInversionRef, ...] = ()
+    controlnet: ControlNetRef | None = None
+    image_prompt: ImagePromptRef | None = None
 
     def with_(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -69,8 +123,16 @@ class GenerationRequest:
     def describe(self) -> dict[str, Any]:
         """JSON-safe summary for job records and logs (no image bytes)."""
         images = ("init_image", "mask_image", "reference_image")
-        out = {k: v for k, v in self.__dict__.items() if k not in images and k != "post"}
+        nested = ("post", "loras", "textual_inversions", "controlnet", "image_prompt")
+        out = {k: v for k, v in self.__dict__.items() if k not in images and k not in nested}
         out["post"] = asdict(self.post)
+        out["loras"] = [asdict(x) for x in self.loras]
+        out["textual_inversions"] = [asdict(x) for x in self.textual_inversions]
+        if self.controlnet is not None:
+            c = self.controlnet
+            out["controlnet"] = {"name": c.name, "preprocess": c.preprocess,
+                                 "conditioning_scale": c.conditioning_scale, "end": c.end}
+        out["has_image_prompt"] = self.image_prompt is not None
         out["seeds"] = list(self.seeds) if self.seeds is not None else None
         out["has_init_image"] = self.init_image is not None
         out["has_mask_image"] = self.mask_image is not None

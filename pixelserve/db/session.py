@@ -28,7 +28,11 @@ def make_engine(url: str) -> Engine:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision."""
+    """Bring the schema to the newest revision of every branch.
+
+    Each area (assets, studio, security ...) may add its own revision branch off the same parent;
+    upgrading to "heads" applies all of them.
+    """
     from alembic import command
     from alembic.config import Config
 
@@ -36,7 +40,7 @@ def migrate(engine: Engine) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -54,6 +54,16 @@ class EngineClient(Protocol):
         ``Cancelled`` when ``cancel(job_id)`` was called or the awaiting task was cancelled.
         """
 
+    def check(self, request: GenerationRequest) -> None:
+        """Model-aware checks that need the loaded model (prompt token limits, adapter files).
+
+        Called by the service before anything is recorded or charged; raises ``InvalidRequest``
+        naming the field, or ``NotSupported``. Must be quick: no denoising.
+        """
+
+    async def postprocess(self, job_id: str, request: GenerationRequest, image: object) -> GenerationResult:
+        """Run only ``request.post`` (upscale, face refine, NSFW check) on an existing PIL image."""
+
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued or running job; True if it was known."""
 

@@ -28,7 +28,7 @@ from pixelserve.engine import post
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.registry import ModelRegistry
-from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded, PixelserveError
+from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded, PixelserveError
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,15 @@ class LocalEngine:
         finally:
             self._jobs.pop(job_id, None)
 
+    def check(self, request: GenerationRequest) -> None:
+        """Model-aware checks before anything is recorded (EngineClient.check)."""
+        if request.model not in self.registry.specs:
+            raise NotFound(f"unknown model {request.model!r}", field="model")
+
+    async def postprocess(self, job_id: str, request: GenerationRequest, image) -> GenerationResult:
+        """Only ``request.post`` on an existing image, queued like any job (EngineClient.postprocess)."""
+        return await self.submit(job_id, request.with_(task="post", init_image=image))
+
     def cancel(self, job_id: str) -> bool:
         job = self._jobs.get(job_id)
         if job is None:
@@ -176,7 +185,10 @@ class LocalEngine:
             if job.on_progress is not None:
                 loop.call_soon_threadsafe(job.on_progress, step, total)
 
-        images = family.run(model, job.request, on_step=on_step, cancel=job.cancel)
+        if job.request.task == "post":  # postprocess(): the image exists, only post-processing runs
+            images = [job.request.init_image.convert("RGB")]
+        else:
+            images = family.run(model, job.request, on_step=on_step, cancel=job.cancel)
         return post.apply(model, family, job.request, images, cancel=job.cancel)
 
     @staticmethod

@@ -67,7 +67,9 @@ class GenerationService:
 
     def check(self, request: GenerationRequest) -> GenerationRequest:
         """Validate against the engine's models; raises before anything is recorded or charged."""
-        return validate(request, self.engine.models(), self.limits)
+        request = validate(request, self.engine.models(), self.limits)
+        self.engine.check(request)
+        return request
 
     async def generate(self, request: GenerationRequest, *, dialect: str, key: KeyInfo | None,
                        output: OutputOptions = OutputOptions()) -> ServiceResult:

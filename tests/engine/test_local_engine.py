@@ -203,3 +203,31 @@ def test_sdxl_refiner_finishes_the_last_steps(tiny_cache):
     assert steps == list(range(1, 11))  # 8 base steps, then 2 refiner steps, reported as one job
     assert shared and info.has_refiner
     assert np.abs(np.asarray(refined, dtype=int) - np.asarray(plain, dtype=int)).max() > 0
+
+
+def test_postprocess_runs_only_the_post_steps_on_a_given_image(tiny_cache):
+    from PIL import Image
+
+    from pixelserve.core.request import PostProcess
+
+    source = Image.new("RGB", (64, 48), (200, 30, 30))
+
+    async def go():
+        engine = await started(tiny_cache)
+        try:
+            return await engine.postprocess("p", req(post=PostProcess(upscale=2)), source)
+        finally:
+            await engine.stop()
+
+    res = run(go())
+    assert [im.size for im in res.images] == [(128, 96)]
+    assert res.seeds == [1]
+
+
+def test_check_refuses_an_unknown_model_before_queueing(tiny_cache):
+    from pixelserve.errors import NotFound
+
+    engine = LocalEngine(demo_config().models, tiny_cache)
+    with pytest.raises(NotFound):
+        engine.check(req(model="nope"))
+    engine.check(req())  # a known model passes

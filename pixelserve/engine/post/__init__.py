@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -37,10 +38,12 @@ def img2img(model: Any, family: Family, request: GenerationRequest, image: Any, 
     import torch
 
     pipe = family.task_pipeline(model.pipe, "img2img", request.scheduler)
+    # img2img runs int(steps * strength) steps: at least one, even for a short request.
+    steps = max(request.steps, math.ceil(1 / strength))
     with torch.inference_mode():
         out = pipe(
             prompt=request.prompt, negative_prompt=request.negative_prompt or "", image=image,
-            strength=strength, num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+            strength=strength, num_inference_steps=steps, guidance_scale=request.guidance_scale,
             generator=family.generators((seed,), model.device),
             callback_on_step_end=family.step_callback(1, None, cancel),
         )

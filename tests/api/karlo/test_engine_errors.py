@@ -29,6 +29,12 @@ class FailingEngine:
         self.submitted.append(request)
         raise self.error
 
+    def check(self, request):
+        pass
+
+    async def postprocess(self, job_id, request, image):
+        raise self.error
+
     def cancel(self, job_id):
         return False
 
