@@ -26,7 +26,8 @@ def build_engine(settings: Settings) -> EngineClient:
     from pixelserve.engine.local import LocalEngine
 
     return LocalEngine(settings.models.models, settings.cache_dir, devices=settings.devices,
-                       max_queue=settings.max_queue)
+                       max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
+                       max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile)
 
 
 def warn_if_demo(settings: Settings) -> None:

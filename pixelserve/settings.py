@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     quota_per_month: int = Field(0, ge=0)
     #: NSFW score at or above which an image counts as NSFW content.
     nsfw_threshold: float = Field(0.5, ge=0, le=1)
+    # -- engine performance (engine/batching.py, engine/optimize.py) ---------------------------
+    #: Images stacked into one pipeline call from compatible queued requests (1: no batching).
+    max_batch_size: int = Field(8, ge=1, le=256)
+    #: How long a batchable job waits for compatible ones when the queue has none (0: never waits).
+    max_batch_delay_ms: float = Field(0.0, ge=0, le=10_000)
+    #: torch.compile the UNet and VAE decoder at start (slower start, faster jobs; cache kept in data_dir).
+    compile: bool = False
 
     @field_validator("data_dir")
     @classmethod

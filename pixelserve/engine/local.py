@@ -24,7 +24,8 @@ import torch
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine import post
+from pixelserve.engine import optimize, post
+from pixelserve.engine.batching import AllSet, BatchQueue, batch_key, run_batch
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.registry import ModelRegistry
@@ -53,14 +54,22 @@ class _Job:
 
 class LocalEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
-                 max_queue: int = 64):
+                 max_queue: int = 64, max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
+                 compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = ()):
         import diffusers
 
         diffusers.utils.logging.set_verbosity_error()  # per-call pipelines would log on every job
         self.registry = ModelRegistry(specs, cache_dir)
         self.devices = available_devices(devices)
         self.max_queue = max_queue
-        self._queue: asyncio.Queue[_Job] | None = None
+        # Cross-request batching (engine/batching.py): jobs sharing a batch key run in one call.
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_batch_delay_s = max(0.0, max_batch_delay_ms) / 1e3
+        self.optimizations = optimize.Optimizations(compile=compile)
+        self.warmup_sizes = warmup_sizes
+        if compile:
+            optimize.use_compile_cache(Path(cache_dir) / "compile")
+        self._queue: BatchQueue | None = None
         self._jobs: dict[str, _Job] = {}
         self._running: set[str] = set()
         self._executors = {d: ThreadPoolExecutor(1, thread_name_prefix=f"engine-{d}") for d in self.devices}
@@ -70,7 +79,7 @@ class LocalEngine:
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        self._queue = asyncio.Queue(maxsize=self.max_queue)
+        self._queue = BatchQueue(self.max_queue, key=self._batch_key)
         self._tasks = [asyncio.create_task(self._load_all(), name="engine-load")]
 
     async def wait_ready(self) -> None:
@@ -86,6 +95,9 @@ class LocalEngine:
         except Exception as e:  # a bad checkpoint: stay alive, not ready, and say why
             log.exception("model loading failed")
             self._loading_error = f"{type(e).__name__}: {e}"
+            return
+        await self._optimize_and_warm_up()
+        if self._loading_error is not None:
             return
         self._ready = True
         self._tasks += [asyncio.create_task(self._worker(d), name=f"engine-worker-{d}") for d in self.devices]
@@ -144,52 +156,109 @@ class LocalEngine:
         job.cancel.set()
         return True
 
+    def _batch_key(self, job: _Job):
+        return batch_key(job.request) if self.max_batch_size > 1 else None
+
     async def _worker(self, device: str) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            job = await self._queue.get()
-            try:
+            taken = await self._queue.get_batch(self.max_batch_size, self.max_batch_delay_s,
+                                                lambda j: j.request.num_images)
+            batch = []
+            for job in taken:
                 if job.cancel.is_set() or job.future.done():
-                    if not job.future.done():
-                        job.future.set_exception(Cancelled("cancelled before it started"))
-                    continue
-                self._running.add(job.id)
-                started = time.perf_counter()
-                try:
-                    images, scores = await loop.run_in_executor(self._executors[device], self._run, job, device, loop)
-                except JobCancelled:
-                    _settle(job.future, exc=Cancelled("cancelled while running"))
-                except torch.OutOfMemoryError as e:
-                    self._recover_memory(device)
-                    _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
-                except PixelserveError as e:  # a request the family cannot run: its own error
-                    _settle(job.future, exc=e)
-                except Exception as e:  # a failed job must never take the worker down
-                    log.exception("job %s failed", job.id)
-                    _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+                    _settle(job.future, exc=Cancelled("cancelled before it started"))
                 else:
-                    done = time.perf_counter()
+                    batch.append(job)
+            if not batch:
+                continue
+            ids = [job.id for job in batch]
+            self._running.update(ids)
+            started = time.perf_counter()
+            try:
+                outputs = await loop.run_in_executor(self._executors[device], self._run, batch, device, loop)
+            except JobCancelled:
+                for job in batch:
+                    _settle(job.future, exc=Cancelled("cancelled while running"))
+            except torch.OutOfMemoryError as e:
+                self._recover_memory(device)
+                for job in batch:
+                    _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+            except PixelserveError as e:  # a request the family cannot run: its own error
+                for job in batch:
+                    _settle(job.future, exc=e)
+            except Exception as e:  # a failed job must never take the worker down
+                log.exception("job(s) %s failed", ", ".join(ids))
+                for job in batch:
+                    _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+            else:
+                done = time.perf_counter()
+                if len(outputs) != len(batch):  # a family bug: fail the jobs, keep the worker
+                    outputs = [EngineFailure("generation returned no result for this job")] * len(batch)
+                for job, out in zip(batch, outputs):
+                    if isinstance(out, Exception):
+                        _settle(job.future, exc=out)
+                        continue
+                    images, scores = out
+                    if job.cancel.is_set():  # cancelled while its batch-mates kept it running
+                        _settle(job.future, exc=Cancelled("cancelled while running"))
+                        continue
                     _settle(job.future, result=GenerationResult(
                         images=images, seeds=list(job.request.seeds), model=job.request.model, nsfw_scores=scores,
-                        timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3},
+                        timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3,
+                                    "batch_size": float(len(batch))},
                     ))
             finally:
-                self._running.discard(job.id)
-                self._queue.task_done()
+                self._running.difference_update(ids)
 
-    def _run(self, job: _Job, device: str, loop: asyncio.AbstractEventLoop):
-        model = self.registry.get(job.request.model, device)
+    def _run(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop):
+        """One pipeline call for the batch (or one job); returns (images, nsfw scores) per job."""
+        first = batch[0].request
+        model = self.registry.get(first.model, device)
         family = family_for(model.spec.family)
 
-        def on_step(step: int, total: int) -> None:
-            if job.on_progress is not None:
-                loop.call_soon_threadsafe(job.on_progress, step, total)
+        def progress(job: _Job):
+            def on_step(step: int, total: int) -> None:
+                if job.on_progress is not None:
+                    loop.call_soon_threadsafe(job.on_progress, step, total)
+            return on_step
 
-        if job.request.task == "post":  # postprocess(): the image exists, only post-processing runs
-            images = [job.request.init_image.convert("RGB")]
+        if first.task == "post":  # postprocess(): the image exists, only post-processing runs
+            per_job = [[first.init_image.convert("RGB")]]
+        elif len(batch) == 1:
+            job = batch[0]
+            per_job = [family.run(model, job.request, on_step=progress(job), cancel=job.cancel)]
         else:
-            images = family.run(model, job.request, on_step=on_step, cancel=job.cancel)
-        return post.apply(model, family, job.request, images, cancel=job.cancel)
+            # The batch stops early only when every job in it is cancelled.
+            cancel = AllSet([job.cancel for job in batch])
+            steps = [progress(job) for job in batch]
+            per_job = run_batch(family, model, [job.request for job in batch],
+                                on_step=lambda s, t: [f(s, t) for f in steps], cancel=cancel)
+        return [post.apply(model, family, job.request, images, cancel=job.cancel)
+                for job, images in zip(batch, per_job)]
+
+    async def _optimize_and_warm_up(self) -> None:
+        """Compile (when asked) and run each configured warm-up size once, before turning ready."""
+        if not self.optimizations.compile and not self.warmup_sizes:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            for d in self.devices:
+                for mid in self.registry.specs:
+                    await loop.run_in_executor(self._executors[d], self._warm_up, mid, d)
+        except Exception as e:
+            log.exception("optimising or warming up failed")
+            self._loading_error = f"{type(e).__name__}: {e}"
+
+    def _warm_up(self, model_id: str, device: str) -> None:
+        model = self.registry.get(model_id, device)
+        optimize.apply(model.pipe, device, self.optimizations)
+        family = family_for(model.spec.family)
+        default = 64 if model.spec.is_demo else {"sd": 512, "sdxl": 1024}.get(model.spec.family, 256)
+        sizes = self.warmup_sizes or ((default, default),)
+        for w, h in sizes:
+            family.run(model, GenerationRequest(model=model_id, prompt="warm-up", width=w, height=h, steps=2,
+                                                seeds=(0,)))
 
     @staticmethod
     def _recover_memory(device: str) -> None:

@@ -82,7 +82,7 @@ def test_full_queue_answers_overloaded(tiny_cache, monkeypatch):
 
     async def go():
         engine = await started(tiny_cache, max_queue=1)
-        monkeypatch.setattr(engine, "_run", lambda job, device, loop: (release.wait(10), ([], None))[1])
+        monkeypatch.setattr(engine, "_run", lambda batch, device, loop: (release.wait(10), [([], None)] * len(batch))[1])
         first = asyncio.create_task(engine.submit("a", req()))
         while engine.health().running == 0:
             await asyncio.sleep(0.01)
@@ -140,11 +140,11 @@ def test_out_of_memory_fails_the_job_not_the_engine(tiny_cache, monkeypatch):
         real = engine._run
         calls = []
 
-        def oom_once(job, device, loop):
-            calls.append(job.id)
+        def oom_once(batch, device, loop):
+            calls.append(batch[0].id)
             if len(calls) == 1:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return real(job, device, loop)
+            return real(batch, device, loop)
 
         monkeypatch.setattr(engine, "_run", oom_once)
         with pytest.raises(EngineFailure, match="out of memory"):

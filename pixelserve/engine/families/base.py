@@ -16,6 +16,8 @@ class JobCancelled(Exception):
 
 
 StepCallback = Callable[[int, int], None]
+#: Per-image (prompts, negative prompts) of a stacked batch.
+PromptLists = tuple[list[str], list[str]]
 
 
 class Family:
@@ -87,8 +89,37 @@ class Family:
         return callback
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
+        """Images for ``request``, one per seed. ``prompts``: per-image (prompts, negative prompts)
+        replacing the request's own (run_many's stacked batch)."""
         raise NotImplementedError
+
+    #: True when run() honours ``prompts``, so that run_many can stack compatible requests.
+    batchable = False
+
+    def run_many(self, model: Any, requests: list[GenerationRequest], on_step: StepCallback | None = None,
+                 cancel: threading.Event | None = None) -> list[list[Any]]:
+        """Compatible requests (engine/batching.batch_key) in ONE pipeline call; images per request.
+
+        Each image keeps its own prompt, negative prompt and seeded generator, so it is the image
+        the request would get alone (up to float summation order in the batched kernels).
+        """
+        seeds = tuple(s for r in requests for s in r.seeds)
+        prompts = [r.prompt for r in requests for _ in r.seeds]
+        negatives = [r.negative_prompt or "" for r in requests for _ in r.seeds]
+        merged = requests[0].with_(seeds=seeds, num_images=len(seeds))
+        images = self.run(model, merged, on_step, cancel, prompts=(prompts, negatives))
+        out, start = [], 0
+        for r in requests:
+            out.append(images[start:start + len(r.seeds)])
+            start += len(r.seeds)
+        return out
+
+    @staticmethod
+    def prompt_lists(request: GenerationRequest, n: int, prompts: PromptLists | None = None) -> PromptLists:
+        if prompts is not None:
+            return prompts
+        return [request.prompt] * n, [request.negative_prompt or ""] * n
 
     @staticmethod
     def task_kwargs(request: GenerationRequest) -> dict[str, Any]:

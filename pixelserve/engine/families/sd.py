@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.families.base import Family, StepCallback
+from pixelserve.engine.families.base import Family, PromptLists, StepCallback
 
 
 class SDFamily(Family):
@@ -19,18 +19,21 @@ class SDFamily(Family):
         "inpaint": "StableDiffusionInpaintPipeline",
     }
 
+    batchable = True
+
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
         # 1. A per-call pipeline for the task, with its own scheduler.
         pipe = self.task_pipeline(model.pipe, request.task, request.scheduler)
         # 2. One generator per seed.
         generators = self.generators(request.seeds, model.device)
         # 3. Denoise, reporting each step and stopping between steps when cancelled.
         total = self.effective_steps(request)
+        positive, negative = self.prompt_lists(request, len(generators), prompts)
         with torch.inference_mode():
             out = pipe(
-                prompt=[request.prompt] * len(generators),
-                negative_prompt=[request.negative_prompt or ""] * len(generators),
+                prompt=positive,
+                negative_prompt=negative,
                 num_inference_steps=request.steps,
                 guidance_scale=request.guidance_scale,
                 generator=generators,

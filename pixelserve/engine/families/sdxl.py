@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.families.base import StepCallback
+from pixelserve.engine.families.base import PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
 
 #: Fraction of the denoising done by the base model when a refiner finishes the job
@@ -26,18 +26,19 @@ class SDXLFamily(SDFamily):
     refiner_pipeline = "StableDiffusionXLImg2ImgPipeline"
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
         if model.refiner is None or request.use_refiner is False:
-            return super().run(model, request, on_step, cancel)  # the base model alone, as SD
+            return super().run(model, request, on_step, cancel, prompts)  # the base model alone, as SD
         # 1. A per-call pipeline for the task, with its own scheduler.
         pipe = self.task_pipeline(model.pipe, request.task, request.scheduler)
         # 2. One generator per seed.
         generators = self.generators(request.seeds, model.device)
         n = len(generators)
         total = self.effective_steps(request)
+        positive, negative = self.prompt_lists(request, n, prompts)
         common = dict(
-            prompt=[request.prompt] * n,
-            negative_prompt=[request.negative_prompt or ""] * n,
+            prompt=positive,
+            negative_prompt=negative,
             num_inference_steps=request.steps,
             guidance_scale=request.guidance_scale,
             generator=generators,

@@ -1,0 +1,136 @@
+"""Cross-request dynamic batching: which queued jobs may share one pipeline call, and the queue
+that hands them out together.
+
+Requests that share model, task, size, steps, sampler, guidance, adapters and post-processing
+can be stacked into one batch: each keeps its own prompt, negative prompt and seeds (one
+generator per image), so an image does not depend on what it was batched with. Anything with
+per-request inputs the pipelines cannot stack (input images, ControlNet, image prompts) runs
+alone, and a job that cannot batch never waits for the batching delay.
+
+asyncio.Queue cannot take out the compatible jobs further back in line, so this is a small
+deque with a condition (written by hand: no maintained library does keyed batching of asyncio
+jobs; LitServe and Ray Serve batch whole queues, not by key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import astuple
+from typing import Any, Callable, Hashable
+
+from pixelserve.core.request import GenerationRequest
+
+#: Fields that may differ inside one batch; every other field must be equal.
+PER_IMAGE = ("prompt", "negative_prompt", "prompt_2", "negative_prompt_2", "seeds", "num_images")
+
+
+def batch_key(request: GenerationRequest) -> Hashable | None:
+    """The key jobs must share to run in one pipeline call; None: this job runs alone."""
+    if request.task != "txt2img" or request.controlnet is not None or request.image_prompt is not None:
+        return None
+    if request.use_refiner:  # the refiner pass is per image set; keep it simple and exact
+        return None
+    if request.post.face_refine is not None or request.post.upscale:
+        return None  # post passes are per image and long: batching them gains nothing
+    shared = []
+    for name, value in request.__dict__.items():
+        if name in PER_IMAGE:
+            continue
+        if name == "post":
+            value = astuple(value)
+        elif isinstance(value, tuple):
+            value = tuple(astuple(v) if hasattr(v, "__dataclass_fields__") else v for v in value)
+        shared.append((name, value))
+    try:
+        key = tuple(shared)
+        hash(key)
+    except TypeError:  # an unhashable field (an image): not batchable
+        return None
+    return key
+
+
+class BatchQueue:
+    """A bounded FIFO whose consumers take the oldest job plus compatible jobs behind it."""
+
+    def __init__(self, maxsize: int, key: Callable[[Any], Hashable | None]):
+        self.maxsize = maxsize
+        self._key = key
+        self._items: collections.deque = collections.deque()
+        self._cond = asyncio.Condition()
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        if len(self._items) >= self.maxsize:
+            raise asyncio.QueueFull()
+        self._items.append(item)
+        # Wake consumers without awaiting: put_nowait is called from synchronous code paths.
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def get_batch(self, max_size: int, delay_s: float, images_of: Callable[[Any], int]) -> list[Any]:
+        """The oldest job and up to ``max_size`` images' worth of compatible jobs.
+
+        Waits up to ``delay_s`` for more compatible jobs only when the first one can batch and the
+        batch is not full yet.
+        """
+        async with self._cond:
+            await self._cond.wait_for(lambda: bool(self._items))
+            first = self._items.popleft()
+            batch = [first]
+            key = self._key(first)
+            if key is None or max_size <= 1:
+                return batch
+            total = images_of(first)
+            deadline = time.monotonic() + delay_s
+            while True:
+                total = self._take_compatible(key, batch, total, max_size, images_of)
+                remaining = deadline - time.monotonic()
+                if total >= max_size or remaining <= 0:
+                    return batch
+                try:
+                    await asyncio.wait_for(self._cond.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+
+    def _take_compatible(self, key, batch: list, total: int, max_size: int, images_of) -> int:
+        keep = collections.deque()
+        while self._items:
+            item = self._items.popleft()
+            n = images_of(item)
+            if total + n <= max_size and self._key(item) == key:
+                batch.append(item)
+                total += n
+            else:
+                keep.append(item)
+        self._items = keep
+        return total
+
+    def drain(self) -> list[Any]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+class AllSet:
+    """Looks like a threading.Event to the families: set only when every job's event is set."""
+
+    def __init__(self, events: list):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return all(e.is_set() for e in self.events)
+
+
+def run_batch(family: Any, model: Any, requests: list[GenerationRequest], on_step=None, cancel=None) -> list[list]:
+    """Images per request. Batchable families stack the requests into one pipeline call;
+    others run them one after another (still correct, just not faster)."""
+    if getattr(family, "batchable", False):
+        return family.run_many(model, requests, on_step=on_step, cancel=cancel)
+    return [family.run(model, r, on_step=on_step, cancel=cancel) for r in requests]
