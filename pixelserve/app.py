@@ -10,11 +10,14 @@ from fastapi import FastAPI
 from pixelserve.core.validate import Limits
 from pixelserve.db.session import open_database
 from pixelserve.dialects.karlo.router import router as karlo_router
+from pixelserve.dialects.studio.library import router as studio_library_router
+from pixelserve.dialects.studio.router import router as studio_router
 from pixelserve.engine.client import EngineClient
 from pixelserve.routes.health import router as health_router
 from pixelserve.routes.images import router as images_router
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.generation import GenerationService
+from pixelserve.service.studio import open_studio
 from pixelserve.settings import Settings
 from pixelserve.storage.local import LocalImageStore
 from pixelserve.storage.signing import UrlSigner
@@ -64,10 +67,14 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         warn_if_demo(settings)
         if not settings.auth_enabled:
             log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")
+        app.state.studio, app.state.studio_jobs = open_studio(settings, eng, sessions, store,
+                                                             app.state.service.check)
         await eng.start()
+        await app.state.studio_jobs.start()  # resumes the Studio jobs a stopped server left
         try:
             yield
         finally:
+            await app.state.studio_jobs.stop()  # running jobs stay IN_PROGRESS for the next start
             await eng.stop()
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
@@ -75,4 +82,6 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.include_router(health_router)
     app.include_router(images_router)
     app.include_router(karlo_router)
+    app.include_router(studio_router)
+    app.include_router(studio_library_router)
     return app

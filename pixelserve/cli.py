@@ -168,6 +168,45 @@ def models_list() -> None:
         typer.echo(f"{m.id}\t{m.family}\t{where}{extra}")
 
 
+credits = typer.Typer(help="Studio credits (per API key).", no_args_is_help=True)
+cli.add_typer(credits, name="credits")
+
+
+def _credit_service():
+    from pixelserve.service.credits import CreditService
+
+    return CreditService.from_settings(_sessions(), Settings())
+
+
+@credits.command("show")
+def credits_show(key_id: int) -> None:
+    """The key's three balances (resets applied) and its latest ledger rows."""
+    from pixelserve.db.crud.credits import entries
+
+    svc = _credit_service()
+    b = svc.balances(key_id)
+    typer.echo(f"key {key_id}: default {b.default}, daily {b.daily}, monthly {b.monthly}")
+    with svc.sessions() as s:
+        for e in entries(s, key_id, limit=20):
+            typer.echo(f"{e.created_at:%Y-%m-%d %H:%M}\t{e.kind}\tdefault {e.default_delta:+d}\t"
+                       f"daily {e.daily_delta:+d}\tmonthly {e.monthly_delta:+d}\t{e.job_id or ''}\t{e.note or ''}")
+
+
+@credits.command("grant")
+def credits_grant(
+    key_id: int,
+    amount: Annotated[int, typer.Argument(help="credits to add (negative: remove)")],
+    bucket: Annotated[str, typer.Option(help="default | daily | monthly")] = "default",
+    note: Annotated[Optional[str], typer.Option(help="recorded on the ledger row")] = None,
+) -> None:
+    """Grant credits to a key (a ledger row of kind grant)."""
+    if bucket not in ("default", "daily", "monthly"):
+        typer.echo("bucket must be default, daily or monthly", err=True)
+        raise typer.Exit(2)
+    b = _credit_service().grant(key_id, amount, bucket, note)
+    typer.echo(f"key {key_id}: default {b.default}, daily {b.daily}, monthly {b.monthly}")
+
+
 def main() -> None:
     cli()
 

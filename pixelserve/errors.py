@@ -47,6 +47,14 @@ class PayloadTooLarge(PixelserveError):
     """Body or image over the configured size limits."""
 
 
+class PaymentRequired(PixelserveError):
+    """Not enough credits for the request (Studio); nothing was generated or charged."""
+
+    def __init__(self, message: str, *, field: str | None = None, detail: dict | None = None):
+        super().__init__(message, field=field)
+        self.detail = detail or {}  # e.g. the caller's balances, for the vendor's error body
+
+
 class QuotaExceeded(PixelserveError):
     """A rate limit or quota was hit."""
 
@@ -72,6 +80,7 @@ STATUS: dict[type[PixelserveError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    PaymentRequired: 402,
     PayloadTooLarge: 413,
     QuotaExceeded: 429,
     Cancelled: 499,

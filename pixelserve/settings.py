@@ -44,6 +44,57 @@ class Settings(BaseSettings):
     max_batch_delay_ms: float = Field(0.0, ge=0, le=10_000)
     #: torch.compile the UNet and VAE decoder at start (slower start, faster jobs; cache kept in data_dir).
     compile: bool = False
+    # -- Studio API (dialects/studio, service/credits.py) --------------------------------------
+    #: Model id serving Studio; unset: the first configured sd-family model (else the first model).
+    studio_model: str | None = None
+    #: Credits: daily/monthly balances are reset to these amounts each day/month (studio_credit_timezone).
+    studio_daily_credit: int = Field(40, ge=0)
+    studio_monthly_credit: int = Field(0, ge=0)
+    studio_initial_credit: int = Field(0, ge=0)  # purchased-type credits granted to a new account
+    studio_credit_timezone: str = "UTC"
+    #: Cost of one image by family, or by "family:ratio" (wins over the family's cost).
+    studio_image_cost: dict[str, int] = {"sd": 1, "sdxl": 2, "unclip": 2}
+    #: Cost of one upscale by scaleSize.
+    studio_upscale_cost: dict[str, int] = {"1x": 0, "2x": 1, "4x": 2, "8x": 4}
+    #: Per-family overrides of the ratio -> "WxH" table (dialects/studio/protocol.py has the defaults).
+    studio_resolutions: dict[str, dict[str, str]] = {}
+    studio_steps: int = Field(30, ge=1, le=150)
+    studio_guidance_scale: float = Field(7.0, ge=0, le=30)
+    #: img2img strength from a reference image (how far the result may move away from it).
+    studio_reference_strength: float = Field(0.75, gt=0, le=1)
+    studio_nsfw_check: bool = True  # blur images at or over nsfw_threshold (blurReason "nsfw")
+    studio_job_workers: int = Field(1, ge=1, le=64)  # async jobs run at once
+    #: Local MarianMT/NLLB folder (safetensors) translating Korean prompts; unset: prompts go as sent.
+    studio_translation_model: Path | None = None
+
+    @field_validator("studio_credit_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("studio_image_cost", "studio_upscale_cost")
+    @classmethod
+    def _costs(cls, v: dict[str, int]) -> dict[str, int]:
+        if any(c < 0 for c in v.values()):
+            raise ValueError("costs must be 0 or more")
+        return v
+
+    @field_validator("studio_resolutions")
+    @classmethod
+    def _sizes(cls, v: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for table in v.values():
+            for ratio, size in table.items():
+                w, _, h = size.partition("x")
+                if not (w.isdigit() and h.isdigit() and int(w) % 8 == 0 and int(h) % 8 == 0 and int(w) >= 64
+                        and int(h) >= 64):
+                    raise ValueError(f"{ratio}: {size!r} must be 'WxH' with multiples of 8, at least 64")
+        return v
 
     @field_validator("data_dir")
     @classmethod

@@ -1,0 +1,30 @@
+"""The Studio platform API: ``POST /api/images/create`` with its records, credits and library.
+
+Source: shared/specs/studio-images-create.txt. The spec is one endpoint's reference page; what it
+leaves open was decided as follows (tests in tests/api/studio/ pin each decision):
+
+- Owner: ``ownerId`` is the API key's id; credits, images, styles and collections belong to it.
+  Auth disabled: everything belongs to owner 0.
+- ``image`` is ``"<ownerId>/<file>"`` in the caller's upload area of the image store
+  (``POST /api/images/upload`` answers such paths). Another owner's path is 404, never 403.
+- The one-of rule "(reference image + prompt) OR (style + prompt) OR (collection + prompt)":
+  exactly one of ``image``, ``styleId``, ``collectionId``; none or several is 400. A reference image
+  runs img2img at ``studio_reference_strength`` (IP-Adapter is not wired: the engine has no
+  per-model adapter configuration yet). A collection uses its style and its FIRST reference image.
+- ``sample`` images cost ``sample x cost`` credits, reserved up front; prices per family (or
+  "family:ratio") and per upscale factor come from settings. Spending order: daily, monthly,
+  default (the purchased credits last). Refunds go back default first.
+- ``GenerationInfo``: ``originalPrompt`` = ``initialPrompt`` or ``prompt``; ``main`` = the text drawn
+  (``enhancedPrompt`` when given in English, else ``prompt``); ``super`` = ``main`` inside the style's
+  template (what the text encoder gets). ``variationId`` = the image's index within its request.
+  ``blurReason`` is set when the NSFW check blurred the image.
+- ``etc`` is a JSON string of what has no field: platform (X-Platform), type (X-Type), ratio, seed,
+  and for upscales the factor and parent image id. ``Bought`` is always ``[]`` (nothing is sold here).
+- ``Upscaled[]`` entries are the image's upscale records, each with ``scaleSize`` = ``[its factor]``;
+  ``DownloadLog`` is ``[]`` and ``CollectionInfo.enabled`` false (no download log is kept).
+- ``mimeType`` is ``image/webp`` as in the spec's example. Timestamps are UTC ``...Z``.
+- Errors are NestJS-shaped ``{"statusCode", "message", "error"}``; bad fields and headers are 400
+  (not 422); a 402 adds the three balances.
+- ``async: true`` answers the records as accepted (PENDING, no base64) with the balances after the
+  reservation; ``GET /api/images/{imageId}`` follows them.
+"""

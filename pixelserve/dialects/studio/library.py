@@ -1,0 +1,84 @@
+"""Styles and collections, per owner (not in Studio spec: the spec names styleId-like choices and
+collection ids but not their endpoints). Built-in styles are listed for everyone and read-only."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from pixelserve.dialects.studio import translate
+from pixelserve.dialects.studio.protocol import CollectionBody, StyleBody
+from pixelserve.dialects.studio.router import Key, Studio, StudioRoute, owner_of
+
+router = APIRouter(route_class=StudioRoute, tags=["Studio styles and collections"])
+
+
+def _style_values(body: StyleBody) -> dict:
+    return {"name": body.name, "prompt_template": body.promptTemplate, "negative_prompt": body.negativePrompt,
+            "sampler": body.sampler, "steps": body.steps, "cfg_scale": body.cfgScale}
+
+
+def _collection_values(body: CollectionBody) -> dict:
+    return {"name": body.name, "style_id": body.styleId, "images": list(body.images)}
+
+
+@router.get("/api/styles")
+async def list_styles(key: Key, studio: Studio) -> JSONResponse:
+    rows = await asyncio.to_thread(studio.styles, owner_of(key))
+    return JSONResponse({"styles": [translate.style_to_wire(r) for r in rows]})
+
+
+@router.post("/api/styles", status_code=201)
+async def create_style(body: StyleBody, key: Key, studio: Studio) -> JSONResponse:
+    row = await asyncio.to_thread(studio.save_style, owner_of(key), _style_values(body))
+    return JSONResponse(translate.style_to_wire(row), status_code=201)
+
+
+@router.get("/api/styles/{styleId}")
+async def get_style(styleId: int, key: Key, studio: Studio) -> JSONResponse:
+    row = await asyncio.to_thread(studio.style, owner_of(key), styleId, None)
+    return JSONResponse(translate.style_to_wire(row))
+
+
+@router.put("/api/styles/{styleId}")
+async def update_style(styleId: int, body: StyleBody, key: Key, studio: Studio) -> JSONResponse:
+    row = await asyncio.to_thread(studio.save_style, owner_of(key), _style_values(body), styleId)
+    return JSONResponse(translate.style_to_wire(row))
+
+
+@router.delete("/api/styles/{styleId}", status_code=204)
+async def delete_style(styleId: int, key: Key, studio: Studio) -> Response:
+    await asyncio.to_thread(studio.delete_style, owner_of(key), styleId)
+    return Response(status_code=204)
+
+
+@router.get("/api/collections")
+async def list_collections(key: Key, studio: Studio) -> JSONResponse:
+    rows = await asyncio.to_thread(studio.collections, owner_of(key))
+    return JSONResponse({"collections": [translate.collection_to_wire(r) for r in rows]})
+
+
+@router.post("/api/collections", status_code=201)
+async def create_collection(body: CollectionBody, key: Key, studio: Studio) -> JSONResponse:
+    row = await asyncio.to_thread(studio.save_collection, owner_of(key), _collection_values(body))
+    return JSONResponse(translate.collection_to_wire(row), status_code=201)
+
+
+@router.get("/api/collections/{collectionId}")
+async def get_collection(collectionId: int, key: Key, studio: Studio) -> JSONResponse:
+    row = await asyncio.to_thread(studio.collection, owner_of(key), collectionId, None)
+    return JSONResponse(translate.collection_to_wire(row))
+
+
+@router.put("/api/collections/{collectionId}")
+async def update_collection(collectionId: int, body: CollectionBody, key: Key, studio: Studio) -> JSONResponse:
+    row = await asyncio.to_thread(studio.save_collection, owner_of(key), _collection_values(body), collectionId)
+    return JSONResponse(translate.collection_to_wire(row))
+
+
+@router.delete("/api/collections/{collectionId}", status_code=204)
+async def delete_collection(collectionId: int, key: Key, studio: Studio) -> Response:
+    await asyncio.to_thread(studio.delete_collection, owner_of(key), collectionId)
+    return Response(status_code=204)

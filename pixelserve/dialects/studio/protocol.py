@@ -1,0 +1,101 @@
+"""Studio wire models: the platform's field names, order, ranges and defaults.
+
+Source: ``POST /api/images/create`` (shared/specs/studio-images-create.txt). Anything we add is
+marked ``# not in Studio spec``. Strict types: "4" is not 4, 1 is not true. Unknown body fields
+are refused (a typo such as "samples" must not silently cost four images).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pixelserve.core.request import SCHEDULERS
+from pixelserve.service.studio import REFERENCE_PATH
+
+#: X-Platform values (default web).
+PLATFORMS = ("web", "app", "figma", "api")
+RATIOS = ("square", "vertical", "horizontal", "1:1", "3:4", "4:3", "9:16", "16:9")
+#: The named ratios are the presets of the numeric ones.
+RATIO_ALIASES = {"square": "1:1", "vertical": "3:4", "horizontal": "4:3"}
+#: ratio -> "WxH" per model family: each family's native area, sides rounded to multiples of 8
+#: (SDXL's are its training buckets). settings.studio_resolutions overrides entries.
+RESOLUTIONS: dict[str, dict[str, str]] = {
+    "sdxl": {"1:1": "1024x1024", "3:4": "896x1152", "4:3": "1152x896", "9:16": "768x1344", "16:9": "1344x768"},
+    "sd": {"1:1": "512x512", "3:4": "512x688", "4:3": "688x512", "9:16": "512x912", "16:9": "912x512"},
+    # Karlo's unCLIP decoder draws 64 px upsampled to 256: keep its area, shape the sides.
+    "unclip": {"1:1": "256x256", "3:4": "224x296", "4:3": "296x224", "9:16": "192x344", "16:9": "344x192"},
+}
+SCALE_SIZES = ("1x", "2x", "4x", "8x")
+
+OptionalText = Annotated[str | None, Field(None, max_length=4000)]  # not in Studio spec: a bound
+
+
+class StudioModel(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", populate_by_name=True)
+
+
+class CreateRequest(StudioModel):
+    """(Reference Image + Prompt) OR (Style + Prompt) OR (Collection ID + Prompt)."""
+
+    prompt: str = Field(..., min_length=1, max_length=1200)
+    ratio: Literal["square", "vertical", "horizontal", "1:1", "3:4", "4:3", "9:16", "16:9"]
+    image: str | None = Field(None, max_length=300)
+    randomPrompt: OptionalText = None
+    initialPrompt: OptionalText = None
+    enhancedPrompt: OptionalText = None
+    captionPrompt: OptionalText = None
+    captionTPrompt: OptionalText = None
+    groupId: str | None = Field(None, max_length=200)
+    sample: Literal[1, 2, 4] = 4
+    async_: bool = Field(False, alias="async")
+    styleId: int | None = Field(None, ge=1)  # not in Studio spec
+    collectionId: int | None = Field(None, ge=1)  # not in Studio spec
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "CreateRequest":
+        given = [name for name in ("image", "styleId", "collectionId") if getattr(self, name) is not None]
+        if len(given) != 1:
+            what = "none was given" if not given else f"got {' and '.join(given)}"
+            raise ValueError(f"exactly one of image, styleId, collectionId is required with the prompt; {what}")
+        return self
+
+
+class UpscaleRequest(StudioModel):  # not in Studio spec (the Upscaled[] records' endpoint)
+    scaleSize: Literal["1x", "2x", "4x", "8x"]
+
+
+class StyleBody(StudioModel):  # not in Studio spec
+    name: str = Field(..., min_length=1, max_length=100)
+    promptTemplate: str = Field("{prompt}", min_length=1, max_length=2000)
+    negativePrompt: str | None = Field(None, max_length=2000)
+    sampler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
+    steps: int | None = Field(None, ge=1, le=150)
+    cfgScale: float | None = Field(None, ge=0, le=30)
+
+    @field_validator("promptTemplate")
+    @classmethod
+    def _has_slot(cls, v: str) -> str:
+        if "{prompt}" not in v:
+            raise ValueError("must contain {prompt}, where the request's prompt goes")
+        return v
+
+
+class CollectionBody(StudioModel):  # not in Studio spec
+    name: str = Field(..., min_length=1, max_length=100)
+    styleId: int | None = Field(None, ge=1)
+    images: list[Annotated[str, Field(pattern=REFERENCE_PATH)]] = Field(default_factory=list, max_length=16)
+
+    @model_validator(mode="after")
+    def _something(self) -> "CollectionBody":
+        if not self.images and self.styleId is None:
+            raise ValueError("a collection needs reference images, a styleId, or both")
+        return self

@@ -1,0 +1,164 @@
+"""Studio endpoints: parse, translate, call the service, translate back.
+
+Every failure answers ``{"statusCode": <int>, "message": "<field>: <reason>", "error": "<HTTP phrase>"}``
+(402 adds the caller's three balances); invalid input is 400, as the platform answers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from pixelserve.db.crud.keys import KeyInfo
+from pixelserve.dialects.base import DialectRoute
+from pixelserve.dialects.studio import translate
+from pixelserve.dialects.studio.protocol import RATIO_ALIASES, CreateRequest, UpscaleRequest
+from pixelserve.errors import InvalidRequest, PaymentRequired, PixelserveError
+from pixelserve.routes.deps import get_auth
+from pixelserve.service.generation import cancel_on_disconnect
+from pixelserve.service.studio import StudioService
+
+PHRASES = {499: "Client Closed Request"}
+
+
+class StudioRoute(DialectRoute):
+    @classmethod
+    def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
+        if isinstance(exc, InvalidRequest):
+            status = 400  # the platform answers invalid fields and headers with 400
+        phrase = PHRASES.get(status) or HTTPStatus(status).phrase
+        body = {"statusCode": status, "message": str(exc), "error": phrase}
+        if isinstance(exc, PaymentRequired):
+            body.update(exc.detail)
+        return JSONResponse(body, status_code=status)
+
+
+router = APIRouter(route_class=StudioRoute, tags=["Studio"])
+
+
+def studio_key(request: Request, x_api_key: Annotated[str | None, Header(alias="X-Api-Key")] = None) -> KeyInfo | None:
+    return get_auth(request).check((x_api_key or "").strip())
+
+
+def get_studio(request: Request) -> StudioService:
+    return request.app.state.studio
+
+
+Key = Annotated[KeyInfo | None, Depends(studio_key)]
+Studio = Annotated[StudioService, Depends(get_studio)]
+
+
+def owner_of(key: KeyInfo | None) -> int:
+    """The API key's id owns images and credits; 0 when auth is disabled (one shared owner)."""
+    return key.id if key is not None else 0
+
+
+def defaults(request: Request) -> translate.Defaults:
+    s = request.app.state.settings
+    return translate.Defaults(steps=s.studio_steps, guidance_scale=s.studio_guidance_scale,
+                              reference_strength=s.studio_reference_strength, resolutions=s.studio_resolutions)
+
+
+async def _answer(studio: StudioService, ids: list[int], owner: int, with_data: bool = True) -> JSONResponse:
+    views = await asyncio.to_thread(studio.views, ids, with_data=with_data)
+    balances = await asyncio.to_thread(studio.balances, owner)
+    return JSONResponse(translate.response(views, balances, owner))
+
+
+@router.post("/api/images/create")
+async def create(body: CreateRequest, request: Request, key: Key, studio: Studio,
+                 x_type: Annotated[str | None, Header(alias="X-Type")] = None,
+                 x_platform: Annotated[str | None, Header(alias="X-Platform")] = None) -> JSONResponse:
+    """Create images: (reference image + prompt) OR (style + prompt) OR (collection + prompt)."""
+    platform = translate.check_platform(x_platform)
+    if x_type is not None and len(x_type) > 100:
+        raise InvalidRequest("must be at most 100 characters", field="X-Type")
+    owner = owner_of(key)
+    model = studio.model()
+    style = reference = reference_key = None
+    if body.styleId is not None:
+        style = translate.style_spec(studio.style(owner, body.styleId))
+    if body.collectionId is not None:
+        collection = studio.collection(owner, body.collectionId)
+        if collection.style_id is not None:
+            style = translate.style_spec(studio.style(owner, collection.style_id, "collectionId"))
+        if collection.images:  # the collection's first reference image guides every sample
+            reference_key, reference = await asyncio.to_thread(
+                studio.load_reference, owner, collection.images[0], "collectionId")
+    if body.image is not None:
+        reference_key, reference = await asyncio.to_thread(studio.load_reference, owner, body.image)
+    translated = None
+    if translate.needs_translation(body):
+        translated = await asyncio.to_thread(studio.translate, body.prompt)
+    gen = translate.create_to_request(body, model_id=model.id, family=model.family, defaults=defaults(request),
+                                      style=style, reference=reference, translated=translated)
+    cost = studio.credits.cost_per_image(model.family, RATIO_ALIASES.get(body.ratio, body.ratio))
+    job_id, ids, reserved = await studio.create(owner, key.id if key else None, gen,
+                                                translate.record_info(body, platform, x_type, style, translated),
+                                                reference_key=reference_key, cost_per_image=cost)
+    if body.async_:  # answers the records as accepted (PENDING) and the balances after the reservation
+        views = await asyncio.to_thread(studio.views, ids, with_data=False)
+        request.app.state.studio_jobs.enqueue(job_id)
+        return JSONResponse(translate.response(views, reserved, owner))
+    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
+    return await _answer(studio, ids, owner)
+
+
+@router.post("/api/images/upload")  # not in Studio spec
+async def upload(request: Request, key: Key, studio: Studio, file: UploadFile = File(...)) -> JSONResponse:
+    """Store a reference image; answers its path for ``image``."""
+    raw = await file.read()
+    path = await asyncio.to_thread(studio.upload, owner_of(key), raw)
+    return JSONResponse({"path": path})
+
+
+@router.get("/api/images")  # not in Studio spec
+async def list_group(key: Key, studio: Studio, groupId: Annotated[str, Query(min_length=1, max_length=200)],
+                     base64: bool = True) -> JSONResponse:
+    """The caller's images of one groupId, oldest first."""
+    owner = owner_of(key)
+    ids = await asyncio.to_thread(studio.group, owner, groupId)
+    return await _answer(studio, ids, owner, with_data=base64)
+
+
+@router.get("/api/images/{imageId}")  # not in Studio spec
+async def get_image(imageId: int, key: Key, studio: Studio) -> JSONResponse:
+    """One image record as it progresses (PENDING, IN_PROGRESS, COMPLETED, FAILED)."""
+    owner = owner_of(key)
+    await asyncio.to_thread(studio.owned_image, owner, imageId)
+    return await _answer(studio, [imageId], owner)
+
+
+@router.post("/api/images/{imageId}/upscale")  # not in Studio spec
+async def upscale(imageId: int, body: UpscaleRequest, request: Request, key: Key, studio: Studio) -> JSONResponse:
+    """Creates an Upscaled record of the image (scaleSize 1x, 2x, 4x, 8x); charged by factor."""
+    owner = owner_of(key)
+    cost = studio.credits.cost_of_upscale(body.scaleSize)
+    job_id, ids, _ = await studio.upscale(owner, key.id if key else None, imageId, body.scaleSize, cost)
+    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
+    return await _answer(studio, ids, owner)
+
+
+@router.post("/api/images/{imageId}/bookmark")  # not in Studio spec
+async def add_bookmark(imageId: int, key: Key, studio: Studio) -> JSONResponse:
+    owner = owner_of(key)
+    await asyncio.to_thread(studio.bookmark, owner, imageId, True)
+    return await _answer(studio, [imageId], owner, with_data=False)
+
+
+@router.delete("/api/images/{imageId}/bookmark")  # not in Studio spec
+async def remove_bookmark(imageId: int, key: Key, studio: Studio) -> JSONResponse:
+    owner = owner_of(key)
+    await asyncio.to_thread(studio.bookmark, owner, imageId, False)
+    return await _answer(studio, [imageId], owner, with_data=False)
+
+
+@router.get("/api/credits")  # not in Studio spec
+async def credits(key: Key, studio: Studio) -> JSONResponse:
+    """The caller's three balances."""
+    balances = await asyncio.to_thread(studio.balances, owner_of(key))
+    return JSONResponse(balances.to_wire())

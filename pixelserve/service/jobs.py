@@ -1,0 +1,65 @@
+"""A durable job queue: the queue is the database, this only runs what it holds.
+
+Jobs are rows (Studio: ``studio_jobs``) created PENDING in the same transaction as everything
+they pay for. ``JobRunner`` runs them in the background with a few workers. At start it puts
+jobs that a stopped server left IN_PROGRESS back to PENDING and queues every PENDING one, so an
+accepted job finishes even across a restart. At stop, running jobs are cancelled and stay
+IN_PROGRESS in the database (``stopping`` tells the job function not to record a failure).
+
+One server process per database: at start every IN_PROGRESS job counts as interrupted. (Several
+processes on one database would need leases, like the ``jobs`` table's ``lease_expires_at``.)
+Claiming is atomic (a conditional UPDATE), so a job is never run twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    def __init__(self, run: Callable[[str], Awaitable[None]], requeue: Callable[[], list[str]], *,
+                 workers: int = 1, is_ready: Callable[[], bool] = lambda: True, poll_seconds: float = 0.1):
+        """``run(job_id)`` runs one job (claiming it first); ``requeue()`` returns the ids to resume."""
+        self._run = run
+        self._requeue = requeue
+        self._workers = workers
+        self._is_ready = is_ready
+        self._poll = poll_seconds
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self.stopping = False
+
+    async def start(self) -> None:
+        self.stopping = False
+        for job_id in await asyncio.to_thread(self._requeue):
+            self._queue.put_nowait(job_id)
+        self._tasks = [asyncio.create_task(self._worker(), name=f"studio-jobs-{i}") for i in range(self._workers)]
+
+    def enqueue(self, job_id: str) -> None:
+        self._queue.put_nowait(job_id)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _worker(self) -> None:
+        while True:
+            job_id = await self._queue.get()
+            while not self._is_ready():  # models still loading: the job waits, it does not fail
+                await asyncio.sleep(self._poll)
+            try:
+                await self._run(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # recorded on the job by run(); the worker goes on
+                log.info("studio job %s failed", job_id, exc_info=True)

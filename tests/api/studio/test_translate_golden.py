@@ -1,0 +1,71 @@
+"""Golden JSON for the pure Studio translations (wire -> GenerationRequest, record -> wire)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from pixelserve.db.crud.credits import Balances
+from pixelserve.db.models_studio import StudioImage
+from pixelserve.dialects.studio import translate
+from pixelserve.dialects.studio.protocol import CreateRequest
+from pixelserve.errors import NotSupported
+from pixelserve.service.studio import ImageView
+
+GOLDEN = Path(__file__).parent / "golden"
+DEFAULTS = translate.Defaults(steps=30, guidance_scale=7.0, reference_strength=0.75)
+
+
+def load(name: str) -> dict:
+    return json.loads((GOLDEN / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["create_reference", "create_style"])
+def test_wire_to_request(name):
+    case = load(name)
+    body = CreateRequest.model_validate(case["wire"])
+    style = translate.StyleSpec(**case["style"]) if case.get("style") else None
+    reference = Image.new("RGB", (96, 64), (200, 30, 30)) if body.image else None
+    gen = translate.create_to_request(body, model_id=case["model"], family=case["family"], defaults=DEFAULTS,
+                                      style=style, reference=reference)
+    assert gen.describe() == case["internal"]
+    if reference is not None:
+        assert gen.init_image.size == (gen.width, gen.height)  # cropped to the ratio, then resized
+    assert translate.prompt_record(body, style) == case["prompts"]
+
+
+def test_record_to_wire():
+    case = load("image_response")
+    r = case["record"]
+    record = StudioImage(**{**r, "created_at": datetime(2023, 11, 7, 5, 31, 56, tzinfo=timezone.utc)})
+    upscaled = StudioImage(id=130, status="COMPLETED", scale_size="4x")
+    marks = [SimpleNamespace(owner_id=7, image_id=123), SimpleNamespace(owner_id=9, image_id=123)]
+    view = ImageView(record, marks, [upscaled], b"RIFF")
+    assert translate.response([view], Balances(5, 10, 20), 7) == case["wire"]
+
+
+def test_default_ratio_tables_are_the_real_ones():
+    assert translate.resolution("sdxl", "square") == (1024, 1024)
+    assert translate.resolution("sdxl", "vertical") == (896, 1152)
+    assert translate.resolution("sdxl", "16:9") == (1344, 768)
+    assert translate.resolution("sd", "1:1") == (512, 512)
+    assert translate.resolution("sd", "3:4") == (512, 688)
+    assert translate.resolution("sd", "horizontal") == (688, 512)
+    for family in ("sd", "sdxl", "unclip"):
+        for ratio in ("1:1", "3:4", "4:3", "9:16", "16:9"):
+            w, h = translate.resolution(family, ratio)
+            assert w % 8 == 0 and h % 8 == 0
+    assert translate.resolution("sd", "1:1", {"sd": {"1:1": "64x64"}}) == (64, 64)
+    assert translate.resolution("sd", "3:4", {"sd": {"1:1": "64x64"}}) == (512, 688)  # overrides per entry
+
+
+def test_reference_with_an_unclip_model_is_not_supported():
+    body = CreateRequest.model_validate({"prompt": "x", "image": "1/a.png", "ratio": "1:1"})
+    with pytest.raises(NotSupported):
+        translate.create_to_request(body, model_id="k", family="unclip", defaults=DEFAULTS,
+                                    reference=Image.new("RGB", (8, 8)))
