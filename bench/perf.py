@@ -160,7 +160,10 @@ def part_engine_concurrent(cache: Path, n: int, repeat: int, batch: int) -> dict
     """``n`` identical-shape requests submitted at once to the engine (dynamic batching on/off)."""
 
     async def go():
-        engine = await started_engine(cache, max_batch_size=batch)
+        from pixelserve.settings import Settings
+
+        # The server's own batching settings (delay), so the direct engine batches as the server does.
+        engine = await started_engine(cache, max_batch_size=batch, max_batch_delay_ms=Settings().max_batch_delay_ms)
         try:
             await engine.submit("warm", request())
             rates, lat = [], []

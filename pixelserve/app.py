@@ -30,7 +30,8 @@ def build_engine(settings: Settings) -> EngineClient:
 
     return LocalEngine(settings.models.models, settings.cache_dir, devices=settings.devices,
                        max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
-                       max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile)
+                       max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
+                       vae_tiling_pixels=settings.vae_tiling_pixels)
 
 
 def warn_if_demo(settings: Settings) -> None:

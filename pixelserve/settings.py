@@ -41,9 +41,11 @@ class Settings(BaseSettings):
     #: Images stacked into one pipeline call from compatible queued requests (1: no batching).
     max_batch_size: int = Field(8, ge=1, le=256)
     #: How long a batchable job waits for compatible ones when the queue has none (0: never waits).
-    max_batch_delay_ms: float = Field(0.0, ge=0, le=10_000)
+    max_batch_delay_ms: float = Field(10.0, ge=0, le=10_000)
     #: torch.compile the UNet and VAE decoder at start (slower start, faster jobs; cache kept in data_dir).
     compile: bool = False
+    #: Decode images over this many pixels with a tiled VAE (bounded memory; 0: never tile).
+    vae_tiling_pixels: int = Field(1536 * 1536, ge=0)
     # -- Studio API (dialects/studio, service/credits.py) --------------------------------------
     #: Model id serving Studio; unset: the first configured sd-family model (else the first model).
     studio_model: str | None = None

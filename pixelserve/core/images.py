@@ -35,7 +35,9 @@ def encode_image(image: Image.Image, fmt: str, quality: int | None = None) -> by
         raise InvalidRequest(f"unsupported image format {fmt!r}", field="image_format")
     buf = io.BytesIO()
     if fmt == "png":
-        image.save(buf, format="PNG")
+        # zlib level 1: about 4x faster than PIL's default 6 on generated images, ~30% larger files.
+        # Encoding competes with denoising for the CPU, so the server favours speed here.
+        image.save(buf, format="PNG", compress_level=1)
     else:
         image.convert("RGB").save(buf, format=_PIL_FORMATS[fmt], quality=int(quality or 75))
     return buf.getvalue()

@@ -55,7 +55,8 @@ class _Job:
 class LocalEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
                  max_queue: int = 64, max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
-                 compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = ()):
+                 compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
+                 vae_tiling_pixels: int = 1536 * 1536):
         import diffusers
 
         diffusers.utils.logging.set_verbosity_error()  # per-call pipelines would log on every job
@@ -67,6 +68,7 @@ class LocalEngine:
         self.max_batch_delay_s = max(0.0, max_batch_delay_ms) / 1e3
         self.optimizations = optimize.Optimizations(compile=compile)
         self.warmup_sizes = warmup_sizes
+        self.vae_tiling_pixels = vae_tiling_pixels
         if compile:
             optimize.use_compile_cache(Path(cache_dir) / "compile")
         self._queue: BatchQueue | None = None
@@ -223,6 +225,7 @@ class LocalEngine:
                     loop.call_soon_threadsafe(job.on_progress, step, total)
             return on_step
 
+        optimize.vae_tiling(model.pipe, first.width, first.height, self.vae_tiling_pixels)
         if first.task == "post":  # postprocess(): the image exists, only post-processing runs
             per_job = [[first.init_image.convert("RGB")]]
         elif len(batch) == 1:

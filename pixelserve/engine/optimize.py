@@ -8,6 +8,9 @@
   cache kept in the data dir so a restart reuses the compiled kernels instead of compiling again.
   Output equals eager within float tolerance (tests/engine/test_optimize.py states it).
 
+VAE tiling above a pixel threshold: decoding a large image in tiles bounds the decoder's peak
+memory (the tiles are blended, so it changes the image slightly: off below the threshold).
+
 Opt-in approximations (changing the image: FP8 linear layers, step caching, a tiny preview VAE)
 are not here: they are not implemented yet and nothing turns them on.
 """
@@ -59,3 +62,18 @@ def apply(pipe: Any, device: str, opts: Optimizations) -> Any:
         if opts.compile:
             vae.decoder = torch.compile(vae.decoder, mode=opts.compile_mode, dynamic=opts.dynamic)
     return pipe
+
+
+def vae_tiling(pipe: Any, width: int, height: int, threshold_pixels: int) -> None:
+    """Tile the VAE for this call when the image is over ``threshold_pixels`` (0: never).
+
+    The VAE is shared by every task pipeline of the model, but one device runs one call at a
+    time (engine/local.py), so setting it per call is safe.
+    """
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if threshold_pixels and width * height > threshold_pixels:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()

@@ -36,3 +36,31 @@ def test_compiled_output_equals_eager_within_tolerance(tiny_cache):
     assert eager_unet == "UNet2DConditionModel" and compiled_unet == "OptimizedModule"
     assert np.abs(eager - compiled).max() <= TOLERANCE
     assert (tiny_cache / "compile").is_dir()  # the persistent compile cache lives in the data dir
+
+
+def test_vae_tiles_only_above_the_pixel_threshold(tiny_cache, monkeypatch):
+    from pixelserve.engine import optimize
+
+    seen = []
+    real = optimize.vae_tiling
+
+    def spy(pipe, width, height, threshold):
+        real(pipe, width, height, threshold)
+        seen.append((width, height, pipe.vae.use_tiling))
+
+    monkeypatch.setattr(optimize, "vae_tiling", spy)
+
+    async def go():
+        engine = LocalEngine({"tiny-sd": demo_config().models["tiny-sd"]}, tiny_cache, vae_tiling_pixels=64 * 64)
+        await engine.start()
+        await engine.wait_ready()
+        try:
+            for size in (64, 128):
+                req = GenerationRequest(model="tiny-sd", prompt="x", width=size, height=size, steps=2, seeds=(1,))
+                res = await engine.submit(f"j{size}", req)
+                assert res.images[0].size == (size, size)
+        finally:
+            await engine.stop()
+
+    asyncio.run(go())
+    assert seen == [(64, 64, False), (128, 128, True)]
