@@ -10,10 +10,15 @@ from __future__ import annotations
 class PixelserveError(Exception):
     """Base of every error pixelserve raises on purpose."""
 
-    def __init__(self, message: str, *, field: str | None = None):
+    #: Seconds after which a retry may succeed (sent as ``Retry-After``); None: not a retryable error.
+    retry_after: int | None = None
+
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}" if self.field else self.message
@@ -62,9 +67,13 @@ class QuotaExceeded(PixelserveError):
 class Overloaded(PixelserveError):
     """The queue is full; retry later."""
 
+    retry_after = 1
+
 
 class NotReady(PixelserveError):
     """Models are still loading."""
+
+    retry_after = 5
 
 
 class Cancelled(PixelserveError):

@@ -17,9 +17,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
-from pixelserve.errors import InvalidRequest, PayloadTooLarge, PixelserveError, status_of
+from pixelserve.errors import (Forbidden, InvalidRequest, NotFound, PayloadTooLarge, PixelserveError, Unauthorized,
+                               status_of)
 
 log = logging.getLogger(__name__)
+
+#: HTTP errors FastAPI raises itself, as the domain errors a dialect renders.
+FRAMEWORK_ERRORS: dict[int, type[PixelserveError]] = {
+    400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 413: PayloadTooLarge,
+}
 
 
 def validation_message(exc: RequestValidationError) -> InvalidRequest:
@@ -51,7 +57,13 @@ class DialectRoute(APIRoute):
 
     def get_route_handler(self) -> Callable:
         handler = super().get_route_handler()
-        render = self.render
+        vendor_render = self.render
+
+        def render(exc: PixelserveError, status: int) -> Response:
+            response = vendor_render(exc, status)
+            if exc.retry_after is not None:  # 429 / 503: when a retry may succeed, in every dialect
+                response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+            return response
 
         async def route(request: Request) -> Response:
             try:
@@ -72,8 +84,14 @@ class DialectRoute(APIRoute):
                 return render(err, status_of(err))
             except PixelserveError as exc:
                 return render(exc, status_of(exc))
-            except HTTPException:
-                raise
+            except HTTPException as exc:
+                # FastAPI's own refusals inside a dialect route (a body its JSON parser gives up on,
+                # such as JSON nested past the recursion limit) still answer in the vendor's shape.
+                err = FRAMEWORK_ERRORS.get(exc.status_code)
+                if err is None:
+                    raise
+                err = err(str(exc.detail) if exc.status_code != 400 else "body is not valid JSON")
+                return render(err, status_of(err))
             except json.JSONDecodeError:
                 err = InvalidRequest("body is not valid JSON")
                 return render(err, status_of(err))

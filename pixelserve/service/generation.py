@@ -78,7 +78,8 @@ class GenerationService:
         if key is not None:
             exhausted = await asyncio.to_thread(self._db, quotas.consume, key.id, job_id, self.quota)
             if exhausted:
-                raise QuotaExceeded(f"quota per {exhausted} exceeded for this key")
+                raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
+                                    retry_after=quotas.seconds_until_next(exhausted))
         await asyncio.to_thread(self._db, jobs.create_job, job_id, dialect=dialect, model=request.model,
                                 request=request.describe(), api_key_id=key.id if key else None)
         started = False

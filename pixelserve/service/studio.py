@@ -149,7 +149,8 @@ class StudioService:
             if key_id is not None:
                 exhausted = quotas.consume(s, key_id, job_id, self.quota)
                 if exhausted:
-                    raise QuotaExceeded(f"quota per {exhausted} exceeded for this key")
+                    raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
+                                        retry_after=quotas.seconds_until_next(exhausted))
         try:
             with self.sessions() as s:
                 balances = self.credits.reserve(s, owner_id, job_id, cost * len(images))

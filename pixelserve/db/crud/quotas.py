@@ -8,7 +8,7 @@ job fails, so bad input and server-side failures never consume quota.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -33,6 +33,19 @@ def window_starts(now: datetime) -> dict[str, datetime]:
         "day": now.replace(hour=0, minute=0, second=0, microsecond=0),
         "month": now.replace(day=1, hour=0, minute=0, second=0, microsecond=0),
     }
+
+
+def seconds_until_next(window: str, now: datetime | None = None) -> int:
+    """Seconds until the current ``window`` (minute, day, month) ends: a quota's Retry-After."""
+    now = now or utcnow()
+    start = window_starts(now)[window]
+    if window == "minute":
+        end = start + timedelta(minutes=1)
+    elif window == "day":
+        end = start + timedelta(days=1)
+    else:
+        end = (start + timedelta(days=32)).replace(day=1)
+    return max(1, int((end - now).total_seconds() + 0.999))
 
 
 def limits_for(session: Session, key_id: int, defaults: QuotaLimits) -> QuotaLimits:
