@@ -6,10 +6,14 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixelserve.core.models import ModelsConfig, demo_config, load_models_config
+
+
+#: Placeholder secrets copied from examples; refused outside demo mode.
+WEAK_SECRETS = frozenset({"changeme", "change-me", "secret", "default", "password", "pixelserve", "test"})
 
 
 class Settings(BaseSettings):
@@ -97,6 +101,21 @@ class Settings(BaseSettings):
                         and int(h) >= 64):
                     raise ValueError(f"{ratio}: {size!r} must be 'WxH' with multiples of 8, at least 64")
         return v
+
+    @model_validator(mode="after")
+    def _real_secrets_outside_demo(self) -> "Settings":
+        """With real models configured, a configured signing secret must be a real one.
+
+        Unset is fine (a random one is generated and kept in data_dir/secrets); an empty, short or
+        placeholder value is refused at start, because anyone who guesses it can mint image URLs.
+        """
+        secret = self.url_signing_secret
+        if self.models_config is None or secret is None:
+            return self
+        if len(secret) < 32 or secret.lower() in WEAK_SECRETS or len(set(secret)) < 8:
+            raise ValueError("url_signing_secret must be at least 32 random characters (or unset, to have "
+                             "one generated); refusing to start with an empty, short or placeholder secret")
+        return self
 
     @field_validator("data_dir")
     @classmethod

@@ -29,6 +29,10 @@ class WeightsFormatError(ValueError):
     """The weights path holds nothing pixelserve will load (pickle, unknown layout)."""
 
 
+#: safetensors refuses headers over 100 MB; pixelserve refuses them before opening the file.
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
 def detect_format(path: Path) -> str:
     """'diffusers' for a diffusers folder, 'single_file' for a safetensors checkpoint."""
     path = Path(path)
@@ -42,7 +46,9 @@ def detect_format(path: Path) -> str:
         # safetensors: 8-byte little-endian header length, then a JSON object.
         if len(head) == 9 and head[8:9] == b"{":
             (n,) = struct.unpack("<Q", head[:8])
-            if 0 < n < path.stat().st_size:
+            # The header length is checked before anything maps the file: a header longer than
+            # the file, or than safetensors' own 100 MB cap, is a forged or broken file.
+            if 0 < n < min(path.stat().st_size, MAX_SAFETENSORS_HEADER):
                 return "single_file"
         raise WeightsFormatError(f"{path} is not a safetensors file; only safetensors weights are loaded")
     raise WeightsFormatError(f"{path} does not exist")

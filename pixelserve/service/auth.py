@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 from sqlalchemy.orm import Session, sessionmaker
 
-from pixelserve.db.crud.keys import KeyInfo, authenticate
+from pixelserve.db.crud.keys import KeyInfo, active_key, find_key
 from pixelserve.errors import Unauthorized
+
+#: Verified keys remembered in memory (a SHA-256 of the key -> its id); revocation is still read
+#: from the database on every request, so a revoked key stops working at once.
+VERIFIED_CACHE_SIZE = 4096
 
 
 class Authenticator:
     def __init__(self, sessions: sessionmaker[Session], enabled: bool = True):
         self._sessions = sessions
         self.enabled = enabled
+        self._verified: OrderedDict[bytes, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     def check(self, key: str | None) -> KeyInfo | None:
         """The caller's key; None when auth is disabled. Raises Unauthorized."""
@@ -19,8 +29,18 @@ class Authenticator:
             return None
         if not key:
             raise Unauthorized("missing API key")
+        fingerprint = hashlib.sha256(key.encode()).digest()
+        with self._lock:
+            key_id = self._verified.get(fingerprint)
         with self._sessions() as session:
-            info = authenticate(session, key)
+            if key_id is None:
+                key_id = find_key(session, key)  # the slow scrypt check, once per key
+            info = None if key_id is None else active_key(session, key_id)
         if info is None:
             raise Unauthorized("invalid API key")
+        with self._lock:
+            self._verified[fingerprint] = key_id
+            self._verified.move_to_end(fingerprint)
+            while len(self._verified) > VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
         return info

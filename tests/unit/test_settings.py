@@ -19,3 +19,18 @@ def test_env_prefix(monkeypatch, tmp_path):
     s = Settings()
     assert s.data_dir == tmp_path.resolve() and s.auth_enabled is False
     assert s.db_url == f"sqlite:///{tmp_path.resolve() / 'pixelserve.db'}"
+
+
+def test_weak_signing_secrets_are_refused_outside_demo_mode(tmp_path):
+    import pytest
+    from pydantic import ValidationError
+
+    config = tmp_path / "models.toml"
+    config.write_text("")  # the file's content is read later; its presence means "not demo mode"
+    for weak in ("", "changeme", "s3cret", "a" * 40):
+        with pytest.raises(ValidationError, match="url_signing_secret"):
+            Settings(data_dir=tmp_path, models_config=config, url_signing_secret=weak)
+    strong = "Zq8#kP2v!mL9xR4t@wN7cY1b$hJ6dF3g"
+    assert Settings(data_dir=tmp_path, models_config=config, url_signing_secret=strong).signing_secret() == strong.encode()
+    assert Settings(data_dir=tmp_path, models_config=config).signing_secret()  # unset: generated
+    assert Settings(data_dir=tmp_path, url_signing_secret="s3cret").signing_secret() == b"s3cret"  # demo mode

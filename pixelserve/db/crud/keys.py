@@ -1,8 +1,15 @@
-"""API keys: created once (shown once), stored as a SHA-256 hash, checked in constant time."""
+"""API keys: created once (shown once), stored as a salted scrypt hash, compared in constant time.
+
+A key is found by its non-secret prefix, then verified against the stored hash. Keys stored by
+earlier versions as a plain SHA-256 are still accepted and re-hashed with scrypt on first use.
+scrypt costs ~50 ms per check on purpose; ``service/auth.py`` remembers keys it has verified
+(by a SHA-256 of the key, in memory only) so a busy client does not pay it on every request.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,9 +22,24 @@ from pixelserve.db.models import ApiKey, utcnow
 KEY_PREFIX = "ps_"
 
 
-def hash_key(key: str) -> str:
-    # Keys are 256-bit random tokens, so a fast hash is enough (no password stretching needed).
-    return hashlib.sha256(key.encode()).hexdigest()
+#: scrypt cost: 16 MiB and ~50 ms per check (hashlib's stdlib scrypt; OWASP's minimum is N=2^17
+#: with r=8 for passwords; API keys are 256-bit random tokens, so a lighter cost suffices).
+SCRYPT = dict(n=2**14, r=8, p=1, dklen=32, maxmem=64 * 1024 * 1024)
+
+
+def hash_key(key: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(key.encode(), salt=salt, **SCRYPT)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+def verify_key(key: str, stored: str) -> bool:
+    """Constant-time check of ``key`` against a stored scrypt (or legacy SHA-256) hash."""
+    if stored.startswith("scrypt$"):
+        _, salt, digest = stored.split("$")
+        candidate = hashlib.scrypt(key.encode(), salt=bytes.fromhex(salt), **SCRYPT).hex()
+        return hmac.compare_digest(candidate, digest)
+    return hmac.compare_digest(hashlib.sha256(key.encode()).hexdigest(), stored)
 
 
 @dataclass(frozen=True)
@@ -55,13 +77,34 @@ def revoke_key(session: Session, key_id: int) -> bool:
     return result.rowcount == 1
 
 
-def authenticate(session: Session, key: str) -> KeyInfo | None:
-    """The active key matching ``key``, or None. Lookup is by hash, so timing reveals nothing."""
-    if not key:
+def find_key(session: Session, key: str) -> int | None:
+    """The id of the stored key matching ``key`` (revoked or not), verifying the hash; else None."""
+    if not key or len(key) > 256:
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
+    rows = session.scalars(select(ApiKey).where(ApiKey.prefix == key[:10])).all()
+    if not rows:
+        verify_key(key, hash_key("", b"\0" * 16))  # same work as a real check: no timing signal
+        return None
+    for row in rows:
+        if verify_key(key, row.key_hash):
+            if not row.key_hash.startswith("scrypt$"):  # a legacy SHA-256 row: upgrade it
+                row.key_hash = hash_key(key)
+                session.commit()
+            return row.id
+    return None
+
+
+def active_key(session: Session, key_id: int) -> KeyInfo | None:
+    """The key's record when it is not revoked (its last use is recorded)."""
+    row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
         return None
     row.last_used_at = utcnow()
     session.commit()
     return _info(row)
+
+
+def authenticate(session: Session, key: str) -> KeyInfo | None:
+    """The active key matching ``key``, or None."""
+    key_id = find_key(session, key)
+    return None if key_id is None else active_key(session, key_id)

@@ -40,4 +40,4 @@ def test_keys_are_stored_hashed(app_client):
     with app_client.app.state.sessions() as s:
         _, key = create_key(s, "hash check")
         hashes = s.scalars(select(ApiKey.key_hash)).all()
-    assert key not in hashes and all(len(h) == 64 for h in hashes)
+    assert key not in hashes and all(h.startswith("scrypt$") and key[10:] not in h for h in hashes)
