@@ -44,6 +44,12 @@ class NotFound(PixelserveError):
     """The addressed object does not exist (or is not the caller's)."""
 
 
+class Conflict(PixelserveError):
+    """The request collides with another one in flight (an Idempotency-Key still running)."""
+
+    retry_after = 1
+
+
 class NotSupported(PixelserveError):
     """A feature of the wire format this server does not implement (yet)."""
 
@@ -89,6 +95,7 @@ STATUS: dict[type[PixelserveError], int] = {
     Unauthorized: 401,
     Forbidden: 403,
     NotFound: 404,
+    Conflict: 409,
     PaymentRequired: 402,
     PayloadTooLarge: 413,
     QuotaExceeded: 429,

@@ -8,6 +8,7 @@ logged and rendered as the vendor's internal error.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Callable
@@ -19,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from pixelserve.errors import (Forbidden, InvalidRequest, NotFound, PayloadTooLarge, PixelserveError, Unauthorized,
                                status_of)
+from pixelserve.service import idempotency
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,9 @@ class DialectRoute(APIRoute):
                         if len(body) > limit:
                             raise PayloadTooLarge(f"request body over {limit} bytes")
                     request._body = body  # FastAPI reads the body from here
+                    key = request.headers.get("idempotency-key")
+                    if key is not None and hasattr(request.app.state, "sessions"):
+                        return await idempotent(request, key, body, handler, render)
                 return await handler(request)
             except RequestValidationError as exc:
                 err = validation_message(exc)
@@ -100,3 +105,33 @@ class DialectRoute(APIRoute):
                 return render(PixelserveError(f"internal error ({type(exc).__name__})"), 500)
 
         return route
+
+
+#: Answers not kept for an Idempotency-Key: a retry of these must really run again.
+NOT_REPLAYED = {409, 429}
+
+
+async def idempotent(request: Request, key: str, body: bytes, handler: Callable, render: Callable) -> Response:
+    """Run ``handler`` once per (caller, Idempotency-Key); replay its answer to retries."""
+    sessions = request.app.state.sessions
+    scope = idempotency.scope_of(request.headers.get("authorization"), request.headers.get("x-api-key"))
+    fingerprint = idempotency.fingerprint_of(request.method, request.url.path, body)
+    stored = await asyncio.to_thread(idempotency.claim, sessions, scope, key, fingerprint)
+    if stored is not None:
+        return Response(stored.body, status_code=stored.status_code, media_type=stored.content_type,
+                        headers={"Idempotent-Replayed": "true"})
+    response = None
+    try:
+        try:
+            response = await handler(request)
+        except PixelserveError as exc:
+            response = render(exc, status_of(exc))
+        return response
+    finally:
+        body_bytes = getattr(response, "body", None)
+        if response is not None and response.status_code < 500 and response.status_code not in NOT_REPLAYED \
+                and isinstance(body_bytes, bytes):
+            answer = idempotency.StoredAnswer(response.status_code, response.headers.get("content-type"), body_bytes)
+            await asyncio.shield(asyncio.to_thread(idempotency.finish, sessions, scope, key, answer))
+        else:
+            await asyncio.shield(asyncio.to_thread(idempotency.release, sessions, scope, key))
