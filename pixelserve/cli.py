@@ -31,7 +31,20 @@ def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=
     from pixelserve.app import create_app
 
     _logging()
-    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="info")
+    settings = Settings()
+    app = create_app(settings)
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM/SIGINT: /health/ready turns 503 at once, new connections are refused, running
+        requests get ``drain_timeout_seconds`` to finish, then the lifespan stops the engine."""
+
+        def handle_exit(self, sig, frame) -> None:
+            app.state.draining = True
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info",
+                            timeout_graceful_shutdown=settings.drain_timeout_seconds)
+    DrainingServer(config).run()
 
 
 @cli.command()

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     max_queue: int = Field(64, ge=1, le=100_000)
+    #: On SIGTERM: seconds running requests get to finish before the server stops anyway.
+    drain_timeout_seconds: float = Field(30.0, ge=0, le=3600)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
     #: Default request quotas per API key (0: unlimited); `pixelserve keys quota` sets them per key.

@@ -14,10 +14,12 @@ async def live() -> dict:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    """200 once every configured model is loaded, 503 before (or when loading failed)."""
+    """200 once every configured model is loaded; 503 before, when loading failed, or while draining."""
     h = request.app.state.engine.health()
+    draining = getattr(request.app.state, "draining", False)
+    ready = h.ready and not draining
     body = {
-        "status": "ready" if h.ready else ("error" if h.loading_error else "loading"),
+        "status": "draining" if draining else "ready" if h.ready else ("error" if h.loading_error else "loading"),
         "devices": list(h.devices), "queue_depth": h.queue_depth, "queue_capacity": h.queue_capacity,
         "running": h.running,
         "models": [{"id": m.id, "family": m.family, "loaded": m.loaded, "demo": m.demo}
@@ -25,4 +27,4 @@ async def ready(request: Request) -> JSONResponse:
     }
     if h.loading_error:
         body["error"] = h.loading_error
-    return JSONResponse(body, status_code=200 if h.ready else 503)
+    return JSONResponse(body, status_code=200 if ready else 503)

@@ -40,3 +40,14 @@ def test_body_over_the_limit_is_refused(app_client, api_key):
     finally:
         state.max_body_bytes = old
     assert r.status_code == 400 and r.json()["code"] == -2 and "body" in r.json()["msg"]
+
+
+def test_not_ready_while_draining(app_client):
+    app_client.app.state.draining = True
+    try:
+        r = app_client.get("/health/ready")
+        assert r.status_code == 503 and r.json()["status"] == "draining"
+        assert app_client.get("/health/live").status_code == 200
+    finally:
+        app_client.app.state.draining = False
+    assert app_client.get("/health/ready").status_code == 200
