@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint clean
+.PHONY: run test install lint clean soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# The long fault run: kill -9 the engine worker 50 times across a stream of jobs, then check the ledger.
+soak: $(STAMP)
+	PIXELSERVE_SOAK_KILLS=50 $(BIN)/python -m pytest -q tests/reliability
 
 clean:
 	rm -rf $(VENV) data

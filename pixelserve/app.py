@@ -26,12 +26,16 @@ log = logging.getLogger("pixelserve")
 
 
 def build_engine(settings: Settings) -> EngineClient:
+    options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
+                   max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
+                   vae_tiling_pixels=settings.vae_tiling_pixels)
+    if settings.engine == "process":
+        from pixelserve.engine.supervised import SupervisedEngine
+
+        return SupervisedEngine(settings.models.models, settings.cache_dir, **options)
     from pixelserve.engine.local import LocalEngine
 
-    return LocalEngine(settings.models.models, settings.cache_dir, devices=settings.devices,
-                       max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
-                       max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
-                       vae_tiling_pixels=settings.vae_tiling_pixels)
+    return LocalEngine(settings.models.models, settings.cache_dir, **options)
 
 
 def warn_if_demo(settings: Settings) -> None:

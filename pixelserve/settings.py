@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,9 @@ class Settings(BaseSettings):
     url_signing_secret: str | None = None
     auth_enabled: bool = True
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
+    #: "local": pipelines run in the API process; "process": in a supervised worker process that is
+    #: restarted when it dies, its unanswered jobs handed over once (engine/supervised.py).
+    engine: Literal["local", "process"] = "local"
     max_queue: int = Field(64, ge=1, le=100_000)
     #: On SIGTERM: seconds running requests get to finish before the server stops anyway.
     drain_timeout_seconds: float = Field(30.0, ge=0, le=3600)

@@ -1,0 +1,87 @@
+"""The engine in a supervised worker process: kill -9 mid-job loses nothing, answers come once."""
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from pixelserve.core.models import demo_config
+from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.supervised import SupervisedEngine
+from pixelserve.errors import EngineFailure, NotFound
+
+
+def req(**kw):
+    base = dict(model="tiny-sd", prompt="a cat", width=64, height=64, steps=3, seeds=(1,))
+    base.update(kw)
+    return GenerationRequest(**base)
+
+
+async def started(tiny_cache, **kw):
+    engine = SupervisedEngine({"tiny-sd": demo_config().models["tiny-sd"]}, tiny_cache, **kw)
+    await engine.start()
+    await engine.wait_ready()
+    assert engine.health().ready
+    return engine
+
+
+def kill_at_step(engine, kills: list, wanted: int, at: int = 2):
+    """A progress callback that kill -9s the worker at step ``at``, ``wanted`` times in all."""
+    def on_progress(step, total):
+        pid = engine.worker_pid
+        if step == at and pid not in kills and len(kills) < wanted:
+            kills.append(pid)
+            os.kill(pid, signal.SIGKILL)
+    return on_progress
+
+
+def test_generates_in_the_worker_like_the_local_engine(tiny_cache):
+    async def go():
+        engine = await started(tiny_cache)
+        steps = []
+        try:
+            res = await engine.submit("j", req(steps=3), lambda s, t: steps.append((s, t)))
+            with pytest.raises(NotFound):
+                engine.check(req(model="nope"))
+            return res, steps, engine.worker_pid
+        finally:
+            await engine.stop()
+
+    res, steps, pid = asyncio.run(go())
+    assert pid != os.getpid()
+    assert [im.size for im in res.images] == [(64, 64)] and res.seeds == [1]
+    assert steps == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_a_killed_worker_is_replaced_and_the_job_retried_once(tiny_cache):
+    async def go():
+        engine = await started(tiny_cache)
+        try:
+            kills = []
+            first_pid = engine.worker_pid
+            res = await engine.submit("j", req(steps=6), kill_at_step(engine, kills, 1))
+            after = await engine.submit("k", req())  # the new worker goes on serving
+            return res, after, kills, first_pid, engine
+        finally:
+            await engine.stop()
+
+    res, after, kills, first_pid, engine = asyncio.run(go())
+    assert kills == [first_pid] and engine.restarts == 1
+    assert len(res.images) == 1 and len(after.images) == 1
+
+
+def test_a_job_whose_worker_dies_twice_fails(tiny_cache):
+    async def go():
+        engine = await started(tiny_cache)
+        try:
+            kills = []
+            with pytest.raises(EngineFailure, match="died 2 times"):
+                await engine.submit("j", req(steps=6), kill_at_step(engine, kills, 2))
+            await engine.wait_ready()  # the third worker is starting (503 NotReady until then)
+            return len(kills), await engine.submit("k", req())
+        finally:
+            await engine.stop()
+
+    killed, after = asyncio.run(go())
+    assert killed == 2 and len(after.images) == 1
