@@ -184,8 +184,11 @@ class LocalEngine:
                     _settle(job.future, exc=Cancelled("cancelled while running"))
             except torch.OutOfMemoryError as e:
                 self._recover_memory(device)
-                for job in batch:
-                    _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+                if len(batch) > 1:  # a smaller batch may fit: each job again, alone
+                    for job in batch:
+                        await self._run_alone(job, device, loop)
+                else:
+                    _settle(batch[0].future, exc=EngineFailure(f"out of memory on {device}: {e}"))
             except PixelserveError as e:  # a request the family cannot run: its own error
                 for job in batch:
                     _settle(job.future, exc=e)
@@ -212,6 +215,27 @@ class LocalEngine:
                     ))
             finally:
                 self._running.difference_update(ids)
+
+    async def _run_alone(self, job: _Job, device: str, loop: asyncio.AbstractEventLoop) -> None:
+        """One job by itself (after its batch ran out of memory); settles its future."""
+        started = time.perf_counter()
+        try:
+            [(images, scores)] = await loop.run_in_executor(self._executors[device], self._run, [job], device, loop)
+        except JobCancelled:
+            _settle(job.future, exc=Cancelled("cancelled while running"))
+        except torch.OutOfMemoryError as e:
+            self._recover_memory(device)
+            _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+        except PixelserveError as e:
+            _settle(job.future, exc=e)
+        except Exception as e:  # noqa: BLE001 - one job's failure, the worker goes on
+            log.exception("job %s failed", job.id)
+            _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+        else:
+            _settle(job.future, result=GenerationResult(
+                images=images, seeds=list(job.request.seeds), model=job.request.model, nsfw_scores=scores,
+                timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (time.perf_counter() - started) * 1e3,
+                            "batch_size": 1.0}))
 
     def _run(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop):
         """One pipeline call for the batch (or one job); returns (images, nsfw scores) per job."""

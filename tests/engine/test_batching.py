@@ -125,3 +125,34 @@ def test_same_seed_same_image_batched_or_alone(tiny_cache, model):
     for a, b in zip(alone, batched):
         assert np.abs(a - b).max() <= BATCH_TOLERANCE
     assert np.abs(batched[0] - batched[1]).max() > 10  # and each kept its own prompt and seed
+
+
+def test_a_batch_out_of_memory_is_retried_one_job_at_a_time(tiny_cache, monkeypatch):
+    import torch
+
+    from pixelserve.core.models import demo_config
+    from pixelserve.engine.local import LocalEngine
+
+    async def go():
+        engine = LocalEngine(demo_config().models, tiny_cache, max_batch_size=8, max_batch_delay_ms=200)
+        await engine.start()
+        await engine.wait_ready()
+        real, sizes = engine._run, []
+
+        def oom_when_batched(batch, device, loop):
+            sizes.append(len(batch))
+            if len(batch) > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return real(batch, device, loop)
+
+        monkeypatch.setattr(engine, "_run", oom_when_batched)
+        try:
+            results = await asyncio.gather(*(engine.submit(f"j{i}", req(prompt=f"p{i}", seeds=(i,)))
+                                             for i in range(3)))
+        finally:
+            await engine.stop()
+        return results, sizes
+
+    results, sizes = run(go())
+    assert sizes == [3, 1, 1, 1]
+    assert all(len(r.images) == 1 and r.timings_ms["batch_size"] == 1.0 for r in results)
