@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=1, le=100_000)
     #: On SIGTERM: seconds running requests get to finish before the server stops anyway.
     drain_timeout_seconds: float = Field(30.0, ge=0, le=3600)
+    #: A queued job that has not started this many seconds after it was queued is refused (503)
+    #: instead of running after its client gave up (0: no deadline).
+    start_deadline_seconds: float = Field(120.0, ge=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
     #: Default request quotas per API key (0: unlimited); `pixelserve keys quota` sets them per key.

@@ -56,7 +56,7 @@ class LocalEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
                  max_queue: int = 64, max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
-                 vae_tiling_pixels: int = 1536 * 1536):
+                 vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0):
         import diffusers
 
         diffusers.utils.logging.set_verbosity_error()  # per-call pipelines would log on every job
@@ -69,6 +69,7 @@ class LocalEngine:
         self.optimizations = optimize.Optimizations(compile=compile)
         self.warmup_sizes = warmup_sizes
         self.vae_tiling_pixels = vae_tiling_pixels
+        self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
         if compile:
             optimize.use_compile_cache(Path(cache_dir) / "compile")
         self._queue: BatchQueue | None = None
@@ -167,9 +168,14 @@ class LocalEngine:
             taken = await self._queue.get_batch(self.max_batch_size, self.max_batch_delay_s,
                                                 lambda j: j.request.num_images)
             batch = []
+            now = time.perf_counter()
             for job in taken:
                 if job.cancel.is_set() or job.future.done():
                     _settle(job.future, exc=Cancelled("cancelled before it started"))
+                elif self.start_deadline_s and now - job.queued_at > self.start_deadline_s:
+                    # Waited too long to start: its client has likely given up; it never runs late.
+                    _settle(job.future, exc=Overloaded(
+                        f"not started within {self.start_deadline_s:g} s of queueing; retry later"))
                 else:
                     batch.append(job)
             if not batch:

@@ -231,3 +231,34 @@ def test_check_refuses_an_unknown_model_before_queueing(tiny_cache):
     with pytest.raises(NotFound):
         engine.check(req(model="nope"))
     engine.check(req())  # a known model passes
+
+
+def test_a_job_not_started_by_its_deadline_is_refused_not_run_late(tiny_cache, monkeypatch):
+    release = threading.Event()
+    ran = []
+
+    async def go():
+        engine = await started(tiny_cache, start_deadline_s=0.2)
+        real = engine._run
+
+        def slow_first(batch, device, loop):
+            ran.extend(job.id for job in batch)
+            if batch[0].id == "first":
+                release.wait(10)
+            return real(batch, device, loop)
+
+        monkeypatch.setattr(engine, "_run", slow_first)
+        first = asyncio.create_task(engine.submit("first", req()))
+        while engine.health().running == 0:
+            await asyncio.sleep(0.01)
+        late = asyncio.create_task(engine.submit("late", req(steps=4)))  # another key: not batched with "first"
+        await asyncio.sleep(0.5)  # "late" waits past its deadline behind "first"
+        release.set()
+        ok = await first
+        with pytest.raises(Overloaded, match="not started within"):
+            await late
+        await engine.stop()
+        return ok
+
+    assert len(run(go()).images) == 1
+    assert ran == ["first"]  # the late job never ran
