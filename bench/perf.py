@@ -116,7 +116,7 @@ def running_server(cache: Path, env: dict[str, str]):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("server did not become ready")
                 time.sleep(0.2)
-            yield base, key
+            yield base, key, proc
         finally:
             proc.terminate()
             proc.wait(60)
@@ -232,7 +232,7 @@ def part_http(cache: Path, n: int, repeat: int, batch: int) -> dict:
             return {"img_s": statistics.median(rates), "runs": rates, "p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
 
     env = {"PIXELSERVE_MAX_BATCH_SIZE": str(batch), "PIXELSERVE_MAX_QUEUE": str(4 * n)}
-    with running_server(cache, env) as (base, key):
+    with running_server(cache, env) as (base, key, _):
         return asyncio.run(go(base, key))
 
 
