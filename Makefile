@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint clean soak
+.PHONY: run test install lint clean soak fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: $(STAMP) lint
 # The long fault run: kill -9 the engine worker 50 times across a stream of jobs, then check the ledger.
 soak: $(STAMP)
 	PIXELSERVE_SOAK_KILLS=50 $(BIN)/python -m pytest -q tests/reliability
+
+# The long fuzz run: 500 generated requests per API operation (CI runs 40).
+fuzz: $(STAMP)
+	PIXELSERVE_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q -s tests/security/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) data

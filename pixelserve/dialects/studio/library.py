@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from pixelserve.dialects.studio import translate
-from pixelserve.dialects.studio.protocol import CollectionBody, StyleBody
+from pixelserve.dialects.studio.protocol import CollectionBody, RecordId, StyleBody
 from pixelserve.dialects.studio.router import Key, Studio, StudioRoute, owner_of
 
 router = APIRouter(route_class=StudioRoute, tags=["Studio styles and collections"])
@@ -37,19 +37,19 @@ async def create_style(body: StyleBody, key: Key, studio: Studio) -> JSONRespons
 
 
 @router.get("/api/styles/{styleId}")
-async def get_style(styleId: int, key: Key, studio: Studio) -> JSONResponse:
+async def get_style(styleId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.style, owner_of(key), styleId, None)
     return JSONResponse(translate.style_to_wire(row))
 
 
 @router.put("/api/styles/{styleId}")
-async def update_style(styleId: int, body: StyleBody, key: Key, studio: Studio) -> JSONResponse:
+async def update_style(styleId: RecordId, body: StyleBody, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.save_style, owner_of(key), _style_values(body), styleId)
     return JSONResponse(translate.style_to_wire(row))
 
 
 @router.delete("/api/styles/{styleId}", status_code=204)
-async def delete_style(styleId: int, key: Key, studio: Studio) -> Response:
+async def delete_style(styleId: RecordId, key: Key, studio: Studio) -> Response:
     await asyncio.to_thread(studio.delete_style, owner_of(key), styleId)
     return Response(status_code=204)
 
@@ -67,18 +67,18 @@ async def create_collection(body: CollectionBody, key: Key, studio: Studio) -> J
 
 
 @router.get("/api/collections/{collectionId}")
-async def get_collection(collectionId: int, key: Key, studio: Studio) -> JSONResponse:
+async def get_collection(collectionId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.collection, owner_of(key), collectionId, None)
     return JSONResponse(translate.collection_to_wire(row))
 
 
 @router.put("/api/collections/{collectionId}")
-async def update_collection(collectionId: int, body: CollectionBody, key: Key, studio: Studio) -> JSONResponse:
+async def update_collection(collectionId: RecordId, body: CollectionBody, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.save_collection, owner_of(key), _collection_values(body), collectionId)
     return JSONResponse(translate.collection_to_wire(row))
 
 
 @router.delete("/api/collections/{collectionId}", status_code=204)
-async def delete_collection(collectionId: int, key: Key, studio: Studio) -> Response:
+async def delete_collection(collectionId: RecordId, key: Key, studio: Studio) -> Response:
     await asyncio.to_thread(studio.delete_collection, owner_of(key), collectionId)
     return Response(status_code=204)

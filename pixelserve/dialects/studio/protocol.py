@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import SCHEDULERS
 from pixelserve.service.studio import REFERENCE_PATH
+
+#: Record ids (images, styles, collections): database integers, so bounded like one.
+MAX_ID = 2**63 - 1
+RecordId = Annotated[int, Path(ge=1, le=MAX_ID)]  # not in Studio spec (our routes' path ids)
 
 #: X-Platform values (default web).
 PLATFORMS = ("web", "app", "figma", "api")
@@ -50,8 +55,8 @@ class CreateRequest(StudioModel):
     groupId: str | None = Field(None, max_length=200)
     sample: Literal[1, 2, 4] = 4
     async_: bool = Field(False, alias="async")
-    styleId: int | None = Field(None, ge=1)  # not in Studio spec
-    collectionId: int | None = Field(None, ge=1)  # not in Studio spec
+    styleId: int | None = Field(None, ge=1, le=MAX_ID)  # not in Studio spec
+    collectionId: int | None = Field(None, ge=1, le=MAX_ID)  # not in Studio spec
 
     @field_validator("prompt")
     @classmethod
@@ -91,7 +96,7 @@ class StyleBody(StudioModel):  # not in Studio spec
 
 class CollectionBody(StudioModel):  # not in Studio spec
     name: str = Field(..., min_length=1, max_length=100)
-    styleId: int | None = Field(None, ge=1)
+    styleId: int | None = Field(None, ge=1, le=MAX_ID)
     images: list[Annotated[str, Field(pattern=REFERENCE_PATH)]] = Field(default_factory=list, max_length=16)
 
     @model_validator(mode="after")

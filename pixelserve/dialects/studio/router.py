@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute
 from pixelserve.dialects.studio import translate
-from pixelserve.dialects.studio.protocol import RATIO_ALIASES, CreateRequest, UpscaleRequest
+from pixelserve.dialects.studio.protocol import RATIO_ALIASES, CreateRequest, RecordId, UpscaleRequest
 from pixelserve.errors import InvalidRequest, PaymentRequired, PixelserveError
 from pixelserve.routes.deps import get_auth
 from pixelserve.service.generation import cancel_on_disconnect
@@ -126,7 +126,7 @@ async def list_group(key: Key, studio: Studio, groupId: Annotated[str, Query(min
 
 
 @router.get("/api/images/{imageId}")  # not in Studio spec
-async def get_image(imageId: int, key: Key, studio: Studio) -> JSONResponse:
+async def get_image(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     """One image record as it progresses (PENDING, IN_PROGRESS, COMPLETED, FAILED)."""
     owner = owner_of(key)
     await asyncio.to_thread(studio.owned_image, owner, imageId)
@@ -134,7 +134,7 @@ async def get_image(imageId: int, key: Key, studio: Studio) -> JSONResponse:
 
 
 @router.post("/api/images/{imageId}/upscale")  # not in Studio spec
-async def upscale(imageId: int, body: UpscaleRequest, request: Request, key: Key, studio: Studio) -> JSONResponse:
+async def upscale(imageId: RecordId, body: UpscaleRequest, request: Request, key: Key, studio: Studio) -> JSONResponse:
     """Creates an Upscaled record of the image (scaleSize 1x, 2x, 4x, 8x); charged by factor."""
     owner = owner_of(key)
     cost = studio.credits.cost_of_upscale(body.scaleSize)
@@ -144,14 +144,14 @@ async def upscale(imageId: int, body: UpscaleRequest, request: Request, key: Key
 
 
 @router.post("/api/images/{imageId}/bookmark")  # not in Studio spec
-async def add_bookmark(imageId: int, key: Key, studio: Studio) -> JSONResponse:
+async def add_bookmark(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     owner = owner_of(key)
     await asyncio.to_thread(studio.bookmark, owner, imageId, True)
     return await _answer(studio, [imageId], owner, with_data=False)
 
 
 @router.delete("/api/images/{imageId}/bookmark")  # not in Studio spec
-async def remove_bookmark(imageId: int, key: Key, studio: Studio) -> JSONResponse:
+async def remove_bookmark(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     owner = owner_of(key)
     await asyncio.to_thread(studio.bookmark, owner, imageId, False)
     return await _answer(studio, [imageId], owner, with_data=False)
