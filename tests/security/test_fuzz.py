@@ -6,13 +6,9 @@ CI runs a bounded number of cases per operation; ``make fuzz`` runs many more (P
 
 import collections
 import os
-import socket
-import threading
-import time
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
@@ -22,6 +18,7 @@ from pixelserve.core.request import GenerationResult
 from pixelserve.db.crud.keys import create_key
 from pixelserve.engine.client import EngineHealth, ModelInfo
 from tests.conftest import make_settings
+from tests.security.live import live_server
 
 EXAMPLES = int(os.environ.get("PIXELSERVE_FUZZ_EXAMPLES", "40"))
 
@@ -61,21 +58,10 @@ class InstantEngine:
 def fuzz_server(tmp_path_factory, tiny_cache):
     app = create_app(make_settings(tmp_path_factory.mktemp("fuzz"), tiny_cache, max_image_pixels=1024 * 1024),
                      engine=InstantEngine())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    with app.state.sessions() as session:
-        _, key = create_key(session, "fuzz")
-    yield {"base": f"http://127.0.0.1:{port}", "key": key}
-    server.should_exit = True
-    thread.join(30)
+    with live_server(app) as port:
+        with app.state.sessions() as session:
+            _, key = create_key(session, "fuzz")
+        yield {"base": f"http://127.0.0.1:{port}", "key": key}
 
 
 def test_no_generated_request_gets_a_server_error(fuzz_server):

@@ -95,27 +95,14 @@ def test_body_over_the_limit_is_refused_before_it_is_all_read(tmp_path, tiny_cac
     client is still sending, so the server never reads (or buffers) the rest."""
     import select
     import socket
-    import threading
-    import time
-
-    import uvicorn
 
     from pixelserve.app import create_app
     from pixelserve.db.crud.keys import create_key
     from tests.conftest import make_settings
+    from tests.security.live import live_server
 
     app = create_app(make_settings(tmp_path, tiny_cache, max_body_bytes=64 * 1024))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not server.started:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    with live_server(app) as port:
         with app.state.sessions() as session:
             _, key = create_key(session, "limit")
         total, sent, answer = 64 * 1024 * 1024, 0, b""
@@ -139,6 +126,3 @@ def test_body_over_the_limit_is_refused_before_it_is_all_read(tmp_path, tiny_cac
         assert head.startswith(b"HTTP/1.1 400"), answer[:300]
         assert b'"code":-2' in body and b"bytes" in body
         assert sent < total // 4  # refused long before the client finished sending
-    finally:
-        server.should_exit = True
-        thread.join(30)
