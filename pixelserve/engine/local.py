@@ -178,70 +178,51 @@ class LocalEngine:
                         f"not started within {self.start_deadline_s:g} s of queueing; retry later"))
                 else:
                     batch.append(job)
-            if not batch:
-                continue
-            ids = [job.id for job in batch]
-            self._running.update(ids)
-            started = time.perf_counter()
-            try:
-                outputs = await loop.run_in_executor(self._executors[device], self._run, batch, device, loop)
-            except JobCancelled:
+            if batch:
+                await self._execute(batch, device, loop)
+
+    async def _execute(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop) -> None:
+        """Run one batch on ``device`` and settle every job's future; never raises."""
+        ids = [job.id for job in batch]
+        self._running.update(ids)
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executors[device], self._run, batch, device, loop)
+        except JobCancelled:
+            for job in batch:
+                _settle(job.future, exc=Cancelled("cancelled while running"))
+        except torch.OutOfMemoryError as e:
+            self._recover_memory(device)
+            if len(batch) > 1:  # a smaller batch may fit: each job again, alone
                 for job in batch:
-                    _settle(job.future, exc=Cancelled("cancelled while running"))
-            except torch.OutOfMemoryError as e:
-                self._recover_memory(device)
-                if len(batch) > 1:  # a smaller batch may fit: each job again, alone
-                    for job in batch:
-                        await self._run_alone(job, device, loop)
-                else:
-                    _settle(batch[0].future, exc=EngineFailure(f"out of memory on {device}: {e}"))
-            except PixelserveError as e:  # a request the family cannot run: its own error
-                for job in batch:
-                    _settle(job.future, exc=e)
-            except Exception as e:  # a failed job must never take the worker down
-                log.exception("job(s) %s failed", ", ".join(ids))
-                for job in batch:
-                    _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+                    await self._execute([job], device, loop)
             else:
-                done = time.perf_counter()
-                if len(outputs) != len(batch):  # a family bug: fail the jobs, keep the worker
-                    outputs = [EngineFailure("generation returned no result for this job")] * len(batch)
-                for job, out in zip(batch, outputs):
-                    if isinstance(out, Exception):
-                        _settle(job.future, exc=out)
-                        continue
+                _settle(batch[0].future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+        except PixelserveError as e:  # a request the family cannot run: its own error
+            for job in batch:
+                _settle(job.future, exc=e)
+        except Exception as e:  # a failed job must never take the worker down
+            log.exception("job(s) %s failed", ", ".join(ids))
+            for job in batch:
+                _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+        else:
+            done = time.perf_counter()
+            if len(outputs) != len(batch):  # a family bug: fail the jobs, keep the worker
+                outputs = [EngineFailure("generation returned no result for this job")] * len(batch)
+            for job, out in zip(batch, outputs):
+                if isinstance(out, Exception):
+                    _settle(job.future, exc=out)
+                elif job.cancel.is_set():  # cancelled while its batch-mates kept it running
+                    _settle(job.future, exc=Cancelled("cancelled while running"))
+                else:
                     images, scores = out
-                    if job.cancel.is_set():  # cancelled while its batch-mates kept it running
-                        _settle(job.future, exc=Cancelled("cancelled while running"))
-                        continue
                     _settle(job.future, result=GenerationResult(
                         images=images, seeds=list(job.request.seeds), model=job.request.model, nsfw_scores=scores,
                         timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3,
                                     "batch_size": float(len(batch))},
                     ))
-            finally:
-                self._running.difference_update(ids)
-
-    async def _run_alone(self, job: _Job, device: str, loop: asyncio.AbstractEventLoop) -> None:
-        """One job by itself (after its batch ran out of memory); settles its future."""
-        started = time.perf_counter()
-        try:
-            [(images, scores)] = await loop.run_in_executor(self._executors[device], self._run, [job], device, loop)
-        except JobCancelled:
-            _settle(job.future, exc=Cancelled("cancelled while running"))
-        except torch.OutOfMemoryError as e:
-            self._recover_memory(device)
-            _settle(job.future, exc=EngineFailure(f"out of memory on {device}: {e}"))
-        except PixelserveError as e:
-            _settle(job.future, exc=e)
-        except Exception as e:  # noqa: BLE001 - one job's failure, the worker goes on
-            log.exception("job %s failed", job.id)
-            _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
-        else:
-            _settle(job.future, result=GenerationResult(
-                images=images, seeds=list(job.request.seeds), model=job.request.model, nsfw_scores=scores,
-                timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (time.perf_counter() - started) * 1e3,
-                            "batch_size": 1.0}))
+        finally:
+            self._running.difference_update(ids)
 
     def _run(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop):
         """One pipeline call for the batch (or one job); returns (images, nsfw scores) per job."""
