@@ -95,7 +95,10 @@ def test_single_file_loads_back_identical(converted, family, tmp_path, no_networ
             assert all(torch.equal(want[k], got[k]) for k in want), name
             compared += 1
     assert compared == (3 if family == "sd" else 4)
-    assert np.array_equal(_image(reference), _image(loaded))
+    # The weights are bit-identical (above); the images may still differ in the last float bits,
+    # because tensors read from a different file land at other memory alignments and the CPU
+    # matmul kernels then sum in another order (seen on the pooled text projection: 5e-7).
+    np.testing.assert_allclose(_image(reference), _image(loaded), rtol=0, atol=1e-5)
 
 
 def test_safetensors_content_with_another_extension_loads(converted, tmp_path, no_network):
