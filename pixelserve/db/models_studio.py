@@ -107,8 +107,8 @@ class StudioBookmark(Base):
 
 
 class StudioStyle(Base):
-    """A named look: prompt template (``{prompt}`` marks the user's text), negative prompt, sampler.
-    ``owner_id`` NULL: built-in, visible to everyone, read-only."""
+    """A named look: prompt template (``{prompt}`` marks the user's text), negative prompt, sampler,
+    optional LoRA. ``owner_id`` NULL: built-in, visible to everyone, read-only."""
 
     __tablename__ = "studio_styles"
 
@@ -120,6 +120,7 @@ class StudioStyle(Base):
     sampler: Mapped[str | None] = mapped_column(String(32), nullable=True)
     steps: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cfg_scale: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lora: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # {"name", "weight"}; migration 0004
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -11,6 +11,9 @@ leaves open was decided as follows (tests in tests/api/studio/ pin each decision
   exactly one of ``image``, ``styleId``, ``collectionId``; none or several is 400. A reference image
   runs img2img at ``studio_reference_strength`` (IP-Adapter is not wired: the engine has no
   per-model adapter configuration yet). A collection uses its style and its FIRST reference image.
+- A style may name a LoRA (``{"name", "weight"}``, weight 0 to 2). The engine applies no LoRAs
+  yet, so the style is stored and a create that uses it is 501 naming ``styleId`` (or
+  ``collectionId``), before anything is reserved; it is never drawn without the LoRA.
 - ``sample`` images cost ``sample x cost`` credits, reserved up front; prices per family (or
   "family:ratio") and per upscale factor come from settings. Spending order: daily, monthly,
   default (the purchased credits last). Refunds go back default first.

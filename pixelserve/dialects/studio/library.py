@@ -17,7 +17,8 @@ router = APIRouter(route_class=StudioRoute, tags=["Studio styles and collections
 
 def _style_values(body: StyleBody) -> dict:
     return {"name": body.name, "prompt_template": body.promptTemplate, "negative_prompt": body.negativePrompt,
-            "sampler": body.sampler, "steps": body.steps, "cfg_scale": body.cfgScale}
+            "sampler": body.sampler, "steps": body.steps, "cfg_scale": body.cfgScale,
+            "lora": body.lora.model_dump() if body.lora else None}
 
 
 def _collection_values(body: CollectionBody) -> dict:

@@ -78,6 +78,13 @@ class UpscaleRequest(StudioModel):  # not in Studio spec (the Upscaled[] records
     scaleSize: Literal["1x", "2x", "4x", "8x"]
 
 
+class StyleLora(StudioModel):  # not in Studio spec
+    """A LoRA a style applies: stored now, refused (501) at generation until the engine applies LoRAs."""
+
+    name: str = Field(..., min_length=1, max_length=200)
+    weight: float = Field(1.0, ge=0, le=2)
+
+
 class StyleBody(StudioModel):  # not in Studio spec
     name: str = Field(..., min_length=1, max_length=100)
     promptTemplate: str = Field("{prompt}", min_length=1, max_length=2000)
@@ -85,6 +92,7 @@ class StyleBody(StudioModel):  # not in Studio spec
     sampler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
     steps: int | None = Field(None, ge=1, le=150)
     cfgScale: float | None = Field(None, ge=0, le=30)
+    lora: StyleLora | None = None
 
     @field_validator("promptTemplate")
     @classmethod

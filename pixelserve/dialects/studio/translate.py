@@ -37,6 +37,7 @@ class StyleSpec:
     sampler: str | None = None
     steps: int | None = None
     cfg_scale: float | None = None
+    lora: dict | None = None  # {"name", "weight"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,11 @@ def prompt_record(body: CreateRequest, style: StyleSpec | None, translated: str 
 def create_to_request(body: CreateRequest, *, model_id: str, family: str, defaults: Defaults,
                       style: StyleSpec | None = None, reference: Image.Image | None = None,
                       translated: str | None = None) -> GenerationRequest:
+    if style is not None and style.lora:
+        # The engine applies no LoRAs yet (GenerationRequest.loras is never read there): refuse
+        # rather than draw the style without it. Nothing is reserved before this point.
+        raise NotSupported(f"style {style.name!r} uses the LoRA {style.lora['name']!r}, and this server "
+                           "cannot apply LoRAs yet", field="collectionId" if body.collectionId else "styleId")
     width, height = resolution(family, body.ratio, defaults.resolutions)
     prompts = prompt_record(body, style, translated)
     common = dict(
@@ -169,11 +175,12 @@ def response(views: list[ImageView], balances, viewer_id: int) -> dict[str, Any]
 def style_to_wire(row) -> dict[str, Any]:  # not in Studio spec
     return {"id": row.id, "name": row.name, "builtIn": row.owner_id is None, "ownerId": row.owner_id,
             "promptTemplate": row.prompt_template, "negativePrompt": row.negative_prompt, "sampler": row.sampler,
-            "steps": row.steps, "cfgScale": row.cfg_scale}
+            "steps": row.steps, "cfgScale": row.cfg_scale, "lora": row.lora}
 
 
 def style_spec(row) -> StyleSpec:
-    return StyleSpec(row.name, row.prompt_template, row.negative_prompt, row.sampler, row.steps, row.cfg_scale)
+    return StyleSpec(row.name, row.prompt_template, row.negative_prompt, row.sampler, row.steps, row.cfg_scale,
+                     row.lora)
 
 
 def collection_to_wire(row) -> dict[str, Any]:  # not in Studio spec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.studio.helpers import CREATE, upload
+from tests.api.studio.helpers import CREATE, balances, upload
 
 STYLE = {"name": "ink", "promptTemplate": "ink drawing of {prompt}", "negativePrompt": "colour",
          "sampler": "euler_a", "steps": 3, "cfgScale": 5.0}
@@ -75,3 +75,37 @@ def test_collection_refuses_foreign_or_hostile_paths(studio_client, owner):
     for images, status in (([theirs], 404), (["../../etc/passwd"], 400), ([], 400)):
         r = studio_client.post("/api/collections", headers=h, json={"name": "x", "images": images})
         assert r.status_code == status, r.text
+
+
+def test_style_lora_is_stored_and_refused_with_501_until_the_engine_applies_loras(studio_client, owner):
+    from tests.api.studio.test_create import image_count
+
+    _, h = owner
+    lora = {"name": "ink-lines", "weight": 0.8}
+    r = studio_client.post("/api/styles", headers=h, json={**STYLE, "lora": lora})
+    assert r.status_code == 201, r.text
+    style = r.json()
+    assert style["lora"] == lora and studio_client.get(f"/api/styles/{style['id']}", headers=h).json()["lora"] == lora
+    coll = studio_client.post("/api/collections", headers=h, json={"name": "c", "styleId": style["id"]}).json()
+    before, images = balances(studio_client, h), image_count(studio_client)
+    for field, record_id in (("styleId", style["id"]), ("collectionId", coll["id"])):
+        r = studio_client.post(CREATE, headers=h, json={"prompt": "a cat", field: record_id, "ratio": "1:1"})
+        assert r.status_code == 501, r.text
+        err = r.json()
+        assert err["statusCode"] == 501 and err["error"] == "Not Implemented"
+        assert field in err["message"] and "ink-lines" in err["message"] and "LoRA" in err["message"]
+    assert balances(studio_client, h) == before and image_count(studio_client) == images  # nothing charged or recorded
+    r = studio_client.put(f"/api/styles/{style['id']}", headers=h, json=STYLE)  # without the LoRA it draws
+    assert r.json()["lora"] is None
+    r = studio_client.post(CREATE, headers=h, json={"prompt": "a cat", "styleId": style["id"], "ratio": "1:1",
+                                                    "sample": 1})
+    assert r.status_code == 200, r.text
+
+
+def test_style_lora_fields_are_checked(studio_client, owner):
+    _, h = owner
+    for lora, field in (({"name": ""}, "lora.name"), ({"weight": 1.0}, "lora.name"),
+                        ({"name": "x", "weight": 2.5}, "lora.weight"), ({"name": "x", "weight": -0.1}, "lora.weight"),
+                        ({"name": "x", "scale": 1}, "lora.scale"), ("x", "lora")):
+        r = studio_client.post("/api/styles", headers=h, json={**STYLE, "lora": lora})
+        assert r.status_code == 400 and field in r.json()["message"], (lora, r.text)

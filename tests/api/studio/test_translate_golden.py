@@ -69,3 +69,28 @@ def test_reference_with_an_unclip_model_is_not_supported():
     with pytest.raises(NotSupported):
         translate.create_to_request(body, model_id="k", family="unclip", defaults=DEFAULTS,
                                     reference=Image.new("RGB", (8, 8)))
+
+
+@pytest.mark.parametrize("enhanced, translated, main, source", [
+    ("a unicorn", None, "a unicorn", "enhancedPrompt"),  # English enhancedPrompt is drawn instead of prompt
+    ("a unicorn", "ENGLISH", "a unicorn", "enhancedPrompt"),
+    ("유니콘", "ENGLISH", "ENGLISH", "prompt (translated)"),  # a Korean enhancedPrompt is not used
+    ("유니콘", None, "유니콘이 뛰어논다", "prompt (untranslated: no translation model configured)"),
+    ("   ", None, "유니콘이 뛰어논다", "prompt (untranslated: no translation model configured)"),
+    (None, "ENGLISH", "ENGLISH", "prompt (translated)"),
+])
+def test_which_prompt_is_drawn(enhanced, translated, main, source):
+    body = CreateRequest.model_validate({"prompt": "유니콘이 뛰어논다", "styleId": 1, "ratio": "1:1",
+                                         **({"enhancedPrompt": enhanced} if enhanced is not None else {})})
+    assert translate.needs_translation(body) is (source != "enhancedPrompt")
+    assert translate.drawn_prompt(body, translated) == (main, source)
+    assert translate.prompt_record(body, None, translated)["originalPrompt"] == "유니콘이 뛰어논다"
+
+
+def test_style_with_a_lora_is_not_supported_naming_where_it_came_from():
+    style = translate.StyleSpec("ink", "ink of {prompt}", lora={"name": "ink-lines", "weight": 1.0})
+    for source in ({"styleId": 5}, {"collectionId": 6}):
+        body = CreateRequest.model_validate({"prompt": "x", "ratio": "1:1", **source})
+        with pytest.raises(NotSupported) as e:
+            translate.create_to_request(body, model_id="m", family="sd", defaults=DEFAULTS, style=style)
+        assert e.value.field == next(iter(source)) and "ink-lines" in e.value.message
