@@ -6,9 +6,11 @@ leaves open was decided as follows (tests in tests/api/studio/ pin each decision
 - Owner: ``ownerId`` is the API key's id; credits, images, styles and collections belong to it.
   Auth disabled: everything belongs to owner 0.
 - ``image`` is ``"<ownerId>/<file>"`` in the caller's upload area of the image store
-  (``POST /api/images/upload`` answers such paths). Another owner's path is 404, never 403.
-- The one-of rule "(reference image + prompt) OR (style + prompt) OR (collection + prompt)":
-  exactly one of ``image``, ``styleId``, ``collectionId``; none or several is 400. A reference image
+  (``POST /api/images/upload`` answers such paths). Another owner's path is 404, never 403;
+  no reference image is public (the spec has no notion of sharing one).
+- The spec marks ``image`` required, but its own rule "(reference image + prompt) OR (style +
+  prompt) OR (collection + prompt)" makes it one of three sources: exactly one of ``image``,
+  ``styleId``, ``collectionId`` (ours) is required; none or several is 400. A reference image
   runs img2img at ``studio_reference_strength`` (IP-Adapter is not wired: the engine has no
   per-model adapter configuration yet). A collection uses its style and its FIRST reference image.
 - A style may name a LoRA (``{"name", "weight"}``, weight 0 to 2). The engine applies no LoRAs

@@ -99,6 +99,7 @@ def test_prompt_of_exactly_1200_characters_is_accepted(studio_client, owner):
 
 
 GOOD = {"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 1}
+NULL = object()  # sent as JSON null (None in a change means: leave the field out)
 
 
 @pytest.mark.parametrize("change, field", [
@@ -123,12 +124,23 @@ GOOD = {"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 1}
     ({"image": "1/a.png"}, "image and styleId"),
     ({"collectionId": 3}, "styleId and collectionId"),
     ({"samples": 2}, "samples"),
-    ({"enhancedPrompt": "x" * 4001}, "enhancedPrompt"),
+    ({"sample": NULL}, "sample"),
+    ({"async": NULL}, "async"),
+    ({"groupId": 5}, "groupId"),
+    ({"styleId": None, "image": "1/" + "a" * 299}, "image: String should have at most 300"),
+    ({"styleId": "1"}, "styleId"),
+    ({"styleId": 2**63}, "styleId"),
+    ({"collectionId": 0}, "collectionId"),
+    *[({name: "x" * 4001}, name) for name in ("randomPrompt", "initialPrompt", "enhancedPrompt", "captionPrompt",
+                                              "captionTPrompt")],
+    *[({name: 5}, name) for name in ("randomPrompt", "initialPrompt", "enhancedPrompt", "captionPrompt",
+                                     "captionTPrompt")],
 ])
 def test_bad_fields_are_400_naming_the_field_and_charge_nothing(studio_client, owner, change, field):
     _, h = owner
     before, images, reserves = balances(studio_client, h), image_count(studio_client), ledger_count(studio_client)
-    body = {k: v for k, v in {**GOOD, **change}.items() if v is not None or k in ("prompt", "ratio")}
+    body = {k: None if v is NULL else v for k, v in {**GOOD, **change}.items()
+            if v is not None or k in ("prompt", "ratio")}
     if change.get("prompt", 0) is None:
         body.pop("prompt")
     if "ratio" in change and change["ratio"] is None:
@@ -176,9 +188,12 @@ def test_bad_key_is_401_in_studio_shape(studio_client, headers):
 def test_body_over_the_limit_is_413(studio_client, owner):
     _, h = owner
     limit = studio_client.app.state.max_body_bytes
+    before, images = balances(studio_client, h), image_count(studio_client)
     r = studio_client.post(CREATE, headers={**h, "Content-Type": "application/json"},
                            content=b'{"prompt": "' + b"a" * limit + b'"}')
     assert r.status_code == 413 and r.json()["statusCode"] == 413
+    assert r.json()["error"] == "Request Entity Too Large" and "body" in r.json()["message"]
+    assert balances(studio_client, h) == before and image_count(studio_client) == images
 
 
 def test_not_json_is_400(studio_client, owner):

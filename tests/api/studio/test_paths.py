@@ -20,10 +20,13 @@ def create_with(client, headers, path):
     "1/..%2f..%2fetc%2fpasswd", "1/%2e%2e%2fx.png", "1/a\x00.png", "1\\..\\x.png", "1//x.png",
     "1/x/../y.png", "file:///etc/passwd", "http://example.com/x.png", "1/" + "a" * 200 + ".png", "",
 ])
-def test_hostile_paths_are_400_and_charge_nothing(studio_client, owner, path):
+def test_hostile_paths_are_400_and_charge_nothing(studio_client, owner, path, monkeypatch):
     _, h = owner
     before = balances(studio_client, h)
+    store, reads = studio_client.app.state.store, []
+    monkeypatch.setattr(store, "get", lambda key: reads.append(key))
     r = create_with(studio_client, h, path)
+    assert reads == []  # refused by its spelling, before any disk access
     assert r.status_code == 400, r.text
     assert "image" in r.json()["message"] and r.json()["error"] == "Bad Request"
     assert balances(studio_client, h) == before
@@ -38,7 +41,7 @@ def test_other_owners_and_missing_files_are_404(studio_client, owner):
         assert r.json() == {"statusCode": 404, "message": r.json()["message"], "error": "Not Found"}
 
 
-def test_symlinks_out_of_the_owner_area_are_404(studio_client, owner, tmp_path):
+def test_symlinks_out_of_the_owner_area_are_404(studio_client, owner, tmp_path, monkeypatch):
     owner_id, h = owner
     root = studio_client.app.state.store.root
     secret = tmp_path / "secret.png"
@@ -49,9 +52,13 @@ def test_symlinks_out_of_the_owner_area_are_404(studio_client, owner, tmp_path):
     (area / "outside.png").symlink_to(secret)
     (area / "neighbour.png").symlink_to(root / "uploads" / "1" / theirs)
     stat = os.stat(secret)
+    store, reads = studio_client.app.state.store, []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda key: reads.append(key) or real_get(key))
     for name in ("outside.png", "neighbour.png"):
         r = create_with(studio_client, h, f"{owner_id}/{name}")
         assert r.status_code == 404, r.text
+    assert reads == []  # refused on the resolved path: the link's target is never opened
     assert os.stat(secret).st_mtime == stat.st_mtime and sorted(p.name for p in tmp_path.iterdir()) == ["secret.png"]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from tests.api.studio.helpers import CREATE, balances, decode, upload
 
 GOOD = {"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 1}
@@ -129,12 +131,14 @@ def test_style_only_request_is_txt2img_with_the_style_template(studio_client, ow
     assert info["main"] == "a cat" and info["super"].startswith("anime artwork of a cat") and info["style"] == "anime"
 
 
-def test_upscale_8x_runs_two_engine_passes(studio_client, owner):
+@pytest.mark.parametrize("scale, side, cost", [("4x", 256, 2), ("8x", 512, 4)])  # 8x: two engine passes (4, 2)
+def test_upscale_4x_and_8x(studio_client, owner, scale, side, cost):
     _, h = owner
     parent = studio_client.post(CREATE, headers=h, json=GOOD).json()["images"][0]
     before = balances(studio_client, h)["dailyCredit"]
-    r = studio_client.post(f"/api/images/{parent['imageId']}/upscale", headers=h, json={"scaleSize": "8x"})
+    r = studio_client.post(f"/api/images/{parent['imageId']}/upscale", headers=h, json={"scaleSize": scale})
     assert r.status_code == 200, r.text
     [up] = r.json()["images"]
-    assert up["resolution"] == "512x512" and decode(up["base64"]).size == (512, 512)
-    assert r.json()["dailyCredit"] == before - 4  # settings: 8x costs 4
+    assert up["resolution"] == f"{side}x{side}" and decode(up["base64"]).size == (side, side)
+    assert json.loads(up["etc"])["scaleSize"] == scale
+    assert r.json()["dailyCredit"] == before - cost  # settings: studio_upscale_cost
