@@ -133,6 +133,10 @@ class Family:
             kwargs["mask_image"] = request.mask_image
         if request.task in ("txt2img", "inpaint"):
             kwargs["width"], kwargs["height"] = request.width, request.height
+        if request.task == "inpaint" and (request.inpaint_full_res or request.outpaint):
+            from pixelserve.engine import inpaint
+
+            kwargs.update(inpaint.pipeline_kwargs(request))
         return kwargs
 
     @staticmethod
@@ -153,6 +157,8 @@ class Family:
     @staticmethod
     def effective_steps(request: GenerationRequest) -> int:
         """Denoising steps actually run (img2img strength skips the first ones)."""
+        if request.task == "inpaint" and request.outpaint:
+            return request.steps  # outpainting repaints the new canvas at full strength
         if request.task in ("img2img", "inpaint") and request.strength is not None:
             return max(1, int(request.steps * request.strength))
         return request.steps
