@@ -30,7 +30,6 @@ class TextInfo:
 
     tokenizers: list[Any] = field(default_factory=list)
     text_layers: int = 0  # hidden layers of the first text encoder (clip_skip must be fewer)
-    image_prompt: bool = False  # an IP-Adapter is configured and loaded
 
 
 def text_info(model: Any) -> TextInfo:
@@ -41,8 +40,7 @@ def text_info(model: Any) -> TextInfo:
 
     encoders = text_encoders(model.pipe) if model.spec.family in ADAPTER_FAMILIES else []
     layers = encoders[0].text_encoder.config.num_hidden_layers if encoders else 0
-    return TextInfo([copy.deepcopy(e.tokenizer) for e in encoders], layers,
-                    image_prompt="image_prompt" in model.state)
+    return TextInfo([copy.deepcopy(e.tokenizer) for e in encoders], layers)
 
 
 def check_request(request: GenerationRequest, spec: ModelSpec, info: TextInfo | None) -> None:
@@ -66,7 +64,7 @@ def check_request(request: GenerationRequest, spec: ModelSpec, info: TextInfo | 
         _check_checkpoint(request.checkpoint, family)
     if request.controlnet is not None:
         _check_controlnet(request, family)
-    if request.image_prompt is not None and (info is None or not info.image_prompt):
+    if request.image_prompt is not None and spec.ip_adapter is None:
         raise NotSupported(f"image prompts (transfer_images) need an IP-Adapter configured for model {spec.id} "
                            "(ip_adapter and image_encoder in the model config)", field="transfer_images")
     if info is not None:

@@ -200,6 +200,56 @@ def ensure_tiny_controlnet(family: str, directory: Path) -> Path:
     return folder
 
 
+# -- IP-Adapter (image prompts; configured per model, not an asset) ----------------------------
+IP_ADAPTER_FILE = "ip-adapter.safetensors"
+IMAGE_ENCODER_FOLDER = "image_encoder"
+
+
+def ensure_tiny_ip_adapter(family: str, directory: Path) -> Path:
+    """``<directory>/tiny-<family>-ip-adapter-v<N>/`` with ``ip-adapter.safetensors`` (the original
+    IP-Adapter layout: ``image_proj.{proj,norm}.*`` and ``ip_adapter.<n>.to_{k,v}_ip.weight``, n = 1, 3,
+    5 ... over the UNet's cross-attention layers) and ``image_encoder/`` (a tiny
+    CLIPVisionModelWithProjection with its CLIPImageProcessor), for the model config's
+    ``ip_adapter`` and ``image_encoder`` keys."""
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    _check_family(family)
+    folder = Path(directory) / f"tiny-{family}-ip-adapter-v{TINY_ADAPTERS_VERSION}"
+    if (folder / IP_ADAPTER_FILE).is_file():
+        return folder
+    torch.manual_seed(sum(map(ord, f"ip-adapter/{family}")))
+    embed = 32
+    unet = _unet(family)
+    cross = unet.config.cross_attention_dim
+    tensors = {
+        "image_proj.proj.weight": torch.randn(4 * cross, embed) * 0.5, "image_proj.proj.bias": torch.zeros(4 * cross),
+        "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross),
+    }
+    key_id = 1
+    channels = unet.config.block_out_channels
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        block = int(name.split(".")[1]) if not name.startswith("mid_block") else None
+        hidden = (channels[-1] if block is None else
+                  list(reversed(channels))[block] if name.startswith("up_blocks") else channels[block])
+        for kv in ("k", "v"):
+            tensors[f"ip_adapter.{key_id}.to_{kv}_ip.weight"] = torch.randn(hidden, cross) * 0.5
+        key_id += 2
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _atomic_save(tensors, tmp / IP_ADAPTER_FILE)
+    encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, projection_dim=embed, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+        image_size=32, patch_size=4))
+    encoder.save_pretrained(tmp / IMAGE_ENCODER_FOLDER, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp / IMAGE_ENCODER_FOLDER)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
 #: kind -> builder(family, directory) -> Path. Kinds are the asset types they stand for.
 BUILDERS: dict[str, Callable[[str, Path], Path]] = {
     "lora": ensure_tiny_lora,

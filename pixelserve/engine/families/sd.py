@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import adapters, controlnet
+from pixelserve.engine import adapters, controlnet, image_prompt
 from pixelserve.engine.prompts import pipeline_kwargs
 from pixelserve.engine.families.base import Family, PromptLists, StepCallback
 
@@ -26,10 +26,12 @@ class SDFamily(Family):
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
             cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
-        # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active.
-        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key):
+        # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active
+        #    (and its IP-Adapter, for an image prompt).
+        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
+                image_prompt.applied(model, base, request) as (image_parts, image_kwargs):
             # 2. A per-call pipeline for the task, with its own scheduler, VAE and ControlNet.
-            pipe = self.call_pipeline(model, base, request)
+            pipe = self.call_pipeline(model, base, request, image_parts)
             # 3. One generator per seed.
             generators = self.generators(request.seeds, model.device)
             # 4. The prompts, as text or as embeddings (weighting, long prompts, textual inversions).
@@ -46,13 +48,15 @@ class SDFamily(Family):
                     callback_on_step_end=self.step_callback(total, on_step, cancel),
                     **self.task_kwargs(request),
                     **controlnet.pipeline_kwargs(request),
+                    **image_kwargs,
                 )
         # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
         return self.keep_unmasked(request, list(out.images))
 
     # -- the steps' helpers ----------------------------------------------------------------
-    def call_pipeline(self, model: Any, base: Any, request: GenerationRequest) -> Any:
-        overrides: dict[str, Any] = {}
+    def call_pipeline(self, model: Any, base: Any, request: GenerationRequest,
+                      extra: dict[str, Any] | None = None) -> Any:
+        overrides: dict[str, Any] = dict(extra or {})
         if request.vae is not None:
             overrides["vae"] = adapters.vae_for(model, request.vae)
         name = None

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import adapters, controlnet
+from pixelserve.engine import adapters, controlnet, image_prompt
 from pixelserve.engine.prompts import refiner_texts
 from pixelserve.engine.families.base import PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
@@ -32,10 +32,11 @@ class SDXLFamily(SDFamily):
         if model.refiner is None or request.use_refiner is False:
             return super().run(model, request, on_step, cancel, prompts)  # the base model alone, as SD
         switch = REFINER_SWITCH if request.high_noise_frac is None else float(request.high_noise_frac)
-        # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active.
-        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key):
+        # 1. This call's base with exactly its LoRAs active (and its IP-Adapter, for an image prompt).
+        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
+                image_prompt.applied(model, base, request) as (image_parts, image_kwargs):
             # 2. A per-call pipeline for the task, with its own scheduler, VAE and ControlNet.
-            pipe = self.call_pipeline(model, base, request)
+            pipe = self.call_pipeline(model, base, request, image_parts)
             # 3. One generator per seed.
             generators = self.generators(request.seeds, model.device)
             total = self.effective_steps(request)
@@ -48,7 +49,7 @@ class SDXLFamily(SDFamily):
                     denoising_end=switch, output_type="latent",
                     callback_on_step_end=self.step_callback(total, on_step, cancel),
                     **self.text_kwargs(base, request, texts, adapter_key), **common,
-                    **self.task_kwargs(request), **controlnet.pipeline_kwargs(request),
+                    **self.task_kwargs(request), **controlnet.pipeline_kwargs(request), **image_kwargs,
                 ).images
                 # 5. The refiner finishes the remaining steps (its own text encoder: the *_2 texts, plain).
                 refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)
