@@ -11,6 +11,8 @@ Example::
     [models.sd15]
     family = "sd"
     path = "/models/v1-5-pruned-emaonly.safetensors"
+    ip_adapter = "/models/ip-adapter_sd15.safetensors"  # optional (sd, sdxl): image prompts
+    image_encoder = "/models/ip-adapter-image-encoder"  # its CLIPVisionModelWithProjection folder
 
     [models.karlo]
     family = "unclip"                       # a diffusers folder only (see engine/families/unclip.py)
@@ -55,6 +57,10 @@ class ModelSpec:
     config: Path | None = None
     #: The same for a single-file refiner (pixelserve ships no refiner configs).
     refiner_config: Path | None = None
+    #: An IP-Adapter (one safetensors file) and the CLIP image encoder folder it was trained
+    #: with: image prompts (OctoAI transfer_images). Both or neither; sd and sdxl only.
+    ip_adapter: Path | None = None
+    image_encoder: Path | None = None
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -101,7 +107,7 @@ def load_models_config(file: Path) -> ModelsConfig:
         where = f"models.{mid}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a table")
-        unknown = set(entry) - {"family", "path", "refiner", "config", "refiner_config"}
+        unknown = set(entry) - {"family", "path", "refiner", "config", "refiner_config", "ip_adapter", "image_encoder"}
         if unknown:
             raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
         family = entry.get("family")
@@ -116,9 +122,21 @@ def load_models_config(file: Path) -> ModelsConfig:
         if refiner is not None and refiner.is_file() and refiner_config is None:
             raise ConfigError(f"{where}.refiner is a single file: also set refiner_config to a diffusers "
                               "folder with the refiner's component configs (or use a diffusers folder)")
+        ip_adapter, image_encoder = optional("ip_adapter"), optional("image_encoder")
+        if (ip_adapter is None) != (image_encoder is None):
+            raise ConfigError(f"{where}: ip_adapter and image_encoder go together (the adapter and the image "
+                              "encoder it was trained with)")
+        if ip_adapter is not None:
+            if family not in SINGLE_FILE_FAMILIES:
+                raise ConfigError(f"{where}.ip_adapter is only for the sd and sdxl families")
+            if not ip_adapter.is_file() or ip_adapter.suffix != ".safetensors":
+                raise ConfigError(f"{where}.ip_adapter must be one .safetensors file")
+            if not (image_encoder / "config.json").is_file():
+                raise ConfigError(f"{where}.image_encoder must be a folder with config.json and safetensors weights")
         models[mid] = ModelSpec(
             id=mid, family=family, path=_path(base, entry.get("path"), f"{where}.path"),
             refiner=refiner, config=optional("config"), refiner_config=refiner_config,
+            ip_adapter=ip_adapter, image_encoder=image_encoder,
         )
     if not models:
         raise ConfigError(f"{file} configures no [models.<id>] table")

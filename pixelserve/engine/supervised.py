@@ -225,6 +225,9 @@ async def _worker(conn, specs, cache_dir, engine_kwargs) -> None:
 
     async def run(job_id: str, request: GenerationRequest) -> None:
         try:
+            # The model-aware checks need the loaded tokenizers: they run here, before the job is
+            # queued (the parent's check() knows only the model ids).
+            engine.check(request)
             result = await engine.submit(job_id, request, lambda s, t: send(("progress", job_id, s, t)))
             send(("done", job_id, result))
         except PixelserveError as e:

@@ -85,3 +85,21 @@ def test_a_job_whose_worker_dies_twice_fails(tiny_cache):
 
     killed, after = asyncio.run(go())
     assert killed == 2 and len(after.images) == 1
+
+
+def test_the_worker_runs_the_model_aware_checks(tiny_cache):
+    from pixelserve.errors import InvalidRequest
+
+    async def go():
+        engine = await started(tiny_cache)
+        try:
+            with pytest.raises(InvalidRequest) as e:
+                await engine.submit("long", req(prompt="abcdefgh " * 200, prompt_weighting=True))
+            ok = await engine.submit("short", req(prompt="(a cat:1.3)", prompt_weighting=True))
+            return e.value, ok
+        finally:
+            await engine.stop()
+
+    err, ok = asyncio.run(go())
+    assert err.field == "prompt" and "231" in err.message
+    assert len(ok.images) == 1
