@@ -66,7 +66,8 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest("must be 2 or 4", field="scale")
     seeds = request.seeds
     if seeds is None:
-        seeds = tuple(secrets.randbelow(MAX_SEED + 1) for _ in range(request.num_images))
+        seeds = (None,) * request.num_images
+    seeds = tuple(secrets.randbelow(MAX_SEED + 1) if s is None else s for s in seeds)  # None: a random one
     if len(seeds) != request.num_images:
         raise InvalidRequest(f"needs {request.num_images} seeds (one per image), got {len(seeds)}", field="seed")
     for s in seeds:

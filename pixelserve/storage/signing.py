@@ -28,8 +28,13 @@ class UrlSigner:
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def sign(self, base_url: str, key: str) -> str:
+        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?{self.query(key)}"
+
+    def query(self, key: str) -> str:
+        """``expires=...&signature=...`` for any route's ``key`` (e.g. ``upload:<asset id>``; image keys
+        never contain ':', so one route's signature never opens another's)."""
         expires = int(self.clock()) + self.ttl
-        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?expires={expires}&signature={self._mac(key, expires)}"
+        return f"expires={expires}&signature={self._mac(key, expires)}"
 
     def verify(self, key: str, expires: int, signature: str) -> None:
         if not hmac.compare_digest(self._mac(key, expires), signature or ""):
