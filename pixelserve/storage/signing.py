@@ -37,7 +37,8 @@ class UrlSigner:
         return f"expires={expires}&signature={self._mac(key, expires)}"
 
     def verify(self, key: str, expires: int, signature: str) -> None:
-        if not hmac.compare_digest(self._mac(key, expires), signature or ""):
+        # bytes: compare_digest refuses non-ASCII str, and a signature is whatever the caller sent
+        if not hmac.compare_digest(self._mac(key, expires).encode(), (signature or "").encode("utf-8", "replace")):
             raise Forbidden("invalid image URL signature")
         if self.clock() > expires:
             raise Forbidden("image URL expired")
