@@ -82,3 +82,17 @@ def test_the_sdxl_engine_and_img2img_and_inpainting(octo):
         r = octo(body, engine=engine)
         assert r.status_code == 200, r.text
         assert decode(r.json()["images"][0]["image_b64"]).size == (64, 64)
+
+
+@pytest.mark.parametrize("error,status,retry", [("Overloaded", 503, "1"), ("NotReady", 503, "5"),
+                                                ("EngineFailure", 500, None)])
+def test_engine_refusals_keep_their_status_and_retry_after(octo, octo_client, monkeypatch, error, status, retry):
+    from pixelserve import errors
+
+    async def refuse(*args, **kwargs):
+        raise getattr(errors, error)("busy")
+
+    monkeypatch.setattr(octo_client.app.state.engine, "submit", refuse)
+    r = octo(small())
+    assert r.status_code == status and r.json() == {"detail": "busy"}
+    assert r.headers.get("retry-after") == retry
