@@ -24,7 +24,7 @@ import torch
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine import optimize, post
+from pixelserve.engine import checks, optimize, post
 from pixelserve.engine.batching import AllSet, BatchQueue, batch_key, run_batch
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
@@ -58,8 +58,10 @@ class LocalEngine:
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
                  vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0):
         import diffusers
+        import transformers
 
         diffusers.utils.logging.set_verbosity_error()  # per-call pipelines would log on every job
+        transformers.utils.logging.set_verbosity_error()  # long-prompt and embedding-resize notices
         self.registry = ModelRegistry(specs, cache_dir)
         self.devices = available_devices(devices)
         self.max_queue = max_queue
@@ -79,6 +81,7 @@ class LocalEngine:
         self._tasks: list[asyncio.Task] = []
         self._ready = False
         self._loading_error: str | None = None
+        self._text_info: dict[str, checks.TextInfo] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -95,6 +98,9 @@ class LocalEngine:
                 loop.run_in_executor(self._executors[d], self.registry.get, mid, d)
                 for d in self.devices for mid in self.registry.specs
             ))
+            self._text_info = {mid: await loop.run_in_executor(
+                self._executors[self.devices[0]], lambda m=mid: checks.text_info(self.registry.get(m, self.devices[0])))
+                for mid in self.registry.specs}
         except Exception as e:  # a bad checkpoint: stay alive, not ready, and say why
             log.exception("model loading failed")
             self._loading_error = f"{type(e).__name__}: {e}"
@@ -145,8 +151,10 @@ class LocalEngine:
 
     def check(self, request: GenerationRequest) -> None:
         """Model-aware checks before anything is recorded (EngineClient.check)."""
-        if request.model not in self.registry.specs:
+        spec = self.registry.specs.get(request.model)
+        if spec is None:
             raise NotFound(f"unknown model {request.model!r}", field="model")
+        checks.check_request(request, spec, self._text_info.get(request.model))
 
     async def postprocess(self, job_id: str, request: GenerationRequest, image) -> GenerationResult:
         """Only ``request.post`` on an existing image, queued like any job (EngineClient.postprocess)."""

@@ -76,6 +76,12 @@ class LoadedModel:
     refiner: Any = None
     #: modules the family's task pipelines share besides pipe's own (unclip: the image encoder)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: where per-request overrides (checkpoint, VAE) find their single-file configs and work files
+    cache_dir: Path | None = None
+    #: the weights it was loaded from (a diffusers folder or one safetensors file)
+    weights: Path | None = None
+    #: per-model engine state: loaded adapters and bounded caches (engine/adapters.py)
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -133,7 +139,8 @@ class ModelRegistry:
         pipe.set_progress_bar_config(disable=True)
         if refiner is not None:
             refiner.set_progress_bar_config(disable=True)
-        return LoadedModel(spec=spec, device=device, pipe=pipe, refiner=refiner, extras=extras)
+        return LoadedModel(spec=spec, device=device, pipe=pipe, refiner=refiner, extras=extras,
+                           cache_dir=self.cache_dir, weights=path)
 
 
 def load_pipeline(pipeline_cls: Any, path: Path, family: str, dtype: torch.dtype, cache_dir: Path, *,

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.prompts import PromptLists
 from pixelserve.engine.schedulers import make_scheduler
 
 
@@ -16,8 +17,6 @@ class JobCancelled(Exception):
 
 
 StepCallback = Callable[[int, int], None]
-#: Per-image (prompts, negative prompts) of a stacked batch.
-PromptLists = tuple[list[str], list[str]]
 
 
 class Family:
@@ -50,16 +49,20 @@ class Family:
         return getattr(diffusers, self.refiner_pipeline)
 
     # -- helpers the families' run() steps use ---------------------------------------------
-    def task_pipeline(self, base: Any, task: str, scheduler_name: str | None) -> Any:
+    def task_pipeline(self, base: Any, task: str, scheduler_name: str | None, *,
+                      overrides: dict[str, Any] | None = None, pipeline: str | None = None) -> Any:
         """A new pipeline object for this call sharing the loaded components (no weight copies).
 
         Each call gets its own scheduler instance, so concurrent or queued jobs never race
-        on scheduler state or on a globally swapped sampler.
+        on scheduler state or on a globally swapped sampler. ``overrides`` replace or add
+        components for this call only (a request's VAE, its ControlNet); ``pipeline`` names
+        another diffusers class than the task's own (the ControlNet variants).
         """
         import diffusers
 
-        cls = getattr(diffusers, self.task_pipelines[task])
+        cls = getattr(diffusers, pipeline or self.task_pipelines[task])
         components = dict(base.components)
+        components.update(overrides or {})
         components["scheduler"] = make_scheduler(scheduler_name, base.scheduler.config)
         params = _init_params(cls)
         for name in params:  # init options kept in the pipeline config (refiner aesthetics score ...)
@@ -105,10 +108,8 @@ class Family:
         the request would get alone (up to float summation order in the batched kernels).
         """
         seeds = tuple(s for r in requests for s in r.seeds)
-        prompts = [r.prompt for r in requests for _ in r.seeds]
-        negatives = [r.negative_prompt or "" for r in requests for _ in r.seeds]
         merged = requests[0].with_(seeds=seeds, num_images=len(seeds))
-        images = self.run(model, merged, on_step, cancel, prompts=(prompts, negatives))
+        images = self.run(model, merged, on_step, cancel, prompts=PromptLists.of(requests))
         out, start = [], 0
         for r in requests:
             out.append(images[start:start + len(r.seeds)])
@@ -119,7 +120,7 @@ class Family:
     def prompt_lists(request: GenerationRequest, n: int, prompts: PromptLists | None = None) -> PromptLists:
         if prompts is not None:
             return prompts
-        return [request.prompt] * n, [request.negative_prompt or ""] * n
+        return PromptLists.of([request.with_(seeds=(0,) * n)])
 
     @staticmethod
     def task_kwargs(request: GenerationRequest) -> dict[str, Any]:

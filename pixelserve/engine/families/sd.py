@@ -1,4 +1,5 @@
-"""Stable Diffusion 1.x / 2.x: txt2img, img2img, inpainting."""
+"""Stable Diffusion 1.x / 2.x: txt2img, img2img, inpainting; LoRAs, textual inversions, VAE and
+checkpoint overrides, ControlNet (engine/adapters.py, engine/controlnet.py, engine/prompts.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine import adapters, controlnet
+from pixelserve.engine.prompts import pipeline_kwargs
 from pixelserve.engine.families.base import Family, PromptLists, StepCallback
 
 
@@ -23,22 +26,40 @@ class SDFamily(Family):
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
             cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
-        # 1. A per-call pipeline for the task, with its own scheduler.
-        pipe = self.task_pipeline(model.pipe, request.task, request.scheduler)
-        # 2. One generator per seed.
-        generators = self.generators(request.seeds, model.device)
-        # 3. Denoise, reporting each step and stopping between steps when cancelled.
-        total = self.effective_steps(request)
-        positive, negative = self.prompt_lists(request, len(generators), prompts)
-        with torch.inference_mode():
-            out = pipe(
-                prompt=positive,
-                negative_prompt=negative,
-                num_inference_steps=request.steps,
-                guidance_scale=request.guidance_scale,
-                generator=generators,
-                callback_on_step_end=self.step_callback(total, on_step, cancel),
-                **self.task_kwargs(request),
-            )
-        # 4. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
+        # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active.
+        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key):
+            # 2. A per-call pipeline for the task, with its own scheduler, VAE and ControlNet.
+            pipe = self.call_pipeline(model, base, request)
+            # 3. One generator per seed.
+            generators = self.generators(request.seeds, model.device)
+            # 4. The prompts, as text or as embeddings (weighting, long prompts, textual inversions).
+            texts = self.prompt_lists(request, len(generators), prompts)
+            text = self.text_kwargs(base, request, texts, adapter_key)
+            # 5. Denoise, reporting each step and stopping between steps when cancelled.
+            total = self.effective_steps(request)
+            with torch.inference_mode():
+                out = pipe(
+                    **text,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.guidance_scale,
+                    generator=generators,
+                    callback_on_step_end=self.step_callback(total, on_step, cancel),
+                    **self.task_kwargs(request),
+                    **controlnet.pipeline_kwargs(request),
+                )
+        # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
         return self.keep_unmasked(request, list(out.images))
+
+    # -- the steps' helpers ----------------------------------------------------------------
+    def call_pipeline(self, model: Any, base: Any, request: GenerationRequest) -> Any:
+        overrides: dict[str, Any] = {}
+        if request.vae is not None:
+            overrides["vae"] = adapters.vae_for(model, request.vae)
+        name = None
+        if request.controlnet is not None:
+            overrides["controlnet"] = controlnet.load(model, request.controlnet.path)
+            name = controlnet.pipeline_name(self.name, request.task)
+        return self.task_pipeline(base.pipe, request.task, request.scheduler, overrides=overrides, pipeline=name)
+
+    def text_kwargs(self, base: Any, request: GenerationRequest, texts: PromptLists, adapter_key: tuple) -> dict:
+        return pipeline_kwargs(base, self.name, request, texts, adapter_key)

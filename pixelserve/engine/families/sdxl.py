@@ -1,4 +1,4 @@
-"""Stable Diffusion XL: txt2img, img2img, inpainting, with an optional refiner."""
+"""Stable Diffusion XL: txt2img, img2img, inpainting, with an optional refiner; everything SD has."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine import adapters, controlnet
+from pixelserve.engine.prompts import refiner_texts
 from pixelserve.engine.families.base import PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
 
-#: Fraction of the denoising done by the base model when a refiner finishes the job
-#: (the split diffusers documents as "ensemble of expert denoisers").
+#: Fraction of the denoising done by the base model when a refiner finishes the job and the
+#: request names no ``high_noise_frac`` (the split diffusers documents as "ensemble of expert denoisers").
 REFINER_SWITCH = 0.8
 
 
@@ -29,33 +31,32 @@ class SDXLFamily(SDFamily):
             cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
         if model.refiner is None or request.use_refiner is False:
             return super().run(model, request, on_step, cancel, prompts)  # the base model alone, as SD
-        # 1. A per-call pipeline for the task, with its own scheduler.
-        pipe = self.task_pipeline(model.pipe, request.task, request.scheduler)
-        # 2. One generator per seed.
-        generators = self.generators(request.seeds, model.device)
-        n = len(generators)
-        total = self.effective_steps(request)
-        positive, negative = self.prompt_lists(request, n, prompts)
-        common = dict(
-            prompt=positive,
-            negative_prompt=negative,
-            num_inference_steps=request.steps,
-            guidance_scale=request.guidance_scale,
-            generator=generators,
-        )
-        with torch.inference_mode():
-            # 3. The base model denoises the first part and hands its latents over.
-            latents = pipe(
-                denoising_end=REFINER_SWITCH, output_type="latent",
-                callback_on_step_end=self.step_callback(total, on_step, cancel),
-                **common, **self.task_kwargs(request),
-            ).images
-            # 4. The refiner finishes the remaining steps.
-            refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)
-            out = refiner(
-                image=latents, denoising_start=REFINER_SWITCH,
-                callback_on_step_end=self.step_callback(total, on_step, cancel, offset=int(total * REFINER_SWITCH)),
-                **common,
-            )
-        # 5. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
+        switch = REFINER_SWITCH if request.high_noise_frac is None else float(request.high_noise_frac)
+        # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active.
+        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key):
+            # 2. A per-call pipeline for the task, with its own scheduler, VAE and ControlNet.
+            pipe = self.call_pipeline(model, base, request)
+            # 3. One generator per seed.
+            generators = self.generators(request.seeds, model.device)
+            total = self.effective_steps(request)
+            texts = self.prompt_lists(request, len(generators), prompts)
+            common = dict(num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
+                          generator=generators)
+            with torch.inference_mode():
+                # 4. The base model denoises the first part and hands its latents over.
+                latents = pipe(
+                    denoising_end=switch, output_type="latent",
+                    callback_on_step_end=self.step_callback(total, on_step, cancel),
+                    **self.text_kwargs(base, request, texts, adapter_key), **common,
+                    **self.task_kwargs(request), **controlnet.pipeline_kwargs(request),
+                ).images
+                # 5. The refiner finishes the remaining steps (its own text encoder: the *_2 texts, plain).
+                refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)
+                extra = {"clip_skip": request.clip_skip} if request.clip_skip else {}
+                out = refiner(
+                    image=latents, denoising_start=switch,
+                    callback_on_step_end=self.step_callback(total, on_step, cancel, offset=int(total * switch)),
+                    **refiner_texts(request, texts), **extra, **common,
+                )
+        # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).
         return self.keep_unmasked(request, list(out.images))
