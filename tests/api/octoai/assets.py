@@ -44,3 +44,24 @@ def upload(client, key, name, asset_type, engine, content: bytes, **data) -> dic
     asset = got.json()["asset"]
     assert done.json() == {"error": asset["status_details"] or None}
     return asset
+
+
+def single_file_controlnet(family: str, tiny_cache: Path, out: Path) -> Path:
+    """A ControlNet as one safetensors file, the architecture diffusers gives a ControlNet of the tiny
+    model's UNet by default (what a user would upload; the tiny demo ControlNet's conditioning
+    encoder is narrower than the default, so only its folder, with config.json, describes it)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from pixelserve.engine.tiny import ensure_tiny_model
+
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel.from_pretrained(ensure_tiny_model(family, tiny_cache / "tiny") / "unet")
+    controlnet = ControlNetModel.from_unet(unet)
+    with torch.no_grad():  # non-zero output convolutions, as if trained
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            module.weight.normal_(0.0, 0.5)
+    file = out / f"controlnet-{family}.safetensors"
+    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, str(file))
+    return file
