@@ -14,7 +14,11 @@ here those files are loaded (safetensors only, nothing downloaded) and applied f
   its own set with ``set_adapters(names, weights)``; a call without LoRAs runs ``disable_lora()``,
   whose layers compute ``base_layer(x)`` only, so it gets the base model's output exactly.
   Adapters stay unfused: fusing changes the base weights and unfusing restores them only up to
-  float error.
+  float error. With ``PIXELSERVE_COMPILE`` the LoRA calls go to the modules inside the compiled
+  UNet (``lora_view``); a new adapter set makes dynamo recompile the UNet once (the output stays
+  exact). ``enable_lora_hotswap`` is not used: it swaps new weights into one already-loaded
+  adapter slot, while pixelserve keeps several adapters loaded and combines them per request,
+  and diffusers cannot hotswap text-encoder LoRAs.
 - Textual inversions: ``load_textual_inversion`` adds tokens to a tokenizer and rows to a text
   encoder's embedding table. It is run on a *copy* of the tokenizer, and the enlarged embedding
   table is swapped in only while this request's prompts are encoded, then the original table (the
@@ -103,7 +107,7 @@ class Base:
 
     def __post_init__(self):
         if self.loras is None:
-            self.loras = LRU(MAX_LORAS, on_evict=lambda name, _: self.pipe.delete_adapters(name))
+            self.loras = LRU(MAX_LORAS, on_evict=lambda name, _: lora_view(self.pipe).delete_adapters(name))
 
 
 def own_base(model: Any) -> Base:
@@ -213,13 +217,31 @@ def activate_loras(base: Base, loras: tuple[LoraRef, ...]) -> tuple:
         weights[name] = weights.get(name, 0.0) + float(ref.weight)
     if len(base.loras) == 0:
         return ()  # nothing was ever loaded: the modules are untouched
-    pipe = base.pipe
+    pipe = lora_view(base.pipe)
     if weights:
         pipe.enable_lora()
         pipe.set_adapters(list(weights), list(weights.values()))
     else:
         pipe.disable_lora()
     return tuple(sorted(weights.items()))
+
+
+def lora_view(pipe: Any) -> Any:
+    """``pipe`` with torch.compile'd modules unwrapped, for diffusers' LoRA methods.
+
+    Those pick the modules to act on by class (ModelMixin / PreTrainedModel); a compiled UNet is an
+    ``OptimizedModule`` and would be skipped silently, leaving its adapters as they were. The
+    view is a new pipeline object around the same modules (no weight copies).
+    """
+    import inspect
+
+    if not any(hasattr(m, "_orig_mod") for m in pipe.components.values()):
+        return pipe
+    params = set(inspect.signature(type(pipe).__init__).parameters)
+    modules = {k: getattr(m, "_orig_mod", m) for k, m in pipe.components.items() if k in params}
+    if "requires_safety_checker" in params:
+        modules["requires_safety_checker"] = False
+    return type(pipe)(**modules)
 
 
 def _load_lora(base: Base, name: str, ref: LoraRef) -> None:
@@ -230,16 +252,16 @@ def _load_lora(base: Base, name: str, ref: LoraRef) -> None:
         state = load_file(ref.path)
         with warnings.catch_warnings():  # peft warns that a model holds several adapters: it is meant to
             warnings.simplefilter("ignore", UserWarning)
-            base.pipe.load_lora_weights(state, adapter_name=name)
+            lora_view(base.pipe).load_lora_weights(state, adapter_name=name)
     except (ValueError, RuntimeError, KeyError, OSError) as e:
         if name in _loaded_adapters(base.pipe):
-            base.pipe.delete_adapters(name)
+            lora_view(base.pipe).delete_adapters(name)
         raise InvalidRequest(f"LoRA {ref.name!r} does not fit this model: {e}", field="loras") from e
     base.loras.put(name, file_key(ref.path))
 
 
 def _loaded_adapters(pipe: Any) -> set[str]:
-    return {a for names in pipe.get_list_adapters().values() for a in names}
+    return {a for names in lora_view(pipe).get_list_adapters().values() for a in names}
 
 
 # -- textual inversion -------------------------------------------------------------------------
@@ -342,4 +364,4 @@ def applied(model: Any, checkpoint: str | None, loras: tuple[LoraRef, ...]) -> I
         yield base, key
     finally:
         if key:
-            base.pipe.disable_lora()
+            lora_view(base.pipe).disable_lora()
