@@ -58,7 +58,9 @@ def test_controlnet_and_checkpoint_types(octo_client, octo_key, files):
     assert bad["status"] == "rejected" and "model.diffusion_model" in bad["status_details"]
     listed = octo_client.get("/v1/assets", params={"asset_type": "checkpoint", "engine": "image/controlnet-sd15",
                                                    "is_public": False}, headers=auth(octo_key)).json()
-    assert {a["name"] for a in listed["data"]} == {"cn-as-model", "my-cn"} and listed["total"] == 2
+    assert {"cn-as-model", "my-cn"} <= {a["name"] for a in listed["data"]}  # (other tests add more)
+    assert all(a["asset_type"] == "checkpoint" and not a["is_public"] and a["data"]["engine"] in (
+        "image/controlnet-sd15", "image/stable-diffusion-v1-5") for a in listed["data"])
 
 
 def test_privacy_between_accounts(octo_client, octo_key, other_key, files):
