@@ -75,7 +75,8 @@ class ImageGenerationRequest(OctoModel):
     num_images: int = Field(1, ge=1, le=16)  # our bound
     seed: Seed | list[Seed | None] | None = None  # SDK: an int, or one int-or-null per image
     use_refiner: bool | None = None  # SDXL only; None: the refiner when one is configured
-    high_noise_frac: float = Field(0.8, ge=0, le=1)  # SDXL only; SDK: 0 to 1
+    # SDXL only. SDK: 0 to 1; the ends are refused: they leave the base or the refiner no step to run.
+    high_noise_frac: float = Field(0.8, gt=0, lt=1)
     checkpoint: AssetRef | None = None
     loras: dict[AssetRef, Annotated[float, Field(ge=-2, le=2)] | None] | None = Field(None, max_length=8)  # our bounds
     textual_inversions: dict[AssetRef, TriggerWord | None] | None = Field(None, max_length=8)  # our bound

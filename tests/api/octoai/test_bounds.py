@@ -31,7 +31,7 @@ INVALID = [
     ("steps", 0), ("steps", 201), ("steps", 2.5),
     ("num_images", 0), ("num_images", 17),
     ("seed", -1), ("seed", 2**32), ("seed", [1, -1]), ("seed", "abc"), ("seed", 1.5),
-    ("high_noise_frac", -0.01), ("high_noise_frac", 1.01),
+    ("high_noise_frac", -0.01), ("high_noise_frac", 0), ("high_noise_frac", 1), ("high_noise_frac", 1.01),
     ("strength", 0), ("strength", 1.01),
     ("style_preset", "Photographic"), ("style_preset", "nope"),
     ("controlnet_conditioning_scale", -0.1), ("controlnet_conditioning_scale", 2.01),
@@ -71,7 +71,7 @@ def test_every_error_is_listed_like_fastapi(octo):
 
 @pytest.mark.parametrize("field,value", [
     ("cfg_scale", 50), ("cfg_scale", 0.01), ("steps", 1), ("steps", 200), ("num_images", 16), ("seed", 0),
-    ("seed", 2**32 - 1), ("high_noise_frac", 0), ("high_noise_frac", 1), ("strength", 1), ("strength", 0.001),
+    ("seed", 2**32 - 1), ("high_noise_frac", 0.01), ("high_noise_frac", 0.99), ("strength", 1), ("strength", 0.001),
     ("controlnet_conditioning_scale", 0), ("controlnet_conditioning_scale", 2), ("controlnet_early_stop", 1),
     ("clip_skip", 0), ("clip_skip", 11), ("inpaint_full_res_padding", 0), ("inpaint_full_res_padding", 1024),
     ("loras", {"a": 2, "b": -2, "c": None}), ("textual_inversions", {"a": "tok", "b": None}),
