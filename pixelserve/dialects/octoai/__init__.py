@@ -18,6 +18,8 @@ leave open was decided as follows (tests in tests/api/octoai/ pin each decision)
   canvas to fill. Inputs are resized to the requested size.
 - ``prompt_2``, ``negative_prompt_2``, ``use_refiner`` and ``high_noise_frac`` on an SD 1.5 engine
   are 422 (they apply to SDXL only). ``style_preset`` works on every engine (our templates).
+- ``high_noise_frac`` must lie strictly between 0 and 1 (the SDK says 0 to 1; either end leaves the
+  base model or the refiner no step to run).
 - ``clip_skip`` counts skipped text-encoder layers (diffusers' meaning; 0: none).
 - ``controlnet`` may also be used with the sdxl/sd engines; the controlnet engines require it and
   ``controlnet_image``. ``controlnet_preprocess`` makes the public ControlNet's map (canny); a
