@@ -94,8 +94,8 @@ def _load(model: Any, path: Path) -> Any:
             controlnet = ControlNetModel.from_pretrained(path, torch_dtype=dtype, local_files_only=True,
                                                          use_safetensors=True)
         else:
-            config = Path(model.cache_dir) / "controlnet-config" / model.spec.id
-            _write_config_from_unet(model.pipe.unet, config)
+            config = Path(model.cache_dir) / "controlnet-config" / f"{model.spec.id}-{_channels_label(path)}"
+            _write_config_from_unet(model.pipe.unet, config, conditioning_channels(path))
             controlnet = ControlNetModel.from_single_file(
                 str(single_file._safetensors_path(path, Path(model.cache_dir) / "single_file")),
                 config=str(config), local_files_only=True, torch_dtype=dtype)
@@ -104,7 +104,37 @@ def _load(model: Any, path: Path) -> Any:
     return controlnet.to(model.device).eval()
 
 
-def _write_config_from_unet(unet: Any, folder: Path) -> None:
+def conditioning_channels(path: Path) -> list[int] | None:
+    """The control-image encoder's channels, read from a single file's tensor shapes (header only).
+
+    diffusers keys: ``controlnet_cond_embedding.conv_in`` then ``blocks.{2i+1}`` (the strided convs);
+    original keys: ``input_hint_block.{0,4,8,12,...}`` (every other conv of the Sequential).
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k: f.get_slice(k).get_shape() for k in f.keys()
+                  if k.endswith(".weight") and ("controlnet_cond_embedding." in k or "input_hint_block." in k)}
+    if "controlnet_cond_embedding.conv_in.weight" in shapes:
+        out = [shapes["controlnet_cond_embedding.conv_in.weight"][0]]
+        i = 1
+        while f"controlnet_cond_embedding.blocks.{i}.weight" in shapes:
+            out.append(shapes[f"controlnet_cond_embedding.blocks.{i}.weight"][0])
+            i += 2
+        return out
+    hint = sorted((int(k.split(".")[-2]), v[0]) for k, v in shapes.items() if k.startswith("input_hint_block."))
+    if hint:
+        convs = [c for _, c in hint[:-1]]  # the last one is the zero conv to the UNet's width
+        return convs[0::2]
+    return None
+
+
+def _channels_label(path: Path) -> str:
+    channels = conditioning_channels(path)
+    return "x".join(map(str, channels)) if channels else "default"
+
+
+def _write_config_from_unet(unet: Any, folder: Path, channels: list[int] | None) -> None:
     """config.json of the ControlNet that copies ``unet``'s encoder (from_unet's mapping, no weights built)."""
     import inspect
 
@@ -112,6 +142,8 @@ def _write_config_from_unet(unet: Any, folder: Path) -> None:
 
     keys = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self"}
     config = {k: v for k, v in dict(unet.config).items() if k in keys and not k.startswith("_")}
+    if channels:
+        config["conditioning_embedding_out_channels"] = channels
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", **config}, default=list))
 

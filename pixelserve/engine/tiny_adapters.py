@@ -33,7 +33,7 @@ import torch
 from pixelserve.engine import tiny
 
 #: Bump when a layout or size changes, so stale files are rebuilt.
-TINY_ADAPTERS_VERSION = "1"
+TINY_ADAPTERS_VERSION = "2"
 LORA_RANK = 4
 TI_VECTORS = 2
 
@@ -189,6 +189,9 @@ def ensure_tiny_controlnet(family: str, directory: Path) -> Path:
                        controlnet.controlnet_cond_embedding.conv_out]:
             module.weight.normal_(0.0, 0.5)
             module.bias.normal_(0.0, 0.1)
+        embedding = controlnet.controlnet_cond_embedding  # strong enough that the map's content shows
+        for conv in [embedding.conv_in, *embedding.blocks]:
+            conv.weight.mul_(4.0)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     controlnet.save_pretrained(tmp, safe_serialization=True)
