@@ -33,7 +33,7 @@ soak: $(STAMP)
 
 # The long fuzz run: 500 generated requests per API operation (CI runs 40).
 fuzz: $(STAMP)
-	PIXELSERVE_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q -s tests/security/test_fuzz.py
+	PIXELSERVE_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest -q -s tests/security/test_fuzz.py tests/api/octoai/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) data

@@ -10,11 +10,15 @@ from fastapi import FastAPI
 from pixelserve.core.validate import Limits
 from pixelserve.db.session import open_database
 from pixelserve.dialects.karlo.router import router as karlo_router
+from pixelserve.dialects.octoai.library import files_router as octoai_files_router
+from pixelserve.dialects.octoai.library import router as octoai_library_router
+from pixelserve.dialects.octoai.router import router as octoai_router
 from pixelserve.dialects.studio.library import router as studio_library_router
 from pixelserve.dialects.studio.router import router as studio_router
 from pixelserve.engine.client import EngineClient
 from pixelserve.routes.health import router as health_router
 from pixelserve.routes.images import router as images_router
+from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.generation import GenerationService
 from pixelserve.service.studio import open_studio
@@ -69,6 +73,9 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.service = GenerationService(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits())
+        app.state.assets = AssetService(sessions, settings.asset_dir, settings.models, settings.cache_dir,
+                                        max_bytes=settings.asset_max_bytes)
+        app.state.assets.sync_config()  # the configured public assets (octoai:canny_sdxl ...)
         warn_if_demo(settings)
         if not settings.auth_enabled:
             log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")
@@ -89,4 +96,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.include_router(karlo_router)
     app.include_router(studio_router)
     app.include_router(studio_library_router)
+    app.include_router(octoai_router)
+    app.include_router(octoai_files_router)  # before the library's GET /v1/assets/{ref:path}
+    app.include_router(octoai_library_router)
     return app

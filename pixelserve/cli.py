@@ -1,4 +1,4 @@
-"""pixelserve serve | generate | keys | models."""
+"""pixelserve serve | generate | keys | models | credits | assets."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from pixelserve.cli_assets import assets
 from pixelserve.settings import Settings
 
 cli = typer.Typer(help="Self-hosted image-generation API server.", no_args_is_help=True,
@@ -17,6 +18,7 @@ keys = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 models = typer.Typer(help="Configured models.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
 cli.add_typer(models, name="models")
+cli.add_typer(assets, name="assets")
 
 
 def _logging() -> None:

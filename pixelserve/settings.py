@@ -82,6 +82,23 @@ class Settings(BaseSettings):
     #: Local MarianMT/NLLB folder (safetensors) translating Korean prompts; unset: prompts go as sent.
     studio_translation_model: Path | None = None
 
+    # -- OctoAI API and its asset library (dialects/octoai, service/assets.py) ---------------------
+    #: Largest asset file a PUT to an upload URL may send (an SDXL checkpoint is about 7 GB).
+    asset_max_bytes: int = Field(8 * 1024**3, ge=1024)
+    #: "WxH,WxH": sizes accepted besides each OctoAI engine's documented resolutions (e.g. 64x64
+    #: for the tiny demo models, or the sizes a fine-tuned checkpoint was trained on).
+    octoai_extra_sizes: str = ""
+
+    @field_validator("octoai_extra_sizes")
+    @classmethod
+    def _extra_sizes(cls, v: str) -> str:
+        for size in filter(None, (x.strip() for x in v.split(","))):
+            w, _, h = size.partition("x")
+            if not (w.isdigit() and h.isdigit() and int(w) % 8 == 0 and int(h) % 8 == 0 and 64 <= int(w) <= 4096
+                    and 64 <= int(h) <= 4096):
+                raise ValueError(f"{size!r} must be 'WxH' with multiples of 8 from 64 to 4096")
+        return v
+
     @field_validator("studio_credit_timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
@@ -152,6 +169,15 @@ class Settings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def asset_dir(self) -> Path:
+        return self.data_dir / "assets"
+
+    @property
+    def octoai_sizes(self) -> tuple[tuple[int, int], ...]:
+        pairs = (x.strip().partition("x") for x in self.octoai_extra_sizes.split(",") if x.strip())
+        return tuple((int(w), int(h)) for w, _, h in pairs)
 
     def quota_limits(self):
         from pixelserve.db.crud.quotas import QuotaLimits

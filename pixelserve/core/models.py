@@ -22,10 +22,24 @@ Example::
     "v2.1" = "sdxl"
     "v2.0" = "sd15"
     inpainting = "sd15"                     # optional; default: the v2.0 model
+
+    [octoai.engines]                        # OctoAI engine id -> model id (each optional; default:
+    sdxl = "sdxl"                           # the first model of the engine's family; the
+    sd = "sd15"                             # controlnet-* engines default to sdxl / sd)
+    "controlnet-sdxl" = "sdxl"
+
+    [octoai.controlnets.canny_sdxl]         # the public asset octoai:canny_sdxl
+    family = "sdxl"
+    path = "/models/controlnet-canny-sdxl"  # a diffusers ControlNet folder or one .safetensors file
+    preprocess = "canny"                    # control map made from controlnet_image (omit: used as sent)
+
+    [octoai.checkpoints]                    # public checkpoints -> model ids (default: RealVisXL = the
+    RealVisXL = "sdxl"                      # sdxl engine's model)
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,17 +85,55 @@ class ModelSpec:
         return self.path is None
 
 
+#: OctoAI engine id -> the model family it serves (dialects/octoai).
+OCTOAI_ENGINES = {"sdxl": "sdxl", "sd": "sd", "controlnet-sdxl": "sdxl", "controlnet-sd15": "sd"}
+#: Asset names (OctoAI asset library): never a path, no '/' or ':' (owner/name and octoai:name refer to them).
+ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+#: ControlNet preprocessors a configured ControlNet may name (engine side: the control map maker).
+PREPROCESSORS = ("canny",)
+
+
+@dataclass(frozen=True)
+class ControlNetSpec:
+    """A public ControlNet asset (``octoai:<name>``) of one family."""
+
+    name: str
+    family: str
+    path: Path | None  # None: the tiny demo ControlNet of the family, built on first use
+    preprocess: str | None = None  # what controlnet_preprocess makes of controlnet_image
+
+
+@dataclass(frozen=True)
+class OctoAIConfig:
+    engines: dict[str, str] = field(default_factory=dict)  # engine id -> model id
+    controlnets: dict[str, ControlNetSpec] = field(default_factory=dict)
+    checkpoints: dict[str, str] = field(default_factory=dict)  # public checkpoint name -> model id
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
     models: dict[str, ModelSpec]
     karlo: dict[str, str] = field(default_factory=dict)
+    octoai: OctoAIConfig = field(default_factory=OctoAIConfig)
 
 
 def demo_config() -> ModelsConfig:
     """The tiny random-weight models served when no configuration is given."""
     models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None), "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None),
               "tiny-unclip": ModelSpec("tiny-unclip", "unclip", None)}
-    return ModelsConfig(models=models, karlo={"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"})
+    controlnets = {name: ControlNetSpec(name, family, None, "canny")
+                   for name, family in (("canny_sdxl", "sdxl"), ("canny_sd15", "sd"))}
+    octoai = OctoAIConfig(engines=_default_engines(models), controlnets=controlnets,
+                          checkpoints={"RealVisXL": "tiny-sdxl"})
+    return ModelsConfig(models=models, karlo={"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"}, octoai=octoai)
+
+
+def _default_engines(models: dict[str, ModelSpec]) -> dict[str, str]:
+    """Each OctoAI engine served by the first configured model of its family."""
+    first: dict[str, str] = {}
+    for m in models.values():
+        first.setdefault(m.family, m.id)
+    return {engine: first[family] for engine, family in OCTOAI_ENGINES.items() if family in first}
 
 
 def _path(base: Path, value: object, where: str) -> Path:
@@ -146,4 +198,51 @@ def load_models_config(file: Path) -> ModelsConfig:
             raise ConfigError(f"karlo: unknown key {version!r} (v2.0, v2.1 or inpainting)")
         if mid not in models:
             raise ConfigError(f"karlo.{version} names unknown model {mid!r}")
-    return ModelsConfig(models=models, karlo=karlo)
+    return ModelsConfig(models=models, karlo=karlo, octoai=_octoai(raw.get("octoai") or {}, models, base))
+
+
+def _octoai(raw: dict, models: dict[str, ModelSpec], base: Path) -> OctoAIConfig:
+    unknown = set(raw) - {"engines", "controlnets", "checkpoints"}
+    if unknown:
+        raise ConfigError(f"octoai: unknown keys {sorted(unknown)} (engines, controlnets, checkpoints)")
+
+    def model_of(mid: object, where: str, family: str) -> str:
+        if mid not in models:
+            raise ConfigError(f"{where} names unknown model {mid!r}")
+        if models[mid].family != family:
+            raise ConfigError(f"{where}: model {mid!r} is {models[mid].family}, the engine needs {family}")
+        return mid
+
+    engines = _default_engines(models)
+    for engine, mid in (raw.get("engines") or {}).items():
+        if engine not in OCTOAI_ENGINES:
+            raise ConfigError(f"octoai.engines: unknown engine {engine!r} (one of {', '.join(OCTOAI_ENGINES)})")
+        engines[engine] = model_of(mid, f"octoai.engines.{engine}", OCTOAI_ENGINES[engine])
+    if "engines" in raw:  # a controlnet engine follows its family's engine unless named itself
+        for cn, plain in (("controlnet-sdxl", "sdxl"), ("controlnet-sd15", "sd")):
+            if cn not in raw["engines"] and plain in engines:
+                engines[cn] = engines[plain]
+    controlnets = {}
+    for name, entry in (raw.get("controlnets") or {}).items():
+        where = f"octoai.controlnets.{name}"
+        if not isinstance(entry, dict) or set(entry) - {"family", "path", "preprocess"}:
+            raise ConfigError(f"{where} must be a table of family, path and optional preprocess")
+        if entry.get("family") not in ("sd", "sdxl"):
+            raise ConfigError(f"{where}.family must be sd or sdxl")
+        if entry.get("preprocess") not in (None, *PREPROCESSORS):
+            raise ConfigError(f"{where}.preprocess must be one of {PREPROCESSORS}")
+        controlnets[name] = ControlNetSpec(name, entry["family"], _path(base, entry.get("path"), f"{where}.path"),
+                                           entry.get("preprocess"))
+    if "checkpoints" in raw:
+        checkpoints = {}
+        for name, mid in raw["checkpoints"].items():
+            family = models[mid].family if mid in models else "sd"
+            checkpoints[name] = model_of(mid, f"octoai.checkpoints.{name}", family if family != "unclip" else "sd")
+    else:
+        checkpoints = {"RealVisXL": engines["sdxl"]} if "sdxl" in engines else {}
+    for name in [*controlnets, *checkpoints]:
+        if not ASSET_NAME.fullmatch(name):
+            raise ConfigError(f"octoai: asset name {name!r} must match {ASSET_NAME.pattern}")
+    if set(controlnets) & set(checkpoints):
+        raise ConfigError(f"octoai: {sorted(set(controlnets) & set(checkpoints))} named twice")
+    return OctoAIConfig(engines=engines, controlnets=controlnets, checkpoints=checkpoints)

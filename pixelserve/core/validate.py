@@ -57,6 +57,10 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest("inpainting needs a mask", field="mask")
     if request.strength is not None and not 0 < request.strength <= 1:
         raise InvalidRequest("must be in (0, 1]", field="strength")
+    if request.task in ("img2img", "inpaint") and request.strength is not None \
+            and int(request.steps * request.strength) < 1:  # diffusers would run no step at all and fail
+        raise InvalidRequest(f"with {request.steps} steps, strength {request.strength} leaves no denoising step; "
+                             "raise steps or strength", field="strength")
     if request.use_refiner and not model.has_refiner:
         raise NotSupported(f"model {model.id} has no refiner configured", field="refiner")
     if request.post.face_refine is not None and "img2img" not in model.tasks:
@@ -66,7 +70,8 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest("must be 2 or 4", field="scale")
     seeds = request.seeds
     if seeds is None:
-        seeds = tuple(secrets.randbelow(MAX_SEED + 1) for _ in range(request.num_images))
+        seeds = (None,) * request.num_images
+    seeds = tuple(secrets.randbelow(MAX_SEED + 1) if s is None else s for s in seeds)  # None: a random one
     if len(seeds) != request.num_images:
         raise InvalidRequest(f"needs {request.num_images} seeds (one per image), got {len(seeds)}", field="seed")
     for s in seeds:

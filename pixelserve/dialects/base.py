@@ -86,6 +86,7 @@ class DialectRoute(APIRoute):
                 return await handler(request)
             except RequestValidationError as exc:
                 err = validation_message(exc)
+                err.validation_errors = exc.errors()  # for dialects that answer every error (OctoAI)
                 return render(err, status_of(err))
             except PixelserveError as exc:
                 return render(exc, status_of(exc))

@@ -10,7 +10,7 @@ import diffusers
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "ddim": ("DDIMScheduler", {}),
     "ddpm": ("DDPMScheduler", {}),
-    "pndm": ("PNDMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),  # as SD 1.x ships it; PRK steps fail under 4 steps
     "lms": ("LMSDiscreteScheduler", {}),
     "lms_karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True}),
     "euler": ("EulerDiscreteScheduler", {}),

@@ -22,6 +22,9 @@ from pixelserve.storage.signing import UrlSigner
 
 log = logging.getLogger(__name__)
 
+#: The request's texts, left out of job records when a caller asks for that.
+PROMPT_FIELDS = ("prompt", "negative_prompt", "prompt_2", "negative_prompt_2")
+
 
 @dataclass(frozen=True)
 class OutputOptions:
@@ -72,7 +75,8 @@ class GenerationService:
         return request
 
     async def generate(self, request: GenerationRequest, *, dialect: str, key: KeyInfo | None,
-                       output: OutputOptions = OutputOptions()) -> ServiceResult:
+                       output: OutputOptions = OutputOptions(), record_prompt: bool = True) -> ServiceResult:
+        """``record_prompt=False`` keeps the prompts out of the job record (OctoAI's log_prompt)."""
         request = self.check(request)
         job_id = str(uuid.uuid4())
         if key is not None:
@@ -80,8 +84,11 @@ class GenerationService:
             if exhausted:
                 raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
                                     retry_after=quotas.seconds_until_next(exhausted))
+        described = request.describe()
+        if not record_prompt:
+            described.update({k: "[not logged]" for k in PROMPT_FIELDS if described.get(k) is not None})
         await asyncio.to_thread(self._db, jobs.create_job, job_id, dialect=dialect, model=request.model,
-                                request=request.describe(), api_key_id=key.id if key else None)
+                                request=described, api_key_id=key.id if key else None)
         started = False
 
         def on_progress(step: int, total: int) -> None:

@@ -28,11 +28,17 @@ class UrlSigner:
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def sign(self, base_url: str, key: str) -> str:
+        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?{self.query(key)}"
+
+    def query(self, key: str) -> str:
+        """``expires=...&signature=...`` for any route's ``key`` (e.g. ``upload:<asset id>``; image keys
+        never contain ':', so one route's signature never opens another's)."""
         expires = int(self.clock()) + self.ttl
-        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?expires={expires}&signature={self._mac(key, expires)}"
+        return f"expires={expires}&signature={self._mac(key, expires)}"
 
     def verify(self, key: str, expires: int, signature: str) -> None:
-        if not hmac.compare_digest(self._mac(key, expires), signature or ""):
+        # bytes: compare_digest refuses non-ASCII str, and a signature is whatever the caller sent
+        if not hmac.compare_digest(self._mac(key, expires).encode(), (signature or "").encode("utf-8", "replace")):
             raise Forbidden("invalid image URL signature")
         if self.clock() > expires:
             raise Forbidden("image URL expired")

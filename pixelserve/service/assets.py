@@ -1,0 +1,303 @@
+"""The asset library: named weights per scope, uploaded, validated, and resolved for requests.
+
+Upload states: ``ready_to_upload`` -> (PUT to the signed URL) ``uploading`` -> ``uploaded`` ->
+(complete) ``ready`` or ``rejected`` (the file is deleted; ``status_details`` says why). Every file
+is checked by ``engine/asset_check.py`` (safetensors only, by content; names and widths fitting the
+declared kind and the family's configured model) before anything may load it.
+
+Public assets (scope ``public``) come from the model configuration (ControlNets, checkpoints
+standing for configured models; ``sync_config``) or from an admin (``pixelserve assets add
+--public``); API keys create private ones only. Names never become paths: files are
+``<asset id>.safetensors`` in one folder, and every path is resolved and checked to stay inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pixelserve.core.models import ModelsConfig, ModelSpec
+from pixelserve.db.crud import assets as crud
+from pixelserve.db.crud.keys import KeyInfo
+from pixelserve.db.models_assets import KINDS, AssetRecord
+from pixelserve.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotSupported, PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+PUBLIC = "public"
+ASSET_ID = re.compile(r"asset_[0-9a-f]{32}")
+#: A PUT may (re)send the file in these states; complete-upload turns "uploaded" into ready or rejected.
+PUT_STATES = ("ready_to_upload", "uploading", "uploaded")
+
+#: (file, kind, family, the family's model spec) -> raises ValueError with the reason it is refused.
+Checker = Callable[[Path, str, str, ModelSpec], None]
+#: (kind, family) -> the tiny demo adapter's path (engine/tiny_adapters.py).
+TinyBuilder = Callable[[str, str], Path]
+
+
+@dataclass(frozen=True)
+class ResolvedAsset:
+    """An asset named in a generation request, as the engine needs it."""
+
+    name: str
+    kind: str
+    family: str
+    path: str | None  # local file or folder; None for a checkpoint that stands for a configured model
+    model_id: str | None = None
+    preprocess: str | None = None  # ControlNet: what makes its control map
+    trigger_words: tuple[str, ...] = ()
+
+
+def scope_of(key: KeyInfo | None) -> str:
+    """Whose private assets a caller sees: its API key's, or everyone's ``local`` with auth disabled."""
+    return "local" if key is None else f"key:{key.id}"
+
+
+def new_id() -> str:
+    return f"asset_{uuid.uuid4().hex}"
+
+
+class AssetService:
+    def __init__(self, sessions: sessionmaker[Session], root: Path, models: ModelsConfig, cache_dir: Path, *,
+                 max_bytes: int, checker: Checker | None = None, tiny_builder: TinyBuilder | None = None):
+        self.sessions = sessions
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.models = models
+        self.cache_dir = Path(cache_dir)
+        self.max_bytes = max_bytes
+        self._checker = checker or self._engine_check
+        self._tiny = tiny_builder or self._engine_tiny
+        self._tiny_lock = threading.Lock()
+
+    # -- files -------------------------------------------------------------------------------
+    def file_of(self, asset_id: str) -> Path:
+        if not ASSET_ID.fullmatch(asset_id or ""):
+            raise NotFound("no such asset")
+        path = (self.root / f"{asset_id}.safetensors").resolve()
+        if not path.is_relative_to(self.root):
+            raise NotFound("no such asset")
+        return path
+
+    def model_for(self, family: str) -> ModelSpec:
+        """The model an asset of ``family`` is checked against: the OctoAI engine's, else the first of the family."""
+        specs = self.models.models
+        mid = self.models.octoai.engines.get("sdxl" if family == "sdxl" else "sd")
+        if mid in specs:
+            return specs[mid]
+        for spec in specs.values():
+            if spec.family == family:
+                return spec
+        raise NotSupported(f"no {family} model is configured on this server")
+
+    # -- create, upload, validate --------------------------------------------------------------
+    def create(self, scope: str, *, name: str, kind: str, family: str, description: str = "",
+               meta: dict | None = None) -> AssetRecord:
+        if kind not in KINDS:
+            raise NotSupported(f"asset kind {kind!r} is not served (one of {', '.join(KINDS)})")
+        self.model_for(family)
+        row = AssetRecord(id=new_id(), scope=scope, name=name, kind=kind, family=family, description=description,
+                          meta=meta or {}, status="ready_to_upload", status_details="", size_bytes=0,
+                          origin="upload")
+        with self.sessions() as s:
+            return crud.add(s, row)
+
+    def begin_upload(self, asset_id: str, declared_length: int | None) -> Path:
+        """The temporary file a PUT streams into (the asset turns ``uploading``)."""
+        if declared_length is not None and declared_length > self.max_bytes:
+            raise PayloadTooLarge(f"asset files are limited to {self.max_bytes} bytes")
+        with self.sessions() as s:
+            row = crud.by_id(s, asset_id)
+            if row is None or row.origin != "upload":
+                raise NotFound("no such asset")
+            if row.status not in PUT_STATES:
+                raise Conflict(f"the asset is {row.status}; its file can no longer be replaced")
+            crud.update(s, asset_id, status="uploading")
+        return self.file_of(asset_id).with_suffix(f".{uuid.uuid4().hex}.part")
+
+    def end_upload(self, asset_id: str, part: Path, size: int) -> None:
+        os.replace(part, self.file_of(asset_id))
+        with self.sessions() as s:
+            crud.update(s, asset_id, status="uploaded", size_bytes=size)
+
+    def abort_upload(self, asset_id: str, part: Path) -> None:
+        part.unlink(missing_ok=True)
+        with self.sessions() as s:
+            row = crud.by_id(s, asset_id)
+            if row is not None and row.status == "uploading":
+                done = self.file_of(asset_id).exists()
+                crud.update(s, asset_id, status="uploaded" if done else "ready_to_upload")
+
+    def complete(self, scope: str, asset_id: str) -> AssetRecord:
+        row = self.owned(scope, asset_id)
+        if row.status in ("ready", "rejected"):
+            return row  # completing twice answers the same
+        if row.status == "uploading":
+            raise Conflict("the file is still being uploaded")
+        if row.status != "uploaded" or not self.file_of(asset_id).is_file():
+            raise InvalidRequest("nothing was uploaded: PUT the file to the asset's put_url first", field="asset_id")
+        return self.validate(asset_id)
+
+    def validate(self, asset_id: str) -> AssetRecord:
+        with self.sessions() as s:
+            row = crud.by_id(s, asset_id)
+        file = self.file_of(asset_id)
+        try:
+            self._checker(file, row.kind, row.family, self.model_for(row.family))
+        except ValueError as e:
+            file.unlink(missing_ok=True)  # refused bytes are not kept
+            status, details = "rejected", str(e)
+        else:
+            status, details = "ready", ""
+        with self.sessions() as s:
+            return crud.update(s, asset_id, status=status, status_details=details)
+
+    def add_file(self, scope: str, source: Path, **fields) -> AssetRecord:
+        """Create, copy and validate in one go (the admin CLI)."""
+        source = Path(source)
+        if source.stat().st_size > self.max_bytes:
+            raise PayloadTooLarge(f"asset files are limited to {self.max_bytes} bytes")
+        row = self.create(scope, **fields)
+        part = self.begin_upload(row.id, None)
+        shutil.copyfile(source, part)
+        self.end_upload(row.id, part, source.stat().st_size)
+        return self.validate(row.id)
+
+    # -- read and delete ---------------------------------------------------------------------
+    def get(self, scope: str, asset_id: str) -> AssetRecord:
+        """An asset the caller may see (its own or a public one)."""
+        with self.sessions() as s:
+            row = crud.by_id(s, asset_id)
+        if row is None or row.scope not in (scope, PUBLIC):
+            raise NotFound("no such asset")
+        return row
+
+    def get_named(self, scope: str, owner: str, name: str) -> AssetRecord:
+        if owner not in (scope, PUBLIC):
+            raise NotFound("no such asset")
+        with self.sessions() as s:
+            row = crud.by_name(s, owner, name)
+        if row is None:
+            raise NotFound("no such asset")
+        return row
+
+    def owned(self, scope: str, asset_id: str) -> AssetRecord:
+        row = self.get(scope, asset_id)
+        if row.scope != scope:
+            raise Forbidden("public assets are managed by an admin (pixelserve assets)")
+        return row
+
+    def listing(self, f: crud.AssetFilter) -> tuple[list[AssetRecord], int]:
+        with self.sessions() as s:
+            return crud.listing(s, f)
+
+    def all_rows(self) -> list[AssetRecord]:
+        """Every scope's assets (the admin CLI)."""
+        with self.sessions() as s:
+            return crud.in_scopes(s, None)
+
+    def delete(self, asset_id: str) -> AssetRecord:
+        with self.sessions() as s:
+            row = crud.by_id(s, asset_id)
+            if row is None:
+                raise NotFound("no such asset")
+            crud.remove(s, asset_id)
+        if row.origin == "upload":
+            self.file_of(asset_id).unlink(missing_ok=True)
+        return row
+
+    # -- generation requests -----------------------------------------------------------------
+    def resolve(self, scope: str, *, name: str, public: bool, kind: str, family: str, field: str,
+                shown: str) -> ResolvedAsset:
+        """The ready asset ``name`` (in the public library or the caller's) for the engine.
+
+        Unknown or not ready: NotFound; another kind or family: InvalidRequest. ``shown`` is the
+        name as the caller wrote it, for messages.
+        """
+        with self.sessions() as s:
+            row = crud.by_name(s, PUBLIC if public else scope, name)
+        if row is None:
+            raise NotFound(f"no asset named {shown!r}", field=field)
+        if row.status != "ready":
+            raise NotFound(f"asset {shown!r} is not ready (status {row.status})", field=field)
+        if row.kind != kind:
+            raise InvalidRequest(f"asset {shown!r} is a {row.kind.replace('_', ' ')}, not a {kind.replace('_', ' ')}",
+                                 field=field)
+        if row.family != family:
+            raise InvalidRequest(f"asset {shown!r} is for {row.family} models; this engine runs {family}", field=field)
+        if row.origin == "upload":
+            path = str(self.file_of(row.id))
+        elif row.path is not None or row.model_id is not None:
+            path = row.path
+        else:
+            path = str(self._tiny_adapter(kind, family))
+        words = tuple((row.meta or {}).get("trigger_words") or ())
+        return ResolvedAsset(name=name, kind=kind, family=family, path=path, model_id=row.model_id,
+                             preprocess=row.preprocess, trigger_words=words)
+
+    # -- the model configuration's public assets ------------------------------------------------
+    def sync_config(self) -> None:
+        """Public rows for the configured ControlNets and checkpoints (added, updated, removed)."""
+        octo = self.models.octoai
+        wanted: dict[str, dict] = {}
+        for name, cn in octo.controlnets.items():
+            wanted[name] = dict(kind="controlnet", family=cn.family, path=str(cn.path) if cn.path else None,
+                                model_id=None, preprocess=cn.preprocess, size_bytes=_size(cn.path),
+                                description=f"ControlNet configured on this server ({cn.preprocess or 'no'} "
+                                            "preprocessing)" if cn.path else
+                                            f"tiny random-weight demo ControlNet ({cn.preprocess})")
+        for name, mid in octo.checkpoints.items():
+            spec = self.models.models[mid]
+            wanted[name] = dict(kind="checkpoint", family=spec.family, path=None, model_id=mid, preprocess=None,
+                                size_bytes=_size(spec.path), description=f"the configured model {mid}")
+        with self.sessions() as s:
+            existing = {r.name: r for r in crud.in_scopes(s, (PUBLIC,))}
+            for name, row in existing.items():
+                if row.origin == "config" and name not in wanted:
+                    crud.remove(s, row.id)
+            for name, values in wanted.items():
+                row = existing.get(name)
+                if row is not None and row.origin != "config":
+                    log.warning("public asset %s was added by an admin; the configured one is not listed", name)
+                elif row is not None:
+                    crud.update(s, row.id, **values)
+                else:
+                    try:
+                        crud.add(s, AssetRecord(id=new_id(), scope=PUBLIC, name=name, meta={}, status="ready",
+                                                status_details="", origin="config", **values))
+                    except Conflict:  # another process synced it at the same moment
+                        pass
+
+    # -- engine hooks (lazy: the API process imports torch only when an asset is used) -----------
+    def _engine_check(self, path: Path, kind: str, family: str, spec: ModelSpec) -> None:
+        from pixelserve.engine import asset_check
+
+        asset_check.check_file(path, kind, family, asset_check.model_dims(spec, self.cache_dir))
+
+    def _engine_tiny(self, kind: str, family: str) -> Path:
+        try:
+            from pixelserve.engine.tiny_adapters import ensure_tiny_adapter
+        except ImportError:
+            raise NotSupported("the tiny demo adapters are not part of this build") from None
+        return ensure_tiny_adapter(kind, family, self.cache_dir / "tiny")
+
+    def _tiny_adapter(self, kind: str, family: str) -> Path:
+        with self._tiny_lock:  # built once, on first use
+            return self._tiny(kind, family)
+
+
+def _size(path: Path | None) -> int:
+    if path is None:
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
