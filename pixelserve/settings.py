@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     studio_guidance_scale: float = Field(7.0, ge=0, le=30)
     #: img2img strength from a reference image (how far the result may move away from it).
     studio_reference_strength: float = Field(0.75, gt=0, le=1)
+    #: On a model with an IP-Adapter, the reference image is an image prompt of this scale instead.
+    studio_reference_scale: float = Field(0.6, ge=0, le=2)
     studio_nsfw_check: bool = True  # blur images at or over nsfw_threshold (blurReason "nsfw")
     studio_job_workers: int = Field(1, ge=1, le=64)  # async jobs run at once
     #: Local MarianMT/NLLB folder (safetensors) translating Korean prompts; unset: prompts go as sent.

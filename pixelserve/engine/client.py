@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
+from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 
 #: Called as ``on_progress(step, total_steps)``; always on the event loop, never from a worker thread.
@@ -24,6 +25,12 @@ class ModelInfo:
     has_refiner: bool
     demo: bool  # tiny random-weight model: draws noise
     loaded: bool
+    image_prompt: bool = False  # an IP-Adapter is configured: requests may carry image prompts
+
+    @classmethod
+    def of(cls, spec: ModelSpec, loaded: bool) -> "ModelInfo":
+        return cls(id=spec.id, family=spec.family, tasks=spec.tasks, has_refiner=spec.refiner is not None,
+                   demo=spec.is_demo, loaded=loaded, image_prompt=spec.ip_adapter is not None)
 
 
 @dataclass(frozen=True)

@@ -298,8 +298,7 @@ class LocalEngine:
 
     def models(self) -> list[ModelInfo]:
         return [
-            ModelInfo(id=s.id, family=s.family, tasks=s.tasks, has_refiner=s.refiner is not None,
-                      demo=s.is_demo, loaded=all(self.registry.is_loaded(s.id, d) for d in self.devices))
+            ModelInfo.of(s, loaded=all(self.registry.is_loaded(s.id, d) for d in self.devices))
             for s in self.registry.specs.values()
         ]
 

@@ -136,8 +136,7 @@ class SupervisedEngine:
                             detail={"worker_pid": self.worker_pid, "restarts": self.restarts})
 
     def models(self) -> list[ModelInfo]:
-        return [ModelInfo(id=s.id, family=s.family, tasks=s.tasks, has_refiner=s.refiner is not None,
-                          demo=s.is_demo, loaded=self._ready) for s in self.specs.values()]
+        return [ModelInfo.of(s, loaded=self._ready) for s in self.specs.values()]
 
     # -- the pipe ----------------------------------------------------------------------------
     def _send(self, message: tuple) -> None:

@@ -21,7 +21,7 @@ from PIL import Image, ImageFilter, ImageOps
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core.images import encode_image, open_image_bytes
-from pixelserve.core.request import GenerationRequest, PostProcess
+from pixelserve.core.request import GenerationRequest, ImagePromptRef, LoraRef, PostProcess
 from pixelserve.db.crud import quotas
 from pixelserve.db.crud import studio as crud
 from pixelserve.db.crud.credits import Balances
@@ -190,13 +190,16 @@ class StudioService:
     def _request_of(self, plan: dict) -> GenerationRequest:
         p = dict(plan["request"])
         nsfw = p.pop("nsfw_check")
-        init = None
+        p["loras"] = tuple(LoraRef(**x) for x in p.pop("loras", ()))
+        scale = p.pop("image_prompt_scale", None)
+        reference = {}
         if plan.get("reference_key"):
             raw = self.store.get(plan["reference_key"])
             image = open_image_bytes(raw, field="image", max_bytes=UPLOAD_MAX_BYTES, max_pixels=self.max_pixels)
-            init = fit(image, p["width"], p["height"])
-        return GenerationRequest(**{**p, "seeds": tuple(p["seeds"])}, init_image=init,
-                                 post=PostProcess(nsfw_check=nsfw))
+            image = fit(image, p["width"], p["height"])
+            reference = ({"init_image": image} if scale is None
+                         else {"image_prompt": ImagePromptRef(images=(image,), scale=scale)})
+        return GenerationRequest(**{**p, "seeds": tuple(p["seeds"])}, **reference, post=PostProcess(nsfw_check=nsfw))
 
     async def _run_upscale(self, job) -> list[Image.Image]:
         plan = job.plan
@@ -384,4 +387,7 @@ def _plan(request: GenerationRequest) -> dict:
     out = {k: getattr(request, k) for k in keep}
     out["seeds"] = list(request.seeds)
     out["nsfw_check"] = asdict(request.post)["nsfw_check"]
+    out["loras"] = [asdict(x) for x in request.loras]  # a style's LoRA, already resolved to its file
+    # The reference image (reloaded by key) is an image prompt of this scale, or else the img2img start.
+    out["image_prompt_scale"] = request.image_prompt.scale if request.image_prompt is not None else None
     return out

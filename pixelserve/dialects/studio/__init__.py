@@ -11,11 +11,13 @@ leaves open was decided as follows (tests in tests/api/studio/ pin each decision
 - The spec marks ``image`` required, but its own rule "(reference image + prompt) OR (style +
   prompt) OR (collection + prompt)" makes it one of three sources: exactly one of ``image``,
   ``styleId``, ``collectionId`` (ours) is required; none or several is 400. A reference image
-  runs img2img at ``studio_reference_strength`` (IP-Adapter is not wired: the engine has no
-  per-model adapter configuration yet). A collection uses its style and its FIRST reference image.
-- A style may name a LoRA (``{"name", "weight"}``, weight 0 to 2). The engine applies no LoRAs
-  yet, so the style is stored and a create that uses it is 501 naming ``styleId`` (or
-  ``collectionId``), before anything is reserved; it is never drawn without the LoRA.
+  is an image prompt (IP-Adapter, scale ``studio_reference_scale``) when the Studio model has one
+  configured (``ip_adapter`` in the models TOML), else the start of an img2img at
+  ``studio_reference_strength``. A collection uses its style and its FIRST reference image.
+- A style may name a LoRA (``{"name", "weight"}``, weight 0 to 2): an asset of the asset library
+  (``/v1/assets``, ``pixelserve assets add``), the caller's own of that name first, else the public
+  one. Unknown or not ready is 404 naming ``styleId`` (or ``collectionId``), not a LoRA for the
+  model's family is 400, both before anything is reserved; it is never drawn without the LoRA.
 - ``sample`` images cost ``sample x cost`` credits, reserved up front; prices per family (or
   "family:ratio") and per upscale factor come from settings. Spending order: daily, monthly,
   default (the purchased credits last). Refunds go back default first.

@@ -17,8 +17,10 @@ from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute
 from pixelserve.dialects.studio import translate
 from pixelserve.dialects.studio.protocol import RATIO_ALIASES, CreateRequest, RecordId, UpscaleRequest
-from pixelserve.errors import InvalidRequest, PaymentRequired, PixelserveError
+from pixelserve.core.request import LoraRef
+from pixelserve.errors import InvalidRequest, NotFound, PaymentRequired, PixelserveError
 from pixelserve.routes.deps import get_auth
+from pixelserve.service.assets import AssetService, scope_of
 from pixelserve.service.generation import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
@@ -60,7 +62,8 @@ def owner_of(key: KeyInfo | None) -> int:
 def defaults(request: Request) -> translate.Defaults:
     s = request.app.state.settings
     return translate.Defaults(steps=s.studio_steps, guidance_scale=s.studio_guidance_scale,
-                              reference_strength=s.studio_reference_strength, resolutions=s.studio_resolutions)
+                              reference_strength=s.studio_reference_strength, resolutions=s.studio_resolutions,
+                              reference_scale=s.studio_reference_scale)
 
 
 async def _answer(studio: StudioService, ids: list[int], owner: int, with_data: bool = True) -> JSONResponse:
@@ -94,8 +97,12 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
     translated = None
     if translate.needs_translation(body):
         translated = await asyncio.to_thread(studio.translate, body.prompt)
+    style_lora = None
+    if style is not None and style.lora:
+        style_lora = _style_lora(request.app.state.assets, key, style, model.family, translate.style_field(body))
     gen = translate.create_to_request(body, model_id=model.id, family=model.family, defaults=defaults(request),
-                                      style=style, reference=reference, translated=translated)
+                                      style=style, reference=reference, translated=translated,
+                                      style_lora=style_lora, image_prompt=model.image_prompt)
     cost = studio.credits.cost_per_image(model.family, RATIO_ALIASES.get(body.ratio, body.ratio))
     job_id, ids, reserved = await studio.create(owner, key.id if key else None, gen,
                                                 translate.record_info(body, platform, x_type, style, translated),
@@ -106,6 +113,19 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
         return JSONResponse(translate.response(views, reserved, owner))
     await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
     return await _answer(studio, ids, owner)
+
+
+def _style_lora(assets: AssetService, key: KeyInfo | None, style: translate.StyleSpec, family: str,
+                field: str) -> LoraRef:
+    """A style's LoRA from the asset library (/v1/assets): the caller's own asset of that name, else
+    the public one. Unknown or not ready: 404; not a LoRA for this model's family: 400."""
+    name, weight = style.lora["name"], style.lora.get("weight", 1.0)
+    common = dict(name=name, kind="lora", family=family, field=field, shown=name)
+    try:
+        found = assets.resolve(scope_of(key), public=False, **common)
+    except NotFound:
+        found = assets.resolve(scope_of(key), public=True, **common)
+    return LoraRef(name=name, path=found.path, weight=weight)
 
 
 @router.post("/api/images/upload")  # not in Studio spec

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from pixelserve.core.request import GenerationRequest
+from pixelserve.core.request import GenerationRequest, ImagePromptRef, LoraRef
 from pixelserve.dialects.studio.protocol import PLATFORMS, RATIO_ALIASES, RESOLUTIONS, CreateRequest
 from pixelserve.errors import InvalidRequest, NotSupported
 from pixelserve.service.studio import ImageView, RecordInfo, fit
@@ -47,6 +47,7 @@ class Defaults:
     steps: int = 30
     guidance_scale: float = 7.0
     reference_strength: float = 0.75
+    reference_scale: float = 0.6  # IP-Adapter scale of a reference image, on a model that has one
     resolutions: dict | None = None  # per-family overrides of RESOLUTIONS
 
 
@@ -95,12 +96,14 @@ def prompt_record(body: CreateRequest, style: StyleSpec | None, translated: str 
 
 def create_to_request(body: CreateRequest, *, model_id: str, family: str, defaults: Defaults,
                       style: StyleSpec | None = None, reference: Image.Image | None = None,
-                      translated: str | None = None) -> GenerationRequest:
-    if style is not None and style.lora:
-        # The engine applies no LoRAs yet (GenerationRequest.loras is never read there): refuse
-        # rather than draw the style without it. Nothing is reserved before this point.
-        raise NotSupported(f"style {style.name!r} uses the LoRA {style.lora['name']!r}, and this server "
-                           "cannot apply LoRAs yet", field="collectionId" if body.collectionId else "styleId")
+                      translated: str | None = None, style_lora: LoraRef | None = None,
+                      image_prompt: bool = False) -> GenerationRequest:
+    """``style_lora``: the style's LoRA (``style.lora``) resolved to its asset file by the router.
+    ``image_prompt``: the model has an IP-Adapter, so a reference image guides it as an image prompt
+    (else the reference is the start of an img2img at ``reference_strength``)."""
+    if style is not None and style.lora and style_lora is None:
+        raise NotSupported(f"style {style.name!r} uses the LoRA {style.lora['name']!r}, which was not resolved",
+                           field=style_field(body))
     width, height = resolution(family, body.ratio, defaults.resolutions)
     prompts = prompt_record(body, style, translated)
     common = dict(
@@ -109,13 +112,22 @@ def create_to_request(body: CreateRequest, *, model_id: str, family: str, defaul
         steps=(style.steps if style and style.steps else defaults.steps),
         guidance_scale=(style.cfg_scale if style and style.cfg_scale is not None else defaults.guidance_scale),
         scheduler=style.sampler if style else None,
+        loras=(style_lora,) if style_lora is not None else (),
     )
     if reference is None:
         return GenerationRequest(task="txt2img", **common)
     if family == "unclip":
         raise NotSupported("reference images need an sd or sdxl model (img2img)", field="image")
+    if image_prompt:
+        return GenerationRequest(task="txt2img", image_prompt=ImagePromptRef(
+            images=(fit(reference, width, height),), scale=defaults.reference_scale), **common)
     return GenerationRequest(task="img2img", init_image=fit(reference, width, height),
                              strength=defaults.reference_strength, **common)
+
+
+def style_field(body: CreateRequest) -> str:
+    """The request field a style came from, for errors."""
+    return "collectionId" if body.collectionId is not None else "styleId"
 
 
 def record_info(body: CreateRequest, platform: str, api_type: str | None, style: StyleSpec | None,

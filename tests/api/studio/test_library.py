@@ -77,29 +77,47 @@ def test_collection_refuses_foreign_or_hostile_paths(studio_client, owner):
         assert r.status_code == status, r.text
 
 
-def test_style_lora_is_stored_and_refused_with_501_until_the_engine_applies_loras(studio_client, owner):
+def _image_b64(client, headers, body) -> str:
+    r = client.post(CREATE, headers=headers, json={"prompt": "a cat", "ratio": "1:1", "sample": 1, **body})
+    assert r.status_code == 200, r.text
+    return r.json()["images"][0]["base64"]
+
+
+def test_style_lora_comes_from_the_asset_library_and_changes_the_image(studio_client, owner, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from pixelserve.core import validate
+    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
+    from pixelserve.service.assets import scope_of
     from tests.api.studio.test_create import image_count
 
-    _, h = owner
-    lora = {"name": "ink-lines", "weight": 0.8}
+    owner_id, h = owner
+    family = studio_client.app.state.studio.model().family
+    lora = {"name": f"ink-lines-{owner_id}", "weight": 0.8}
     r = studio_client.post("/api/styles", headers=h, json={**STYLE, "lora": lora})
     assert r.status_code == 201, r.text
     style = r.json()
     assert style["lora"] == lora and studio_client.get(f"/api/styles/{style['id']}", headers=h).json()["lora"] == lora
     coll = studio_client.post("/api/collections", headers=h, json={"name": "c", "styleId": style["id"]}).json()
+    # Not in the caller's asset library yet: 404 naming where the style came from; nothing charged or recorded.
     before, images = balances(studio_client, h), image_count(studio_client)
     for field, record_id in (("styleId", style["id"]), ("collectionId", coll["id"])):
         r = studio_client.post(CREATE, headers=h, json={"prompt": "a cat", field: record_id, "ratio": "1:1"})
-        assert r.status_code == 501, r.text
-        err = r.json()
-        assert err["statusCode"] == 501 and err["error"] == "Not Implemented"
-        assert field in err["message"] and "ink-lines" in err["message"] and "LoRA" in err["message"]
-    assert balances(studio_client, h) == before and image_count(studio_client) == images  # nothing charged or recorded
-    r = studio_client.put(f"/api/styles/{style['id']}", headers=h, json=STYLE)  # without the LoRA it draws
-    assert r.json()["lora"] is None
-    r = studio_client.post(CREATE, headers=h, json={"prompt": "a cat", "styleId": style["id"], "ratio": "1:1",
-                                                    "sample": 1})
-    assert r.status_code == 200, r.text
+        assert r.status_code == 404, r.text
+        assert field in r.json()["message"] and lora["name"] in r.json()["message"]
+    assert balances(studio_client, h) == before and image_count(studio_client) == images
+    # The caller uploads it (here through the service the CLI and /v1/assets use): the style draws with it.
+    scope = scope_of(SimpleNamespace(id=owner_id))  # the Studio owner is the API key
+    row = studio_client.app.state.assets.add_file(scope, ensure_tiny_lora(family, tmp_path), name=lora["name"],
+                                                  kind="lora", family=family)
+    assert row.status == "ready", row.status_details
+    # Studio takes no seed: fix the random one so that images with and without the LoRA compare.
+    monkeypatch.setattr(validate.secrets, "randbelow", lambda n: 1234)
+    with_lora = _image_b64(studio_client, h, {"styleId": style["id"]})
+    assert studio_client.put(f"/api/styles/{style['id']}", headers=h, json=STYLE).json()["lora"] is None
+    without = _image_b64(studio_client, h, {"styleId": style["id"]})
+    assert with_lora != without
+    assert _image_b64(studio_client, h, {"collectionId": coll["id"]}) == without  # the collection follows its style
 
 
 def test_style_lora_fields_are_checked(studio_client, owner):

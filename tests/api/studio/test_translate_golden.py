@@ -12,6 +12,7 @@ from PIL import Image
 
 from pixelserve.db.crud.credits import Balances
 from pixelserve.db.models_studio import StudioImage
+from pixelserve.core.request import LoraRef
 from pixelserve.dialects.studio import translate
 from pixelserve.dialects.studio.protocol import CreateRequest
 from pixelserve.errors import NotSupported
@@ -87,10 +88,26 @@ def test_which_prompt_is_drawn(enhanced, translated, main, source):
     assert translate.prompt_record(body, None, translated)["originalPrompt"] == "유니콘이 뛰어논다"
 
 
-def test_style_with_a_lora_is_not_supported_naming_where_it_came_from():
-    style = translate.StyleSpec("ink", "ink of {prompt}", lora={"name": "ink-lines", "weight": 1.0})
+def test_style_lora_goes_to_the_request_and_is_refused_unresolved():
+    style = translate.StyleSpec("ink", "ink of {prompt}", lora={"name": "ink-lines", "weight": 0.7})
+    ref = LoraRef(name="ink-lines", path="/assets/x.safetensors", weight=0.7)
     for source in ({"styleId": 5}, {"collectionId": 6}):
         body = CreateRequest.model_validate({"prompt": "x", "ratio": "1:1", **source})
         with pytest.raises(NotSupported) as e:
             translate.create_to_request(body, model_id="m", family="sd", defaults=DEFAULTS, style=style)
         assert e.value.field == next(iter(source)) and "ink-lines" in e.value.message
+        gen = translate.create_to_request(body, model_id="m", family="sd", defaults=DEFAULTS, style=style,
+                                          style_lora=ref)
+        assert gen.loras == (ref,)
+
+
+def test_reference_image_is_an_image_prompt_only_on_a_model_with_an_ip_adapter():
+    body = CreateRequest.model_validate({"prompt": "x", "ratio": "1:1", "image": "1/reference-1.png"})
+    reference = Image.new("RGB", (300, 200), (10, 200, 30))
+    plain = translate.create_to_request(body, model_id="m", family="sd", defaults=DEFAULTS, reference=reference)
+    assert plain.task == "img2img" and plain.strength == DEFAULTS.reference_strength and plain.image_prompt is None
+    guided = translate.create_to_request(body, model_id="m", family="sd", defaults=DEFAULTS, reference=reference,
+                                         image_prompt=True)
+    assert guided.task == "txt2img" and guided.init_image is None
+    assert guided.image_prompt.scale == DEFAULTS.reference_scale
+    assert guided.image_prompt.images[0].size == (guided.width, guided.height)
