@@ -75,13 +75,10 @@ class GenerationService:
                        output: OutputOptions = OutputOptions()) -> ServiceResult:
         request = self.check(request)
         job_id = str(uuid.uuid4())
-        if key is not None:
-            exhausted = await asyncio.to_thread(self._db, quotas.consume, key.id, job_id, self.quota)
-            if exhausted:
-                raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
-                                    retry_after=quotas.seconds_until_next(exhausted))
-        await asyncio.to_thread(self._db, jobs.create_job, job_id, dialect=dialect, model=request.model,
-                                request=request.describe(), api_key_id=key.id if key else None)
+        exhausted = await asyncio.to_thread(self._admit, job_id, request, dialect, key)
+        if exhausted:
+            raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
+                                retry_after=quotas.seconds_until_next(exhausted))
         started = False
 
         def on_progress(step: int, total: int) -> None:
@@ -117,6 +114,18 @@ class GenerationService:
     def _db(self, fn, *args, **kwargs):
         with self.sessions() as session:
             return fn(session, *args, **kwargs)
+
+    def _admit(self, job_id: str, request: GenerationRequest, dialect: str, key: KeyInfo | None) -> str | None:
+        """Count the request against the key's quota, then record the job queued (one thread hop,
+        one session); returns the exhausted quota window, with nothing recorded, or None."""
+        with self.sessions() as session:
+            if key is not None:
+                exhausted = quotas.consume(session, key.id, job_id, self.quota)
+                if exhausted:
+                    return exhausted
+            jobs.create_job(session, job_id, dialect=dialect, model=request.model, request=request.describe(),
+                            api_key_id=key.id if key else None)
+        return None
 
     def _failed(self, job_id: str, error: str, cancelled: bool) -> None:
         """A failed or cancelled job is recorded and does not count against the key's quota."""
