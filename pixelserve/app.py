@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         finally:
             await app.state.studio_jobs.stop()  # running jobs stay IN_PROGRESS for the next start
             await eng.stop()
+            app.state.service.close()
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -57,6 +59,12 @@ class GenerationService:
         self.limits = limits
         self.quota = quota
         self.progress: dict[str, float] = {}
+        # Encoding and storing answers: off the event loop and the device threads, and on few threads
+        # so that on a CPU box they never take more than a share of the cores from denoising.
+        self._encoders = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 4), thread_name_prefix="encode")
+
+    def close(self) -> None:
+        self._encoders.shutdown(wait=False, cancel_futures=True)
 
     def model_info(self, model_id: str):
         """The engine's ModelInfo for a configured model id (NotFound if it is not served)."""
@@ -90,7 +98,8 @@ class GenerationService:
 
         try:
             result = await self.engine.submit(job_id, request, on_progress)
-            images = await asyncio.to_thread(self._store_images, job_id, result, output)
+            images = await asyncio.get_running_loop().run_in_executor(self._encoders, self._store_images, job_id,
+                                                                      result, output)
         except asyncio.CancelledError:
             await asyncio.shield(asyncio.to_thread(self._failed, job_id, "client disconnected", True))
             raise
