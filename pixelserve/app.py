@@ -32,7 +32,10 @@ log = logging.getLogger("pixelserve")
 def build_engine(settings: Settings) -> EngineClient:
     options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
                    max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
-                   vae_tiling_pixels=settings.vae_tiling_pixels, start_deadline_s=settings.start_deadline_seconds)
+                   compile_mode=settings.compile_mode,
+                   vae_tiling_pixels=settings.vae_tiling_pixels, start_deadline_s=settings.start_deadline_seconds,
+                   fuse_qkv=settings.fuse_qkv, model_cache_gib=settings.model_cache_gib, fp8=settings.fp8,
+                   step_cache_interval=settings.step_cache_interval, tiny_vae=settings.tiny_vae)
     if settings.engine == "process":
         from pixelserve.engine.supervised import SupervisedEngine
 
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         finally:
             await app.state.studio_jobs.stop()  # running jobs stay IN_PROGRESS for the next start
             await eng.stop()
+            app.state.service.close()
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")

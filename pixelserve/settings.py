@@ -57,8 +57,23 @@ class Settings(BaseSettings):
     max_batch_delay_ms: float = Field(10.0, ge=0, le=10_000)
     #: torch.compile the UNet and VAE decoder at start (slower start, faster jobs; cache kept in data_dir).
     compile: bool = False
+    #: torch.compile mode: unset (default), "reduce-overhead" (CUDA graphs: for static shapes, one graph per
+    #: batch size and resolution), "max-autotune" (longer first compile), "max-autotune-no-cudagraphs".
+    compile_mode: Literal["reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = None
     #: Decode images over this many pixels with a tiled VAE (bounded memory; 0: never tile).
     vae_tiling_pixels: int = Field(1536 * 1536, ge=0)
+    #: Fused QKV projections in UNet and VAE attention (exact; off: LoRA loaded later would not reach them).
+    fuse_qkv: bool = False
+    #: Loaded models kept per device, in GiB of parameters and buffers; past it the least recently
+    #: used model no job holds is unloaded (0: no bound). See engine/registry.py.
+    model_cache_gib: float = Field(0.0, ge=0)
+    # -- opt-in approximations: each CHANGES THE IMAGE (engine/approx.py, engine/optimize.py) ---
+    #: CHANGES THE IMAGE. FP8 linear layers (torchao; CUDA compute capability 8.9+; pip install 'pixelserve[fp8]').
+    fp8: bool = False
+    #: CHANGES THE IMAGE. DeepCache-style step caching: deep UNet features recomputed every N steps (0, 1: off).
+    step_cache_interval: int = Field(0, ge=0, le=50)
+    #: CHANGES THE IMAGE. Family -> local AutoencoderTiny folder (TAESD/TAESDXL) decoding instead of the full VAE.
+    tiny_vae: dict[str, Path] = {}
     # -- Studio API (dialects/studio, service/credits.py) --------------------------------------
     #: Model id serving Studio; unset: the first configured sd-family model (else the first model).
     studio_model: str | None = None
@@ -144,6 +159,16 @@ class Settings(BaseSettings):
             raise ValueError("url_signing_secret must be at least 32 random characters (or unset, to have "
                              "one generated); refusing to start with an empty, short or placeholder secret")
         return self
+
+    @field_validator("tiny_vae")
+    @classmethod
+    def _tiny_vae(cls, v: dict[str, Path]) -> dict[str, Path]:
+        for family, path in v.items():
+            if family not in ("sd", "sdxl"):
+                raise ValueError(f"tiny_vae: {family!r} is not a family with an AutoencoderTiny (sd, sdxl)")
+            if not (Path(path) / "config.json").is_file():
+                raise ValueError(f"tiny_vae.{family}: {path} is not a diffusers AutoencoderTiny folder")
+        return v
 
     @field_validator("data_dir")
     @classmethod

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
 import warnings
+import zlib
 
 from PIL import Image
 
@@ -33,14 +35,45 @@ def encode_image(image: Image.Image, fmt: str, quality: int | None = None) -> by
     """Encode to png (lossless; quality ignored), jpeg or webp (quality 1-100)."""
     if fmt not in _PIL_FORMATS:
         raise InvalidRequest(f"unsupported image format {fmt!r}", field="image_format")
+    if fmt == "png" and image.mode in _PNG_COLOR_TYPES:
+        return fast_png(image)
     buf = io.BytesIO()
     if fmt == "png":
-        # zlib level 1: about 4x faster than PIL's default 6 on generated images, ~30% larger files.
-        # Encoding competes with denoising for the CPU, so the server favours speed here.
         image.save(buf, format="PNG", compress_level=1)
     else:
         image.convert("RGB").save(buf, format=_PIL_FORMATS[fmt], quality=int(quality or 75))
     return buf.getvalue()
+
+
+_PNG_COLOR_TYPES = {"RGB": 2, "RGBA": 6}
+
+
+def fast_png(image: Image.Image) -> bytes:
+    """A lossless 8-bit RGB(A) PNG: every row Up-filtered, then zlib level 1 with the RLE strategy.
+
+    Written by hand because Pillow's PNG encoder tries all five row filters on every row and
+    offers no way to pick one; that search was 80-90% of the server's per-request CPU on the
+    bench. One Up filter with run-length deflate measured 3-10x faster than Pillow at level 1,
+    and smaller on smooth (generated) images. Any PNG decoder reads it (a test round-trips it).
+    """
+    import numpy as np
+
+    rows = np.asarray(image, dtype=np.uint8)
+    height, width = rows.shape[:2]
+    rows = rows.reshape(height, -1)
+    filtered = np.empty((height, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2  # filter type Up: each byte minus the byte above it
+    filtered[0, 0] = 0  # the first row has no row above: unfiltered
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # wraps modulo 256, as PNG defines
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    idat = deflate.compress(filtered.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[image.mode], 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def decode_base64_image(value: str, *, field: str, max_bytes: int, max_pixels: int,

@@ -24,7 +24,7 @@ import torch
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine import checks, optimize, post
+from pixelserve.engine import approx, checks, optimize, post
 from pixelserve.engine.batching import AllSet, BatchQueue, batch_key, run_batch
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
@@ -56,19 +56,30 @@ class LocalEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
                  max_queue: int = 64, max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
-                 vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0):
+                 vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0,
+                 compile_mode: str | None = None, fuse_qkv: bool = False, model_cache_gib: float = 0.0,
+                 fp8: bool = False, step_cache_interval: int = 0, tiny_vae: dict[str, Path] | None = None):
         import diffusers
         import transformers
 
         diffusers.utils.logging.set_verbosity_error()  # per-call pipelines would log on every job
         transformers.utils.logging.set_verbosity_error()  # long-prompt and embedding-resize notices
-        self.registry = ModelRegistry(specs, cache_dir)
         self.devices = available_devices(devices)
+        self.optimizations = optimize.Optimizations(compile=compile, compile_mode=compile_mode, fuse_qkv=fuse_qkv,
+                                                    fp8=fp8)
+        optimize.check_supported(self.optimizations, self.devices)
+        # Opt-in approximations (engine/approx.py): they change the image.
+        self.step_cache_interval = step_cache_interval
+        if compile and step_cache_interval >= 2:
+            raise optimize.UnsupportedOptimization(
+                "step caching rewraps UNet blocks on every call, which would recompile a compiled UNet: "
+                "use PIXELSERVE_COMPILE or PIXELSERVE_STEP_CACHE_INTERVAL, not both")
+        self.tiny_vae = dict(tiny_vae or {})
+        self.registry = ModelRegistry(specs, cache_dir, max_bytes=int(model_cache_gib * 2**30), prepare=self._prepare)
         self.max_queue = max_queue
         # Cross-request batching (engine/batching.py): jobs sharing a batch key run in one call.
         self.max_batch_size = max(1, max_batch_size)
         self.max_batch_delay_s = max(0.0, max_batch_delay_ms) / 1e3
-        self.optimizations = optimize.Optimizations(compile=compile)
         self.warmup_sizes = warmup_sizes
         self.vae_tiling_pixels = vae_tiling_pixels
         self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
@@ -78,6 +89,9 @@ class LocalEngine:
         self._jobs: dict[str, _Job] = {}
         self._running: set[str] = set()
         self._executors = {d: ThreadPoolExecutor(1, thread_name_prefix=f"engine-{d}") for d in self.devices}
+        # NSFW scoring (onnxruntime, CPU) runs here, off the device threads, while the next batch denoises.
+        self._post_executor = ThreadPoolExecutor(1, thread_name_prefix="engine-post")
+        self._post_tasks: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._ready = False
         self._loading_error: str | None = None
@@ -120,11 +134,10 @@ class LocalEngine:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for ex in self._executors.values():
+        await asyncio.gather(*self._post_tasks, return_exceptions=True)
+        for ex in [*self._executors.values(), self._post_executor]:
             ex.shutdown(wait=True, cancel_futures=True)
-        for mid in self.registry.specs:
-            for d in self.devices:
-                self.registry.unload(mid, d)
+        self.registry.unload_all()
 
     # -- jobs --------------------------------------------------------------------------------
     async def submit(self, job_id: str, request: GenerationRequest,
@@ -223,19 +236,40 @@ class LocalEngine:
                 elif job.cancel.is_set():  # cancelled while its batch-mates kept it running
                     _settle(job.future, exc=Cancelled("cancelled while running"))
                 else:
-                    images, scores = out
-                    _settle(job.future, result=GenerationResult(
-                        images=images, seeds=list(job.request.seeds), model=job.request.model, nsfw_scores=scores,
+                    result = GenerationResult(
+                        images=out, seeds=list(job.request.seeds), model=job.request.model,
                         timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3,
                                     "batch_size": float(len(batch))},
-                    ))
+                    )
+                    if job.request.post.nsfw_check:  # scored off the device thread; the worker goes on
+                        task = loop.create_task(self._score_and_settle(job, result, loop))
+                        self._post_tasks.add(task)
+                        task.add_done_callback(self._post_tasks.discard)
+                    else:
+                        _settle(job.future, result=result)
         finally:
             self._running.difference_update(ids)
 
+    async def _score_and_settle(self, job: _Job, result: GenerationResult, loop: asyncio.AbstractEventLoop) -> None:
+        t = time.perf_counter()
+        try:
+            scores = await loop.run_in_executor(self._post_executor, post.nsfw_scores, result.images)
+        except Exception as e:
+            log.exception("NSFW check of job %s failed", job.id)
+            _settle(job.future, exc=EngineFailure(f"NSFW check failed: {type(e).__name__}: {e}"))
+            return
+        result.nsfw_scores = scores
+        result.timings_ms["nsfw"] = (time.perf_counter() - t) * 1e3
+        _settle(job.future, result=result)
+
     def _run(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop):
-        """One pipeline call for the batch (or one job); returns (images, nsfw scores) per job."""
+        """One pipeline call for the batch (or one job); returns the images per job (NSFW scores
+        come later, off this thread)."""
+        with self.registry.using(batch[0].request.model, device) as model:
+            return self._run_model(model, batch, loop)
+
+    def _run_model(self, model, batch: list[_Job], loop: asyncio.AbstractEventLoop):
         first = batch[0].request
-        model = self.registry.get(first.model, device)
         family = family_for(model.spec.family)
 
         def progress(job: _Job):
@@ -245,19 +279,29 @@ class LocalEngine:
             return on_step
 
         optimize.vae_tiling(model.pipe, first.width, first.height, self.vae_tiling_pixels)
+        cache_steps = self.step_cache_interval if model.spec.family in approx.STEP_CACHE_FAMILIES else 0
         if first.task == "post":  # postprocess(): the image exists, only post-processing runs
             per_job = [[first.init_image.convert("RGB")]]
         elif len(batch) == 1:
             job = batch[0]
-            per_job = [family.run(model, job.request, on_step=progress(job), cancel=job.cancel)]
+            with approx.step_cache(model.pipe, cache_steps):
+                per_job = [family.run(model, job.request, on_step=progress(job), cancel=job.cancel)]
         else:
             # The batch stops early only when every job in it is cancelled.
             cancel = AllSet([job.cancel for job in batch])
             steps = [progress(job) for job in batch]
-            per_job = run_batch(family, model, [job.request for job in batch],
-                                on_step=lambda s, t: [f(s, t) for f in steps], cancel=cancel)
-        return [post.apply(model, family, job.request, images, cancel=job.cancel)
+            with approx.step_cache(model.pipe, cache_steps):
+                per_job = run_batch(family, model, [job.request for job in batch],
+                                    on_step=lambda s, t: [f(s, t) for f in steps], cancel=cancel)
+        return [post.apply(model, family, job.request, images, cancel=job.cancel, nsfw=False)[0]
                 for job, images in zip(batch, per_job)]
+
+    def _prepare(self, model) -> None:
+        """After every load (engine/registry.py): the tiny VAE if configured, then the optimisations."""
+        path = self.tiny_vae.get(model.spec.family)
+        if path is not None:
+            approx.use_tiny_vae(model.pipe, approx.load_tiny_vae(path, model.pipe.vae.dtype, model.device))
+        optimize.apply(model.pipe, model.device, self.optimizations)
 
     async def _optimize_and_warm_up(self) -> None:
         """Compile (when asked) and run each configured warm-up size once, before turning ready."""
@@ -274,7 +318,6 @@ class LocalEngine:
 
     def _warm_up(self, model_id: str, device: str) -> None:
         model = self.registry.get(model_id, device)
-        optimize.apply(model.pipe, device, self.optimizations)
         family = family_for(model.spec.family)
         default = 64 if model.spec.is_demo else {"sd": 512, "sdxl": 1024}.get(model.spec.family, 256)
         sizes = self.warmup_sizes or ((default, default),)

@@ -198,6 +198,22 @@ def build_unclip(folder: Path) -> None:
         folder / "feature_extractor")
 
 
+def ensure_tiny_vae(cache_dir: Path) -> Path:
+    """A tiny random AutoencoderTiny (the TAESD architecture, 8x like the tiny VAE) for tests."""
+    from diffusers import AutoencoderTiny
+
+    folder = Path(cache_dir) / f"tiny-autoencoder-tiny-v{TINY_VERSION}"
+    if (folder / "config.json").exists():
+        return folder
+    torch.manual_seed(0)
+    vae = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                          num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    tmp = folder.with_name(folder.name + ".building")
+    vae.save_pretrained(tmp, safe_serialization=True)
+    tmp.rename(folder)
+    return folder
+
+
 _BUILDERS = {"sd": build_sd, "sdxl": build_sdxl, "sdxl-refiner": build_sdxl_refiner, "unclip": build_unclip}
 
 

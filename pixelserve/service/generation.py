@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -60,6 +62,12 @@ class GenerationService:
         self.limits = limits
         self.quota = quota
         self.progress: dict[str, float] = {}
+        # Encoding and storing answers: off the event loop and the device threads, and on few threads
+        # so that on a CPU box they never take more than a share of the cores from denoising.
+        self._encoders = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 4), thread_name_prefix="encode")
+
+    def close(self) -> None:
+        self._encoders.shutdown(wait=False, cancel_futures=True)
 
     def model_info(self, model_id: str):
         """The engine's ModelInfo for a configured model id (NotFound if it is not served)."""
@@ -79,16 +87,13 @@ class GenerationService:
         """``record_prompt=False`` keeps the prompts out of the job record (OctoAI's log_prompt)."""
         request = self.check(request)
         job_id = str(uuid.uuid4())
-        if key is not None:
-            exhausted = await asyncio.to_thread(self._db, quotas.consume, key.id, job_id, self.quota)
-            if exhausted:
-                raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
-                                    retry_after=quotas.seconds_until_next(exhausted))
         described = request.describe()
         if not record_prompt:
             described.update({k: "[not logged]" for k in PROMPT_FIELDS if described.get(k) is not None})
-        await asyncio.to_thread(self._db, jobs.create_job, job_id, dialect=dialect, model=request.model,
-                                request=described, api_key_id=key.id if key else None)
+        exhausted = await asyncio.to_thread(self._admit, job_id, request.model, described, dialect, key)
+        if exhausted:
+            raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
+                                retry_after=quotas.seconds_until_next(exhausted))
         started = False
 
         def on_progress(step: int, total: int) -> None:
@@ -100,7 +105,8 @@ class GenerationService:
 
         try:
             result = await self.engine.submit(job_id, request, on_progress)
-            images = await asyncio.to_thread(self._store_images, job_id, result, output)
+            images = await asyncio.get_running_loop().run_in_executor(self._encoders, self._store_images, job_id,
+                                                                      result, output)
         except asyncio.CancelledError:
             await asyncio.shield(asyncio.to_thread(self._failed, job_id, "client disconnected", True))
             raise
@@ -124,6 +130,18 @@ class GenerationService:
     def _db(self, fn, *args, **kwargs):
         with self.sessions() as session:
             return fn(session, *args, **kwargs)
+
+    def _admit(self, job_id: str, model: str, described: dict, dialect: str, key: KeyInfo | None) -> str | None:
+        """Count the request against the key's quota, then record the job queued (one thread hop,
+        one session); returns the exhausted quota window, with nothing recorded, or None."""
+        with self.sessions() as session:
+            if key is not None:
+                exhausted = quotas.consume(session, key.id, job_id, self.quota)
+                if exhausted:
+                    return exhausted
+            jobs.create_job(session, job_id, dialect=dialect, model=model, request=described,
+                            api_key_id=key.id if key else None)
+        return None
 
     def _failed(self, job_id: str, error: str, cancelled: bool) -> None:
         """A failed or cancelled job is recorded and does not count against the key's quota."""

@@ -1,4 +1,4 @@
-"""bench/perf.py runs end to end (a short run): every path it times works and the JSON has the
+"""bench/perf.py runs end to end (short runs): every path it times works and the JSON has the
 documented shape. Speed itself is judged from full bench runs, never asserted here."""
 
 import json
@@ -9,17 +9,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def perf(*args, timeout=900):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "perf.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
 def test_quick_bench_run_writes_the_documented_json(tmp_path):
     out = tmp_path / "perf.json"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "perf.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=900, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "| cpu_batching" in done.stdout and "| cpu_server_overhead" in done.stdout
+    stdout = perf("--quick", "--out", str(out))
+    assert "| cpu_batching" in stdout and "| cpu_server_overhead" in stdout
     data = json.loads(out.read_text())
     assert set(data) == {"device", "date", "rows"}
     rows = {r["workload"]: r for r in data["rows"]}
     for name in ("cpu_server_overhead", "cpu_batching"):
         assert rows[name]["unit"] == "img/s"
         assert rows[name]["plain"] > 0 and rows[name]["pixelserve"] > 0
+    overhead = rows["cpu_server_overhead"]
+    assert {"added_p50_ms", "p50_ms", "peak_mib"} <= set(overhead)
+    assert overhead["peak_mib"]["plain"] > 0 and overhead["peak_mib"]["pixelserve"] > 0
     for name in ("sdxl_b1_latency", "sd15_throughput"):  # GPU rows: measured only where CUDA is
         assert name in rows
+
+
+def test_gpu_rows_code_runs_on_the_tiny_models(tmp_path):
+    """The GPU rows' code (random-weight folder, plain fp16 pipeline, engine with fused QKV and
+    batching) on the tiny models, on whatever device there is: it must not first crash on a GPU."""
+    out = tmp_path / "gpu.json"
+    stdout = perf("--rows", "sd15_b1_latency,sdxl_throughput", "--gpu-tiny", "--quick", "--out", str(out))
+    assert "| sd15_b1_latency" in stdout and "| sdxl_throughput" in stdout
+    rows = {r["workload"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"sd15_b1_latency", "sdxl_throughput"}
+    assert rows["sd15_b1_latency"]["unit"] == "s" and rows["sdxl_throughput"]["unit"] == "img/s"
+    for r in rows.values():
+        assert r["plain"] > 0 and r["pixelserve"] > 0 and "TINY" in r["note"]
+
+
+def test_unknown_rows_are_refused():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "perf.py"), "--rows", "cpu_nope"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode != 0 and "unknown rows: cpu_nope" in done.stderr

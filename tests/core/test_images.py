@@ -21,6 +21,18 @@ def test_encode_roundtrip(fmt, pil):
     assert (im.format, im.size) == (pil, (40, 24))
 
 
+@pytest.mark.parametrize("mode, size", [("RGB", (37, 23)), ("RGBA", (16, 9)), ("RGB", (5, 1)), ("L", (12, 7))])
+def test_png_is_lossless_for_every_mode(mode, size):
+    import numpy as np
+
+    pixels = np.random.default_rng(3).integers(0, 256, (size[1], size[0], len(mode)), dtype=np.uint8)
+    image = Image.fromarray(pixels.squeeze(-1) if mode == "L" else pixels, mode)
+    decoded = Image.open(io.BytesIO(encode_image(image, "png")))
+    decoded.load()  # checks every chunk's CRC and the zlib stream
+    assert decoded.format == "PNG" and decoded.mode == mode
+    assert np.array_equal(np.asarray(decoded), np.asarray(image))
+
+
 def test_decode_plain_newlines_and_data_url():
     b64 = png_b64()
     wrapped = "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76))  # base64.encodebytes style

@@ -262,3 +262,34 @@ def test_a_job_not_started_by_its_deadline_is_refused_not_run_late(tiny_cache, m
 
     assert len(run(go()).images) == 1
     assert ran == ["first"]  # the late job never ran
+
+
+def test_nsfw_scoring_runs_off_the_device_thread_while_the_next_job_denoises(tiny_cache, monkeypatch):
+    from pixelserve.core.request import PostProcess
+    from pixelserve.engine import post
+
+    next_job_done = threading.Event()
+    scored_on = []
+
+    def slow_scores(images):
+        scored_on.append(threading.current_thread().name)
+        # Only returns once the job queued behind this one has run: on the device thread it never would.
+        assert next_job_done.wait(120), "the next job did not run while this one was being scored"
+        return [0.25 for _ in images]
+
+    monkeypatch.setattr(post, "nsfw_scores", slow_scores)
+
+    async def go():
+        engine = await started(tiny_cache)
+        try:
+            first = asyncio.ensure_future(engine.submit("a", req(post=PostProcess(nsfw_check=True))))
+            await asyncio.sleep(0)
+            second = await engine.submit("b", req(seeds=(2,)))
+            next_job_done.set()
+            return await first, second
+        finally:
+            await engine.stop()
+
+    first, second = run(go())
+    assert first.nsfw_scores == [0.25] and second.nsfw_scores is None
+    assert scored_on and scored_on[0].startswith("engine-post") and "nsfw" in first.timings_ms

@@ -59,6 +59,33 @@ def test_verified_keys_skip_scrypt_but_revocation_is_immediate(sessions, monkeyp
         auth.check(key)
 
 
+def test_last_use_is_written_at_most_once_a_minute(sessions, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from pixelserve.db.models import ApiKey
+
+    with sessions() as s:
+        info, _ = keys.create_key(s, "k")
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr(keys, "utcnow", lambda: now)
+
+    def last_used():
+        with sessions() as s:
+            return s.get(ApiKey, info.id).last_used_at.replace(tzinfo=timezone.utc)
+
+    with sessions() as s:
+        assert keys.active_key(s, info.id).id == info.id
+    assert last_used() == now
+    now += timedelta(seconds=30)  # a request within the minute: read, not written again
+    with sessions() as s:
+        assert keys.active_key(s, info.id) is not None
+    assert last_used() == now - timedelta(seconds=30)
+    now += timedelta(seconds=31)
+    with sessions() as s:
+        keys.active_key(s, info.id)
+    assert last_used() == now
+
+
 def test_keys_never_appear_in_logs(sessions, caplog):
     with sessions() as s:
         _, key = keys.create_key(s, "k")

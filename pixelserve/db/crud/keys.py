@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -94,13 +94,23 @@ def find_key(session: Session, key: str) -> int | None:
     return None
 
 
+#: last_used_at is rewritten at most this often: a write on every request would serialize the
+#: requests of all keys on the database's write lock for a field read to the minute.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def active_key(session: Session, key_id: int) -> KeyInfo | None:
-    """The key's record when it is not revoked (its last use is recorded)."""
+    """The key's record when it is not revoked (its last use is recorded, to the minute)."""
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None:
         return None
-    row.last_used_at = utcnow()
-    session.commit()
+    now = utcnow()
+    last = row.last_used_at
+    if last is not None and last.tzinfo is None and now.tzinfo is not None:
+        last = last.replace(tzinfo=now.tzinfo)  # SQLite hands datetimes back naive
+    if last is None or now - last >= LAST_USED_RESOLUTION or now < last:
+        row.last_used_at = now
+        session.commit()
     return _info(row)
 
 

@@ -11,8 +11,11 @@ from pixelserve.engine.families.base import Family
 
 
 def apply(model: Any, family: Family, request: GenerationRequest, images: list[Any],
-          cancel: threading.Event | None = None) -> tuple[list[Any], list[float] | None]:
-    """Returns the processed images and one NSFW score per image (None unless asked for)."""
+          cancel: threading.Event | None = None, nsfw: bool = True) -> tuple[list[Any], list[float] | None]:
+    """Returns the processed images and one NSFW score per image (None unless asked for).
+
+    ``nsfw=False``: the caller scores them itself (the engine does, off the device thread).
+    """
     post = request.post
     if post.face_refine is not None:
         from pixelserve.engine.post import face_refine
@@ -24,12 +27,14 @@ def apply(model: Any, family: Family, request: GenerationRequest, images: list[A
 
         images = [upscale.upscale(model, family, request, im, seed, cancel)
                   for im, seed in zip(images, request.seeds)]
-    scores = None
-    if post.nsfw_check:
-        from pixelserve.engine.post import safety
-
-        scores = [safety.nsfw_score(im) for im in images]
+    scores = nsfw_scores(images) if post.nsfw_check and nsfw else None
     return images, scores
+
+
+def nsfw_scores(images: list[Any]) -> list[float]:
+    from pixelserve.engine.post import safety
+
+    return [safety.nsfw_score(im) for im in images]
 
 
 def img2img(model: Any, family: Family, request: GenerationRequest, image: Any, seed: int, strength: float,

@@ -1,0 +1,125 @@
+"""Helpers shared by bench/perf.py's parts: timing statistics, peak memory, the tiny models and a
+real ``pixelserve serve`` on a free 127.0.0.1 port."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_rss_of(pid: int) -> float | None:
+    """Another live process's peak resident memory (Linux VmHWM), MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def cpu_seconds_of(pid: int) -> float:
+    """CPU time (user + system, all threads) another live process has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_gpu_mib() -> float | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def tiny_folder(cache: Path, family: str = "sd") -> Path:
+    from pixelserve.engine import tiny
+
+    return tiny.ensure_tiny_model(family, cache)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(cache: Path, env: dict[str, str]):
+    """``pixelserve serve`` on a free 127.0.0.1 port over a copy of the tiny-model cache."""
+    with tempfile.TemporaryDirectory() as data:
+        shutil.copytree(cache, Path(data) / "cache", ignore=shutil.ignore_patterns("inductor", "*.png"))
+        env = {**os.environ, **env, "PIXELSERVE_DATA_DIR": data}
+        bin_dir = Path(sys.executable).parent
+        key = subprocess.run([bin_dir / "pixelserve", "keys", "create", "--name", "bench"], env=env,
+                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        port = free_port()
+        proc = subprocess.Popen([bin_dir / "pixelserve", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    with urllib.request.urlopen(base + "/health/ready", timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("server did not become ready")
+                time.sleep(0.2)
+            yield base, key, proc
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
+PERF_SCRIPT = ROOT / "bench" / "perf.py"
+
+
+def part_command(name: str, cache: Path, **kw) -> list[str]:
+    return [sys.executable, str(PERF_SCRIPT), "--part", name, "--cache", str(cache), "--kw", json.dumps(kw)]
+
+
+def run_part(name: str, cache: Path, **kw) -> dict:
+    """One part in a fresh interpreter; its JSON is the last line it prints.
+
+    Every measurement runs in its own process: on CPU, torch work from two threads of one process
+    slows both about 3x on tiny models, which would bias whichever path runs second; on a GPU each
+    part starts with its memory and peak counters clean.
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    out = subprocess.run(part_command(name, cache, **kw), capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"part {name} failed:\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,0 +1,338 @@
+"""The CPU rows of bench/perf.py on the tiny random-weight demo models.
+
+- ``cpu_server_overhead``: 32 concurrent Karlo t2i HTTP clients against a real server vs the same
+  jobs submitted straight to an engine in another process (baseline: direct engine). Rounds of the
+  two alternate (ABBA), both processes alive all along, so both sides see the same machine load.
+  Added p50 = p50 of the HTTP latencies minus p50 of the direct ones, all rounds pooled.
+- ``cpu_batching``: 16 concurrent identical-shape requests through the engine with dynamic
+  batching vs plain diffusers serving them one at a time, img/s.
+- ``cpu_compile``: one request, torch.compile'd UNet + VAE decoder vs plain diffusers eager, s.
+- ``restart_to_ready``: engine start to ready with compile, cold cache vs warm cache, s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.perf_common import (cpu_seconds_of, p50, part_command, pct, peak_rss_mib, peak_rss_of, running_server,
+                                tiny_folder)
+
+SIZE, STEPS = 64, 10  # the tiny models at 64 px: pixelserve's own cost is what shows
+HTTP_SIZE = 384  # the server-overhead row: Karlo t2i, png, base64 (its heaviest answer)
+
+
+def karlo_body(i: int, size: int = HTTP_SIZE) -> dict:
+    return {"version": "v2.0", "prompt": f"a cat number {i}", "width": size, "height": size,
+            "num_inference_steps": STEPS, "return_type": "base64_string", "image_format": "png", "seed": [i]}
+
+
+def plain_pipe(cache: Path):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(tiny_folder(cache), local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+
+    def call(seed: int = 1):
+        with torch.inference_mode():
+            return pipe("a cat", width=SIZE, height=SIZE, num_inference_steps=STEPS,
+                        generator=torch.Generator().manual_seed(seed)).images[0]
+
+    return call
+
+
+async def started_engine(cache: Path, **kw):
+    from pixelserve.core.models import demo_config
+    from pixelserve.engine.local import LocalEngine
+
+    engine = LocalEngine(demo_config().models, cache, **kw)
+    await engine.start()
+    await engine.wait_ready()
+    return engine
+
+
+def request(seed: int = 1, prompt: str = "a cat", nsfw: bool = False):
+    from pixelserve.core.request import GenerationRequest, PostProcess
+
+    return GenerationRequest(model="tiny-sd", prompt=prompt, width=SIZE, height=SIZE, steps=STEPS,
+                             guidance_scale=7.5, seeds=(seed,), post=PostProcess(nsfw_check=nsfw))
+
+
+# -- parts, each run in its own process ----------------------------------------------------------
+def part_plain_one_at_a_time(cache: Path, n: int, repeat: int) -> dict:
+    """Plain diffusers serving ``n`` requests one after another (the batching baseline)."""
+    call = plain_pipe(cache)
+    call()
+    rates = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        for i in range(n):
+            call(i)
+        rates.append(n / (time.perf_counter() - t))
+    return {"img_s": statistics.median(rates), "runs": rates, "peak_mib": peak_rss_mib()}
+
+
+def part_plain_latency(cache: Path, repeat: int) -> dict:
+    call = plain_pipe(cache)
+    call()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        image = call(7)
+        times.append(time.perf_counter() - t)
+    path = cache / "plain-eager.png"
+    image.save(path)
+    return {"s": statistics.median(times), "p99": pct(times, 0.99), "image": str(path), "peak_mib": peak_rss_mib()}
+
+
+def part_engine_concurrent(cache: Path, n: int, repeat: int, batch: int, nsfw: bool = False) -> dict:
+    """``n`` identical-shape requests submitted at once to the engine (dynamic batching).
+
+    ``nsfw``: every request asks for the NSFW check, which the engine runs off the device thread
+    while the next batch denoises; the time it took per image is reported beside the rate.
+    """
+
+    async def go():
+        from pixelserve.settings import Settings
+
+        engine = await started_engine(cache, max_batch_size=batch, max_batch_delay_ms=Settings().max_batch_delay_ms)
+        try:
+            await engine.submit("warm", request(nsfw=nsfw))
+            rates, lat, scoring = [], [], []
+            for r in range(repeat):
+                async def one(i):
+                    t = time.perf_counter()
+                    res = await engine.submit(f"r{r}-{i}", request(i, f"a cat number {i}", nsfw))
+                    lat.append(time.perf_counter() - t)
+                    scoring.append(res.timings_ms.get("nsfw", 0.0))
+
+                t = time.perf_counter()
+                await asyncio.gather(*(one(i) for i in range(n)))
+                rates.append(n / (time.perf_counter() - t))
+            return {"img_s": statistics.median(rates), "runs": rates, "p50": p50(lat), "p99": pct(lat, 0.99),
+                    "nsfw_ms_per_image": statistics.median(scoring), "peak_mib": peak_rss_mib()}
+        finally:
+            await engine.stop()
+
+    return asyncio.run(go())
+
+
+def part_engine_compiled(cache: Path, repeat: int) -> dict:
+    async def go():
+        t0 = time.perf_counter()
+        engine = await started_engine(cache, compile=True)
+        ready = time.perf_counter() - t0
+        try:
+            await engine.submit("warm", request(7))
+            times = []
+            for i in range(repeat):
+                t = time.perf_counter()
+                res = await engine.submit(f"c{i}", request(7))
+                times.append(time.perf_counter() - t)
+            path = cache / "compiled.png"
+            res.images[0].save(path)
+            return {"s": statistics.median(times), "p99": pct(times, 0.99), "ready_s": ready, "image": str(path),
+                    "peak_mib": peak_rss_mib()}
+        finally:
+            await engine.stop()
+
+    return asyncio.run(go())
+
+
+def part_direct_rounds(cache: Path, n: int, batch: int) -> dict:
+    """A long-lived direct-engine side of the server-overhead row: one round per stdin line.
+
+    Each job is the engine request the server's Karlo route builds from the same body (its own
+    translate and validate), so both sides run exactly the same denoising work.
+    """
+    from pixelserve.core.validate import validate
+    from pixelserve.dialects.karlo import translate
+    from pixelserve.dialects.karlo.protocol import T2IRequest
+    from pixelserve.settings import Settings
+
+    settings = Settings()
+
+    async def go():
+        engine = await started_engine(cache, max_batch_size=batch, max_batch_delay_ms=settings.max_batch_delay_ms,
+                                      max_queue=4 * n)
+        jobs = [validate(translate.t2i_to_request(T2IRequest(**karlo_body(i)), "tiny-sd"), engine.models())
+                for i in range(n)]
+        await engine.submit("warm", jobs[0])
+        print(json.dumps({"ready": True}), flush=True)
+        loop = asyncio.get_running_loop()
+        r = 0
+        try:
+            while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "round":
+                lat: list[float] = []
+
+                async def one(i):
+                    t = time.perf_counter()
+                    await engine.submit(f"r{r}-{i}", jobs[i])
+                    lat.append(time.perf_counter() - t)
+
+                t, cpu = time.perf_counter(), time.process_time()
+                await asyncio.gather(*(one(i) for i in range(n)))
+                print(json.dumps({"wall": time.perf_counter() - t, "lat": lat, "cpu": time.process_time() - cpu}),
+                      flush=True)
+                r += 1
+        finally:
+            await engine.stop()
+        return {"rounds": r, "peak_mib": peak_rss_mib()}
+
+    return asyncio.run(go())
+
+
+def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
+    """``n`` concurrent HTTP clients vs ``n`` direct engine submits, rounds alternating ABBA.
+
+    The client sends prepared bodies over keep-alive connections and checks each answer's status
+    and size; it parses the JSON of the warm-up answer only, so the load generator's own CPU (it
+    shares the machine) stays small next to the server's.
+    """
+    import httpx
+
+    # No start deadline: on a loaded machine a round may queue jobs longer than the default 120 s.
+    env = {"PIXELSERVE_MAX_BATCH_SIZE": str(batch), "PIXELSERVE_MAX_QUEUE": str(4 * n),
+           "PIXELSERVE_START_DEADLINE_SECONDS": "0"}
+    penv = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    direct = subprocess.Popen(part_command("direct_rounds", cache, n=n, batch=batch), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=penv)
+    try:
+        assert json.loads(direct.stdout.readline()).get("ready"), "direct engine did not start"
+
+        def direct_round() -> tuple[float, list[float], float]:
+            direct.stdin.write("round\n")
+            direct.stdin.flush()
+            out = json.loads(direct.stdout.readline())
+            return out["wall"], out["lat"], out["cpu"]
+
+        with running_server(cache, env) as (base, key, proc):
+            async def go():
+                headers = {"Authorization": f"KakaoAK {key}", "Content-Type": "application/json"}
+                bodies = [json.dumps(karlo_body(i)).encode() for i in range(n)]
+                url = "/v2/inference/karlo/t2i"
+                async with httpx.AsyncClient(base_url=base, timeout=600, limits=httpx.Limits(max_connections=n)) as c:
+                    warm = await c.post(url, content=bodies[0], headers=headers)
+                    assert warm.status_code == 200 and warm.json()["images"][0]["image"], warm.text[:300]
+                    size = len(warm.content)
+
+                    async def http_round() -> tuple[float, list[float], float]:
+                        lat: list[float] = []
+                        cpu = cpu_seconds_of(proc.pid)
+
+                        async def one(i):
+                            t = time.perf_counter()
+                            r = await c.post(url, content=bodies[i], headers=headers)
+                            lat.append(time.perf_counter() - t)
+                            assert r.status_code == 200 and abs(len(r.content) - size) < size // 10, r.text[:300]
+
+                        t = time.perf_counter()
+                        await asyncio.gather(*(one(i) for i in range(n)))
+                        return time.perf_counter() - t, lat, cpu_seconds_of(proc.pid) - cpu
+
+                    sides = {"direct": [], "http": []}
+                    for r in range(repeat):
+                        for side in (("direct", "http") if r % 2 == 0 else ("http", "direct")):
+                            await asyncio.sleep(0.3)  # the other side's idle threads settle
+                            got = direct_round() if side == "direct" else await http_round()
+                            sides[side].append(got)
+                    return sides
+
+            sides = asyncio.run(go())
+            server_peak = peak_rss_of(proc.pid)
+        direct.stdin.write("stop\n")
+        direct.stdin.flush()
+        direct_peak = json.loads(direct.stdout.readlines()[-1])["peak_mib"]
+    finally:
+        if direct.poll() is None:
+            direct.kill()
+    out = {}
+    for side, rounds in sides.items():
+        lat = [x for _, ls, _ in rounds for x in ls]
+        rates = [n / wall for wall, _, _ in rounds]
+        out[side] = {"img_s": statistics.median(rates), "runs": rates, "p50": p50(lat), "p99": pct(lat, 0.99),
+                     "round_p50": [p50(ls) for _, ls, _ in rounds],
+                     "cpu_ms_per_request": statistics.median(cpu for _, _, cpu in rounds) / n * 1e3}
+    out["direct"]["peak_mib"], out["http"]["peak_mib"] = direct_peak, server_peak
+    return out
+
+
+PARTS = {
+    "plain_one_at_a_time": part_plain_one_at_a_time,
+    "plain_latency": part_plain_latency,
+    "engine_concurrent": part_engine_concurrent,
+    "engine_compiled": part_engine_compiled,
+    "direct_rounds": part_direct_rounds,
+    "server_overhead": part_server_overhead,
+}
+
+
+# -- rows ---------------------------------------------------------------------------------------
+def row_server_overhead(run_part, cache: Path, repeat: int, quick: bool) -> list[dict]:
+    n = 4 if quick else 32
+    got = run_part("server_overhead", cache, n=n, repeat=repeat, batch=4 if quick else 8)
+    direct, http = got["direct"], got["http"]
+    paired = [h - d for h, d in zip(http["round_p50"], direct["round_p50"])]
+    return [{"workload": "cpu_server_overhead", "unit": "img/s", "plain": direct["img_s"],
+             "pixelserve": http["img_s"], "target": ">= 0.9x, <= 5 ms added p50",
+             "ratio": http["img_s"] / direct["img_s"], "added_p50_ms": (http["p50"] - direct["p50"]) * 1e3,
+             "added_p50_per_round_ms": [x * 1e3 for x in paired],
+             "p50_ms": {"plain": direct["p50"] * 1e3, "pixelserve": http["p50"] * 1e3},
+             # CPU time per request of the engine process vs the server process: barely moved by other
+             # load on the machine, unlike the wall-clock figures.
+             "cpu_ms_per_request": {"plain": direct["cpu_ms_per_request"], "pixelserve": http["cpu_ms_per_request"]},
+             "added_cpu_ms_per_request": http["cpu_ms_per_request"] - direct["cpu_ms_per_request"],
+             "p99_ms": {"plain": direct["p99"] * 1e3, "pixelserve": http["p99"] * 1e3},
+             "peak_mib": {"plain": direct["peak_mib"], "pixelserve": http["peak_mib"]},
+             "note": f"{n} concurrent clients, Karlo t2i {HTTP_SIZE} px {STEPS} steps png base64, tiny-sd; "
+                     "baseline: the same engine jobs submitted directly, rounds alternating"}]
+
+
+def row_batching(run_part, cache: Path, repeat: int, quick: bool) -> list[dict]:
+    n = 4 if quick else 16
+    plain = run_part("plain_one_at_a_time", cache, n=n, repeat=repeat)
+    batched = run_part("engine_concurrent", cache, n=n, repeat=repeat, batch=n)
+    checked = run_part("engine_concurrent", cache, n=n, repeat=repeat, batch=n, nsfw=True)
+    # Were NSFW scoring on the device thread, each image would cost its denoising plus its scoring.
+    serial = 1 / (1 / batched["img_s"] + checked["nsfw_ms_per_image"] / 1e3)
+    return [{"workload": "cpu_batching", "unit": "img/s", "plain": plain["img_s"],
+             "pixelserve": batched["img_s"], "target": ">= 2x", "ratio": batched["img_s"] / plain["img_s"],
+             "p50_ms": batched["p50"] * 1e3, "p99_ms": batched["p99"] * 1e3,
+             "nsfw_check": {"img_s": checked["img_s"], "scoring_ms_per_image": checked["nsfw_ms_per_image"],
+                            "img_s_estimate_if_scored_on_the_device_thread": serial,
+                            "note": "every request asks for the NSFW check; scored off the device thread "
+                                    "while the next batch denoises"},
+             "peak_mib": {"plain": plain["peak_mib"], "pixelserve": batched["peak_mib"]},
+             "note": f"{n} concurrent requests, {SIZE} px, {STEPS} steps, tiny-sd"}]
+
+
+def rows_compile(run_part, cache: Path, repeat: int, quick: bool) -> list[dict]:
+    """cpu_compile and restart_to_ready (one cold and one warm compiled start)."""
+    import numpy as np
+    from PIL import Image
+
+    eager = run_part("plain_latency", cache, repeat=repeat)
+    compiled = run_part("engine_compiled", cache, repeat=repeat)  # cold: compiles into the cache
+    warm = run_part("engine_compiled", cache, repeat=repeat)  # warm: the persistent cache is used
+    diff = np.abs(np.asarray(Image.open(eager["image"]), dtype=int)
+                  - np.asarray(Image.open(warm["image"]), dtype=int)).max()
+    return [
+        {"workload": "cpu_compile", "unit": "s", "plain": eager["s"], "pixelserve": warm["s"],
+         "target": "faster, output equal within tolerance", "ratio": eager["s"] / warm["s"],
+         "max_abs_pixel_diff": int(diff), "peak_mib": {"plain": eager["peak_mib"], "pixelserve": warm["peak_mib"]}},
+        {"workload": "restart_to_ready", "unit": "s", "plain": compiled["ready_s"], "pixelserve": warm["ready_s"],
+         "target": "<= 30 s with a warm cache", "ratio": compiled["ready_s"] / warm["ready_s"],
+         "note": "plain = start with a cold compile cache; pixelserve = restart with it warm"},
+    ]
+
+
+#: workload -> row builder; rows_compile makes two rows, so both names point at it.
+ROWS = {"cpu_server_overhead": row_server_overhead, "cpu_batching": row_batching,
+        "cpu_compile": rows_compile, "restart_to_ready": rows_compile}
