@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixelserve.core.models import ModelsConfig, demo_config, load_models_config
@@ -18,14 +18,18 @@ WEAK_SECRETS = frozenset({"changeme", "change-me", "secret", "default", "passwor
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PIXELSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PIXELSERVE_", extra="ignore", validate_by_name=True)
 
     #: Holds the database, the image store, the tiny-model cache and generated secrets.
     data_dir: Path = Path("data")
     #: TOML model configuration (see core/models.py); unset: tiny demo models that draw noise.
     models_config: Path | None = None
-    #: SQLAlchemy URL; default: SQLite in data_dir.
-    database_url: str | None = None
+    #: SQLAlchemy URL; default: SQLite in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db
+    #: (several API replicas may share it). PIXELSERVE_DB_URL is the same setting.
+    database_url: str | None = Field(None, validation_alias=AliasChoices("PIXELSERVE_DATABASE_URL",
+                                                                         "PIXELSERVE_DB_URL"))
+    #: A Studio job's lease: a replica that stops renewing it (died) loses the job to another after this.
+    job_lease_seconds: float = Field(60.0, ge=2, le=3600)
     #: Absolute base for signed image URLs (e.g. https://images.example.com); unset: the request's own.
     public_base_url: str | None = None
     url_ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)

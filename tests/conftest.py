@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +12,42 @@ from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
 from pixelserve.settings import Settings
+from tests.db import pg
+
+#: "postgres": every server the tests start keeps its records in PostgreSQL (one database per
+#: data dir, on a throwaway cluster) instead of SQLite, e.g. PIXELSERVE_TEST_DB=postgres pytest tests/api
+TEST_DB = os.environ.get("PIXELSERVE_TEST_DB", "sqlite")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_under_test():
+    if TEST_DB == "sqlite":
+        yield
+        return
+    if TEST_DB != "postgres":
+        pytest.exit(f"PIXELSERVE_TEST_DB must be sqlite or postgres, not {TEST_DB!r}", returncode=4)
+    reason = pg.unavailable()
+    if reason:
+        pytest.exit(f"PIXELSERVE_TEST_DB=postgres, but {reason}", returncode=4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Settings, "db_url", property(lambda self: self.database_url or pg.database_for(self.data_dir)))
+        yield
+    pg.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The throwaway PostgreSQL cluster of this run (skips, saying why, without the binaries)."""
+    reason = pg.unavailable()
+    if reason:
+        pytest.skip(reason)
+    return pg.server()  # binaries present but the cluster does not start: an error, not a skip
+
+
+@pytest.fixture
+def pg_url(pg_server, tmp_path) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return pg.database_for(tmp_path)
 
 
 @pytest.fixture(scope="session")
