@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-postgres install lint clean soak fuzz
+.PHONY: run test test-scale install lint clean soak fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,10 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
-# The API suite once more with every test server on PostgreSQL (needs Debian's postgresql package).
-test-postgres: $(STAMP)
-	PIXELSERVE_TEST_DB=postgres $(BIN)/python -m pytest -q tests/api
+# The API suite once more with every test server on PostgreSQL (Debian's postgresql package) and
+# its files in an S3 bucket (SeaweedFS), both started by the tests.
+test-scale: $(STAMP)
+	PIXELSERVE_TEST_DB=postgres PIXELSERVE_TEST_STORE=s3 $(BIN)/python -m pytest -q tests/api
 
 # The long fault run: kill -9 the engine worker 50 times across a stream of jobs, then check the ledger.
 soak: $(STAMP)

@@ -47,6 +47,23 @@ class Settings(BaseSettings):
     #: instead of running after its client gave up (0: no deadline).
     start_deadline_seconds: float = Field(120.0, ge=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    #: Largest file a signed upload URL takes into a local store (PUT /v1/uploads/...).
+    max_upload_bytes: int = Field(8 * 1024**3, ge=1024)
+    # -- storage (storage/local.py, storage/s3.py) ---------------------------------------------
+    #: "local": files under data_dir/images; "s3": an S3 bucket (AWS, MinIO, SeaweedFS, ...).
+    store: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""  # keys are stored under this folder of the bucket
+    s3_endpoint_url: str | None = None  # unset: AWS; e.g. http://seaweedfs:8333
+    #: The endpoint clients reach, for pre-signed URLs (unset: s3_endpoint_url).
+    s3_public_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # unset: boto3's own chain (env, profile, instance role)
+    s3_secret_access_key: str | None = None
+    s3_create_bucket: bool = False  # create the bucket at start when it does not exist
+    #: Image URLs (Karlo return_type url) are pre-signed bucket URLs; false: pixelserve's own signed
+    #: route serves them from the bucket (a bucket clients cannot reach).
+    s3_presigned_urls: bool = True
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
     #: Default request quotas per API key (0: unlimited); `pixelserve keys quota` sets them per key.
     quota_per_minute: int = Field(0, ge=0)
@@ -128,6 +145,12 @@ class Settings(BaseSettings):
         if len(secret) < 32 or secret.lower() in WEAK_SECRETS or len(set(secret)) < 8:
             raise ValueError("url_signing_secret must be at least 32 random characters (or unset, to have "
                              "one generated); refusing to start with an empty, short or placeholder secret")
+        return self
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> "Settings":
+        if self.store == "s3" and not self.s3_bucket:
+            raise ValueError("store=s3 needs s3_bucket (PIXELSERVE_S3_BUCKET)")
         return self
 
     @field_validator("data_dir")

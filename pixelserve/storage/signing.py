@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pixelserve.errors import Forbidden
 
 IMAGE_ROUTE = "/v1/images/"
+UPLOAD_ROUTE = "/v1/uploads/"  # signed PUTs into a local store (routes/uploads.py)
 
 
 class UrlSigner:
@@ -23,16 +24,21 @@ class UrlSigner:
         self.ttl = ttl_seconds
         self.clock = clock or time.time  # replaceable: tests freeze it
 
-    def _mac(self, key: str, expires: int) -> str:
-        mac = hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+    def _mac(self, key: str, expires: int, method: str = "GET") -> str:
+        # A GET signature cannot be replayed as an upload: PUT URLs sign their method too.
+        message = f"{key}\n{expires}" if method == "GET" else f"{method}\n{key}\n{expires}"
+        mac = hmac.new(self._secret, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    def sign(self, base_url: str, key: str) -> str:
-        expires = int(self.clock()) + self.ttl
-        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?expires={expires}&signature={self._mac(key, expires)}"
+    def sign(self, base_url: str, key: str, method: str = "GET", ttl: int | None = None) -> str:
+        expires = int(self.clock()) + (ttl or self.ttl)
+        route = IMAGE_ROUTE if method == "GET" else UPLOAD_ROUTE
+        return (f"{base_url.rstrip('/')}{route}{quote(key)}?expires={expires}"
+                f"&signature={self._mac(key, expires, method)}")
 
-    def verify(self, key: str, expires: int, signature: str) -> None:
-        if not hmac.compare_digest(self._mac(key, expires), signature or ""):
-            raise Forbidden("invalid image URL signature")
+    def verify(self, key: str, expires: int, signature: str, method: str = "GET") -> None:
+        what = "image URL" if method == "GET" else "upload URL"
+        if not hmac.compare_digest(self._mac(key, expires, method), signature or ""):
+            raise Forbidden(f"invalid {what} signature")
         if self.clock() > expires:
-            raise Forbidden("image URL expired")
+            raise Forbidden(f"{what} expired")
