@@ -31,6 +31,10 @@ def build_engine(settings: Settings) -> EngineClient:
     options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
                    max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
                    vae_tiling_pixels=settings.vae_tiling_pixels, start_deadline_s=settings.start_deadline_seconds)
+    if settings.engine == "ray":
+        from pixelserve import ray_app
+
+        return ray_app.build_engine(settings)
     if settings.engine == "process":
         from pixelserve.engine.supervised import SupervisedEngine
 

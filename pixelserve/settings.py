@@ -39,7 +39,25 @@ class Settings(BaseSettings):
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     #: "local": pipelines run in the API process; "process": in a supervised worker process that is
     #: restarted when it dies, its unanswered jobs handed over once (engine/supervised.py).
-    engine: Literal["local", "process"] = "local"
+    #: "ray": on Ray Serve deployments, on one machine or a cluster (engine/ray_engine.py).
+    engine: Literal["local", "process", "ray"] = "local"
+    # -- Ray Serve engine (engine/ray_engine.py, deploy/) ---------------------------------------
+    #: Cluster to join ("auto", "ray://head:10001", "head:6379"); unset: a Ray started in-process.
+    ray_address: str | None = None
+    #: true: this API process deploys the Serve applications at start; false: they are deployed by
+    #: `serve deploy deploy/serve.yaml` and this process only finds them.
+    ray_deploy: bool = True
+    ray_app_prefix: str = "pixelserve"  # application "<prefix>-<group>"
+    #: Models sharing a deployment (group name -> model ids); a model left out is a group of its own.
+    ray_model_groups: dict[str, list[str]] = {}
+    ray_num_gpus: float = Field(0, ge=0)  # per replica; 1 on GPU machines
+    ray_num_cpus: float = Field(1, ge=0)
+    ray_min_replicas: int = Field(1, ge=1)
+    ray_max_replicas: int = Field(1, ge=1)  # above min: autoscaling on queue length
+    ray_target_ongoing_requests: float = Field(2, gt=0)  # per replica, what autoscaling aims at
+    ray_upscale_delay_s: float = Field(10, ge=0)
+    ray_downscale_delay_s: float = Field(300, ge=0)
+    ray_max_adapter_sets: int = Field(4, ge=1)  # checkpoint/LoRA sets a replica keeps (multiplexing)
     max_queue: int = Field(64, ge=1, le=100_000)
     #: On SIGTERM: seconds running requests get to finish before the server stops anyway.
     drain_timeout_seconds: float = Field(30.0, ge=0, le=3600)
