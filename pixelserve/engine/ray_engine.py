@@ -231,15 +231,21 @@ class RayEngine:
         if not ray.is_initialized():
             ray.init(address=self.address, namespace="pixelserve", log_to_driver=False)
             self._started_ray = self.address is None
+        running = set()
         if self.deploy:
             serve.start(proxy_location="Disabled")  # requests come through handles, not Serve's HTTP
-            for group, ids in self.groups.items():
+            running = {name for name, app in serve.status().applications.items()
+                       if app.status in ("RUNNING", "DEPLOYING")}
+        for group, ids in self.groups.items():
+            name = self.app_name(group)
+            if self.deploy and name not in running:
                 app = build_application({m: self.specs[m] for m in ids}, self.cache_dir, self.replicas,
                                         self.engine_kwargs, f"engine-{group}")
-                self._handles[group] = serve.run(app, name=self.app_name(group), route_prefix=None)
-        else:  # deployed by `serve deploy` (deploy/serve.yaml): only find them
-            for group in self.groups:
-                self._handles[group] = serve.get_app_handle(self.app_name(group))
+                self._handles[group] = serve.run(app, name=name, route_prefix=None)
+            else:
+                # Deployed by another API process or by `serve deploy` (deploy/serve.yaml): a second
+                # serve.run would replace the running replicas, so this process only finds them.
+                self._handles[group] = serve.get_app_handle(name)
 
     async def stop(self) -> None:
         """Cancels this process's requests; the deployments stay up for the other API replicas."""
