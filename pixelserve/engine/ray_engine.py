@@ -126,7 +126,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
             (the engine applies them per request; see engine/registry.detect_format)."""
             from pixelserve.engine.registry import WeightsFormatError, detect_format
 
-            request = self.adapter_requests.pop(key)
+            request = self.adapter_requests[key]
             files = [("checkpoint", request.checkpoint), ("vae", request.vae)]
             files += [("loras", x.path) for x in request.loras]
             files += [("textual_inversions", x.path) for x in request.textual_inversions]
@@ -140,12 +140,14 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
 
         async def generate(self, job_id: str, request: GenerationRequest):
             key = serve.get_multiplexed_model_id()
-            try:
-                if key:
-                    self.adapter_requests[key] = request
+            if key:  # the loader runs only when the set is not resident yet; it reads the files from here
+                self.adapter_requests[key] = request
+                try:
                     await self.adapter_set(key)
-            except PixelserveError as e:
-                return _pack(e)
+                except PixelserveError as e:
+                    return _pack(e)
+                finally:
+                    self.adapter_requests.pop(key, None)
             return await self.run_batch((job_id, request))
 
         @serve.batch
@@ -294,8 +296,10 @@ class RayEngine:
             self._responses[job_id] = response
             try:
                 return await response
-            except (RequestCancelledError, asyncio.CancelledError):
+            except asyncio.CancelledError:  # the client went away: stop the replica's work too
                 response.cancel()
+                raise
+            except RequestCancelledError:
                 raise Cancelled("cancelled") from None
             except BackPressureError:
                 raise Overloaded("every replica's queue is full; retry later") from None

@@ -94,6 +94,34 @@ def test_requests_spread_over_both_replicas_and_batch_by_key(deployed):
     assert other.timings_ms["batch_size"] == 1  # another size: never stacked with the 64 px ones
 
 
+def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tmp_path):
+    from safetensors.numpy import save_file
+
+    import numpy as np
+
+    from pixelserve.core.request import LoraRef
+    from pixelserve.errors import InvalidRequest
+
+    lora = tmp_path / "ink.safetensors"
+    save_file({"lora_unet.down.weight": np.zeros((4, 4), dtype=np.float32)}, str(lora))
+    with_set = GenerationRequest(model="tiny-sd", prompt="ink", width=64, height=64, steps=2, seeds=(1,),
+                                 loras=(LoraRef("ink", str(lora), 0.7),))
+
+    async def run():
+        first = await deployed.submit("ink-0", with_set)
+        await asyncio.sleep(2)  # the replica tells Serve's routers which sets it holds (asynchronously)
+        return first, [await deployed.submit(f"ink-{i}", with_set.with_(seeds=(i,))) for i in range(1, 7)]
+
+    first, then = asyncio.run(run())
+    assert {r.worker for r in then} == {first.worker}  # serve.multiplexed: the set's requests follow it
+    pickle_file = tmp_path / "evil.safetensors"
+    pickle_file.write_bytes(b"\x80\x04not safetensors")
+    bad = with_set.with_(loras=(LoraRef("evil", str(pickle_file), 1.0),))
+    with pytest.raises(InvalidRequest) as e:
+        asyncio.run(deployed.submit("evil", bad))
+    assert e.value.field == "loras" and "safetensors" in e.value.message
+
+
 def test_karlo_and_studio_samples_through_the_api(deployed, tmp_path, tiny_cache):
     # This API process finds the deployments another one made (PIXELSERVE_RAY_DEPLOY=false).
     settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
