@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lint clean soak fuzz
+.PHONY: run test test-scale install lint clean soak fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,scale]'
 	# open_clip_torch is only read for its CLIP BPE vocabulary file (engine/clip_vocab.py); its
 	# dependency torchvision does not import beside torch 2.13.0 CPU, so it is installed alone.
 	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
@@ -26,6 +26,11 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
+
+# The API suite once more with every test server on PostgreSQL (Debian's postgresql package) and
+# its files in an S3 bucket (SeaweedFS), both started by the tests.
+test-scale: $(STAMP)
+	PIXELSERVE_TEST_DB=postgres PIXELSERVE_TEST_STORE=s3 $(BIN)/python -m pytest -q tests/api
 
 # The long fault run: kill -9 the engine worker 50 times across a stream of jobs, then check the ledger.
 soak: $(STAMP)

@@ -18,11 +18,13 @@ from pixelserve.dialects.studio.router import router as studio_router
 from pixelserve.engine.client import EngineClient
 from pixelserve.routes.health import router as health_router
 from pixelserve.routes.images import router as images_router
+from pixelserve.routes.uploads import router as uploads_router
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.generation import GenerationService
 from pixelserve.service.studio import open_studio
 from pixelserve.settings import Settings
+from pixelserve.storage.base import ImageStore
 from pixelserve.storage.local import LocalImageStore
 from pixelserve.storage.signing import UrlSigner
 
@@ -31,11 +33,12 @@ log = logging.getLogger("pixelserve")
 
 def build_engine(settings: Settings) -> EngineClient:
     options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
-                   max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
-                   compile_mode=settings.compile_mode,
-                   vae_tiling_pixels=settings.vae_tiling_pixels, start_deadline_s=settings.start_deadline_seconds,
-                   fuse_qkv=settings.fuse_qkv, model_cache_gib=settings.model_cache_gib, fp8=settings.fp8,
-                   step_cache_interval=settings.step_cache_interval, tiny_vae=settings.tiny_vae)
+                   max_batch_delay_ms=settings.max_batch_delay_ms, start_deadline_s=settings.start_deadline_seconds,
+                   **settings.pipeline_options())
+    if settings.engine == "ray":
+        from pixelserve import ray_app
+
+        return ray_app.build_engine(settings)
     if settings.engine == "process":
         from pixelserve.engine.supervised import SupervisedEngine
 
@@ -43,6 +46,14 @@ def build_engine(settings: Settings) -> EngineClient:
     from pixelserve.engine.local import LocalEngine
 
     return LocalEngine(settings.models.models, settings.cache_dir, **options)
+
+
+def build_store(settings: Settings) -> ImageStore:
+    if settings.store == "s3":
+        from pixelserve.storage.s3 import S3Store
+
+        return S3Store.from_settings(settings)
+    return LocalImageStore(settings.image_dir)
 
 
 def warn_if_demo(settings: Settings) -> None:
@@ -64,7 +75,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         sessions = open_database(settings.db_url)
         eng = engine or build_engine(settings)
-        store = LocalImageStore(settings.image_dir)
+        store = build_store(settings)
         signer = UrlSigner(settings.signing_secret(), settings.url_ttl_seconds)
         app.state.settings = settings
         app.state.engine = eng
@@ -97,6 +108,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
     app.include_router(health_router)
     app.include_router(images_router)
+    app.include_router(uploads_router)
     app.include_router(karlo_router)
     app.include_router(studio_router)
     app.include_router(studio_library_router)

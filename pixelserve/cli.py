@@ -26,14 +26,19 @@ def _logging() -> None:
 
 
 @cli.command()
-def serve(host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8000) -> None:
+def serve(
+    host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    engine: Annotated[Optional[str], typer.Option(help="local | process | ray (default: PIXELSERVE_ENGINE)")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster, e.g. auto or ray://head:10001")] = None,
+) -> None:
     """Run the HTTP server."""
     import uvicorn
 
     from pixelserve.app import create_app
 
     _logging()
-    settings = Settings()
+    overrides = {k: v for k, v in (("engine", engine), ("ray_address", ray_address)) if v is not None}
+    settings = Settings(**overrides)
     app = create_app(settings)
 
     class DrainingServer(uvicorn.Server):

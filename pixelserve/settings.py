@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixelserve.core.models import ModelsConfig, demo_config, load_models_config
@@ -18,14 +18,18 @@ WEAK_SECRETS = frozenset({"changeme", "change-me", "secret", "default", "passwor
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PIXELSERVE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PIXELSERVE_", extra="ignore", validate_by_name=True)
 
     #: Holds the database, the image store, the tiny-model cache and generated secrets.
     data_dir: Path = Path("data")
     #: TOML model configuration (see core/models.py); unset: tiny demo models that draw noise.
     models_config: Path | None = None
-    #: SQLAlchemy URL; default: SQLite in data_dir.
-    database_url: str | None = None
+    #: SQLAlchemy URL; default: SQLite in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db
+    #: (several API replicas may share it). PIXELSERVE_DB_URL is the same setting.
+    database_url: str | None = Field(None, validation_alias=AliasChoices("PIXELSERVE_DATABASE_URL",
+                                                                         "PIXELSERVE_DB_URL"))
+    #: A Studio job's lease: a replica that stops renewing it (died) loses the job to another after this.
+    job_lease_seconds: float = Field(60.0, ge=2, le=3600)
     #: Absolute base for signed image URLs (e.g. https://images.example.com); unset: the request's own.
     public_base_url: str | None = None
     url_ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)
@@ -35,7 +39,25 @@ class Settings(BaseSettings):
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     #: "local": pipelines run in the API process; "process": in a supervised worker process that is
     #: restarted when it dies, its unanswered jobs handed over once (engine/supervised.py).
-    engine: Literal["local", "process"] = "local"
+    #: "ray": on Ray Serve deployments, on one machine or a cluster (engine/ray_engine.py).
+    engine: Literal["local", "process", "ray"] = "local"
+    # -- Ray Serve engine (engine/ray_engine.py, deploy/) ---------------------------------------
+    #: Cluster to join ("auto", "ray://head:10001", "head:6379"); unset: a Ray started in-process.
+    ray_address: str | None = None
+    #: true: this API process deploys the Serve applications at start; false: they are deployed by
+    #: `serve deploy deploy/serve.yaml` and this process only finds them.
+    ray_deploy: bool = True
+    ray_app_prefix: str = "pixelserve"  # application "<prefix>-<group>"
+    #: Models sharing a deployment (group name -> model ids); a model left out is a group of its own.
+    ray_model_groups: dict[str, list[str]] = {}
+    ray_num_gpus: float = Field(0, ge=0)  # per replica; 1 on GPU machines
+    ray_num_cpus: float = Field(1, ge=0)
+    ray_min_replicas: int = Field(1, ge=1)
+    ray_max_replicas: int = Field(1, ge=1)  # above min: autoscaling on queue length
+    ray_target_ongoing_requests: float = Field(2, gt=0)  # per replica, what autoscaling aims at
+    ray_upscale_delay_s: float = Field(10, ge=0)
+    ray_downscale_delay_s: float = Field(300, ge=0)
+    ray_max_adapter_sets: int = Field(4, ge=1)  # checkpoint/LoRA sets a replica keeps (multiplexing)
     max_queue: int = Field(64, ge=1, le=100_000)
     #: On SIGTERM: seconds running requests get to finish before the server stops anyway.
     drain_timeout_seconds: float = Field(30.0, ge=0, le=3600)
@@ -43,6 +65,23 @@ class Settings(BaseSettings):
     #: instead of running after its client gave up (0: no deadline).
     start_deadline_seconds: float = Field(120.0, ge=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    #: Largest file a signed upload URL takes into a local store (PUT /v1/uploads/...).
+    max_upload_bytes: int = Field(8 * 1024**3, ge=1024)
+    # -- storage (storage/local.py, storage/s3.py) ---------------------------------------------
+    #: "local": files under data_dir/images; "s3": an S3 bucket (AWS, MinIO, SeaweedFS, ...).
+    store: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_prefix: str = ""  # keys are stored under this folder of the bucket
+    s3_endpoint_url: str | None = None  # unset: AWS; e.g. http://seaweedfs:8333
+    #: The endpoint clients reach, for pre-signed URLs (unset: s3_endpoint_url).
+    s3_public_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None  # unset: boto3's own chain (env, profile, instance role)
+    s3_secret_access_key: str | None = None
+    s3_create_bucket: bool = False  # create the bucket at start when it does not exist
+    #: Image URLs (Karlo return_type url) are pre-signed bucket URLs; false: pixelserve's own signed
+    #: route serves them from the bucket (a bucket clients cannot reach).
+    s3_presigned_urls: bool = True
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
     #: Default request quotas per API key (0: unlimited); `pixelserve keys quota` sets them per key.
     quota_per_minute: int = Field(0, ge=0)
@@ -170,6 +209,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"tiny_vae.{family}: {path} is not a diffusers AutoencoderTiny folder")
         return v
 
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> "Settings":
+        if self.store == "s3" and not self.s3_bucket:
+            raise ValueError("store=s3 needs s3_bucket (PIXELSERVE_S3_BUCKET)")
+        return self
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
@@ -205,6 +250,12 @@ class Settings(BaseSettings):
     def octoai_sizes(self) -> tuple[tuple[int, int], ...]:
         pairs = (x.strip().partition("x") for x in self.octoai_extra_sizes.split(",") if x.strip())
         return tuple((int(w), int(h)) for w, _, h in pairs)
+
+    def pipeline_options(self) -> dict:
+        """How each engine (local, worker process, every Ray replica) optimises its pipelines."""
+        return dict(compile=self.compile, compile_mode=self.compile_mode, vae_tiling_pixels=self.vae_tiling_pixels,
+                    fuse_qkv=self.fuse_qkv, model_cache_gib=self.model_cache_gib, fp8=self.fp8,
+                    step_cache_interval=self.step_cache_interval, tiny_vae=self.tiny_vae)
 
     def quota_limits(self):
         from pixelserve.db.crud.quotas import QuotaLimits

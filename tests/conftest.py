@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -11,6 +12,83 @@ from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
 from pixelserve.settings import Settings
+from tests.db import pg
+from tests.storage import seaweed
+
+#: "postgres": every server the tests start keeps its records in PostgreSQL (one database per
+#: data dir, on a throwaway cluster) instead of SQLite, e.g. PIXELSERVE_TEST_DB=postgres pytest tests/api
+TEST_DB = os.environ.get("PIXELSERVE_TEST_DB", "sqlite")
+#: "s3": every server's files go to a SeaweedFS bucket (a folder per data dir) instead of local disk;
+#: image URLs still go through pixelserve's signed route, which the URL tests exercise.
+TEST_STORE = os.environ.get("PIXELSERVE_TEST_STORE", "local")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_under_test():
+    if TEST_DB == "sqlite":
+        yield
+        return
+    if TEST_DB != "postgres":
+        pytest.exit(f"PIXELSERVE_TEST_DB must be sqlite or postgres, not {TEST_DB!r}", returncode=4)
+    reason = pg.unavailable()
+    if reason:
+        pytest.exit(f"PIXELSERVE_TEST_DB=postgres, but {reason}", returncode=4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Settings, "db_url", property(lambda self: self.database_url or pg.database_for(self.data_dir)))
+        yield
+    pg.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def store_under_test():
+    if TEST_STORE == "local":
+        yield
+        return
+    reason = seaweed.unavailable() if TEST_STORE == "s3" else f"PIXELSERVE_TEST_STORE={TEST_STORE!r}: local or s3"
+    if reason:
+        pytest.exit(f"PIXELSERVE_TEST_STORE: {reason}", returncode=4)
+    import hashlib
+
+    import pixelserve.app
+    from pixelserve.storage.s3 import S3Store
+
+    s3, original = seaweed.server(), pixelserve.app.build_store
+
+    def build_store(settings):
+        if settings.store != "local":
+            return original(settings)
+        folder = hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:16]
+        return S3Store(seaweed.BUCKET, prefix=folder, endpoint_url=s3.endpoint, access_key_id=s3.access_key,
+                       secret_access_key=s3.secret_key, presigned_urls=False)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pixelserve.app, "build_store", build_store)
+        yield
+    seaweed.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3():
+    """A real S3 server (SeaweedFS) for this run; skips, saying why, without the binary."""
+    reason = seaweed.unavailable()
+    if reason:
+        pytest.skip(reason)
+    return seaweed.server()  # the binary is there but does not start: an error, not a skip
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The throwaway PostgreSQL cluster of this run (skips, saying why, without the binaries)."""
+    reason = pg.unavailable()
+    if reason:
+        pytest.skip(reason)
+    return pg.server()  # binaries present but the cluster does not start: an error, not a skip
+
+
+@pytest.fixture
+def pg_url(pg_server, tmp_path) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    return pg.database_for(tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -148,3 +148,5 @@ class GenerationResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     #: One NSFW score in [0, 1] per image when post.nsfw_check was asked for, else None.
     nsfw_scores: list[float] | None = None
+    #: Which worker ran it, when the engine has several (a Ray Serve replica's id); for logs.
+    worker: str | None = None

@@ -180,6 +180,18 @@ class LocalEngine:
         job.cancel.set()
         return True
 
+    async def execute(self, requests: list[tuple[str, GenerationRequest]],
+                      device: str | None = None) -> list[GenerationResult | Exception]:
+        """Run ``(job_id, request)`` pairs now, bypassing the queue, as one batch: for a caller that
+        batches by itself (Ray Serve's ``@serve.batch``). The requests must share a batch key (or
+        be one request). A result or the error per request, in order."""
+        if not self._ready:
+            raise NotReady(self._loading_error or "models are still loading; retry shortly")
+        loop = asyncio.get_running_loop()
+        jobs = [_Job(job_id, request, loop.create_future(), None) for job_id, request in requests]
+        await self._execute(jobs, device or self.devices[0], loop)
+        return [job.future.exception() or job.future.result() for job in jobs]
+
     def _batch_key(self, job: _Job):
         return batch_key(job.request) if self.max_batch_size > 1 else None
 

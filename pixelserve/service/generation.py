@@ -21,6 +21,7 @@ from pixelserve.engine.client import EngineClient
 from pixelserve.errors import Cancelled, NotFound, PixelserveError, QuotaExceeded
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
+from pixelserve.storage.urls import download_url
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ class GenerationService:
         return ServiceResult(job_id=job_id, model=request.model, images=images, timings_ms=result.timings_ms)
 
     def image_url(self, base_url: str, storage_key: str) -> str:
-        return self.signer.sign(base_url, storage_key)
+        return download_url(self.store, self.signer, base_url, storage_key)
 
     # -- helpers -----------------------------------------------------------------------------
     def _db(self, fn, *args, **kwargs):

@@ -6,9 +6,11 @@ jobs that a stopped server left IN_PROGRESS back to PENDING and queues every PEN
 accepted job finishes even across a restart. At stop, running jobs are cancelled and stay
 IN_PROGRESS in the database (``stopping`` tells the job function not to record a failure).
 
-One server process per database: at start every IN_PROGRESS job counts as interrupted. (Several
-processes on one database would need leases, like the ``jobs`` table's ``lease_expires_at``.)
-Claiming is atomic (a conditional UPDATE), so a job is never run twice at once.
+Several API replicas may share one database (PostgreSQL): a claimed job is held on a lease that
+its replica renews (``heartbeat``) while it runs it. A replica that dies stops renewing; when the
+lease has lapsed, an idle worker of any replica takes the job over (``run_next``, which also picks
+up jobs queued on a busier replica). At start, only IN_PROGRESS jobs whose lease has ended count
+as interrupted. Claiming is atomic (a conditional UPDATE), so a job is never run twice at once.
 """
 
 from __future__ import annotations
@@ -22,13 +24,22 @@ log = logging.getLogger(__name__)
 
 class JobRunner:
     def __init__(self, run: Callable[[str], Awaitable[None]], requeue: Callable[[], list[str]], *,
-                 workers: int = 1, is_ready: Callable[[], bool] = lambda: True, poll_seconds: float = 0.1):
-        """``run(job_id)`` runs one job (claiming it first); ``requeue()`` returns the ids to resume."""
+                 workers: int = 1, is_ready: Callable[[], bool] = lambda: True, poll_seconds: float = 0.1,
+                 run_next: Callable[[], Awaitable[bool]] | None = None, heartbeat: Callable[[], object] | None = None,
+                 sweep_seconds: float = 15.0):
+        """``run(job_id)`` runs one job (claiming it first); ``requeue()`` returns the ids to resume.
+
+        ``run_next()`` claims and runs any job no replica runs (False: none); an idle worker calls
+        it every ``sweep_seconds``, when ``heartbeat()`` (renewing this replica's leases) runs too.
+        """
         self._run = run
         self._requeue = requeue
         self._workers = workers
         self._is_ready = is_ready
         self._poll = poll_seconds
+        self._run_next = run_next
+        self._heartbeat = heartbeat
+        self._sweep = sweep_seconds
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -38,6 +49,8 @@ class JobRunner:
         for job_id in await asyncio.to_thread(self._requeue):
             self._queue.put_nowait(job_id)
         self._tasks = [asyncio.create_task(self._worker(), name=f"studio-jobs-{i}") for i in range(self._workers)]
+        if self._heartbeat is not None:
+            self._tasks.append(asyncio.create_task(self._beat(), name="studio-jobs-heartbeat"))
 
     def enqueue(self, job_id: str) -> None:
         self._queue.put_nowait(job_id)
@@ -52,13 +65,27 @@ class JobRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep)
+            try:
+                await asyncio.to_thread(self._heartbeat)
+            except Exception:  # the database is briefly away: the next beat renews in time
+                log.warning("renewing job leases failed", exc_info=True)
+
     async def _worker(self) -> None:
         while True:
-            job_id = await self._queue.get()
+            try:
+                job_id = await asyncio.wait_for(self._queue.get(), self._sweep if self._run_next else None)
+            except asyncio.TimeoutError:
+                job_id = None  # idle: look for a job no replica runs
             while not self._is_ready():  # models still loading: the job waits, it does not fail
                 await asyncio.sleep(self._poll)
             try:
-                await self._run(job_id)
+                if job_id is None:
+                    await self._run_next()
+                else:
+                    await self._run(job_id)
             except asyncio.CancelledError:
                 raise
             except Exception:  # recorded on the job by run(); the worker goes on

@@ -11,8 +11,10 @@ import asyncio
 import io
 import logging
 import math
+import os
 import re
 import secrets
+import socket
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
@@ -41,6 +43,13 @@ UPLOAD_MAX_BYTES = 10 * 1024 * 1024
 #: scaleSize -> the engine's passes (it upscales by 2 or 4; 8x is 4x then 2x; 1x is a copy).
 SCALE_PASSES = {"1x": (), "2x": (2,), "4x": (4,), "8x": (4, 2)}
 MIME = "image/webp"
+#: Runs of one job before it is failed and refunded (each replica that took it died or stopped).
+MAX_ATTEMPTS = 3
+
+
+def default_worker_id() -> str:
+    """This API process, as named on the jobs it holds: host, pid and a random part (pids repeat)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,8 @@ class StudioService:
     def __init__(self, engine: EngineClient, sessions: sessionmaker[Session], store: ImageStore,
                  credits: CreditService, check: Callable[[GenerationRequest], GenerationRequest], *,
                  model_id: str | None = None, nsfw_check: bool = True, nsfw_threshold: float = 0.5,
-                 max_pixels: int = 4096 * 4096, quota: quotas.QuotaLimits = quotas.QuotaLimits()):
+                 max_pixels: int = 4096 * 4096, quota: quotas.QuotaLimits = quotas.QuotaLimits(),
+                 worker_id: str | None = None, lease_seconds: float = crud.DEFAULT_LEASE_SECONDS):
         self.engine = engine
         self.sessions = sessions
         self.store = store
@@ -78,6 +88,10 @@ class StudioService:
         self.max_pixels = max_pixels
         self.quota = quota
         self.stopping = lambda: False  # set by the app: True while shutting down
+        # Leases (db/crud/studio.py): several API replicas may share the database.
+        self.worker_id = worker_id or default_worker_id()
+        self.lease_seconds = lease_seconds
+        self.running: set[str] = set()
         self.translator = None  # engine.translation.Translator when a translation model is configured
 
     def translate(self, text: str) -> str | None:
@@ -165,10 +179,30 @@ class StudioService:
 
     # -- running a job (here, or in the background by service/jobs.JobRunner) ----------------------
     async def run_job(self, job_id: str) -> None:
-        job = await asyncio.to_thread(self._db, crud.claim, job_id)
+        job = await asyncio.to_thread(self._db, crud.claim, job_id, self.worker_id, self.lease_seconds)
         if job is None:
             return  # already run (or running) elsewhere
+        await self._run(job)
+
+    async def run_next(self) -> bool:
+        """Claim and run the oldest job no replica runs (one queued elsewhere, or whose replica died)."""
+        job = await asyncio.to_thread(self._db, crud.claim_next, self.worker_id, self.lease_seconds)
+        if job is None:
+            return False
+        await self._run(job)
+        return True
+
+    def renew_leases(self) -> int:
+        """Called every few seconds by the JobRunner: this replica still runs these jobs."""
+        return self._db(crud.renew_leases, self.worker_id, list(self.running), self.lease_seconds)
+
+    async def _run(self, job) -> None:
+        job_id = job.id
+        self.running.add(job_id)
         try:
+            if job.attempts > MAX_ATTEMPTS:  # it took down (or outlived) its replica every time: give up
+                await asyncio.to_thread(self._fail, job_id, f"gave up after {MAX_ATTEMPTS} attempts")
+                return
             if job.kind == "upscale":
                 images, scores = await self._run_upscale(job), None
             else:
@@ -185,7 +219,13 @@ class StudioService:
         except Exception as e:
             await asyncio.to_thread(self._fail, job_id, f"{type(e).__name__}: {e}")
             raise
-        await asyncio.to_thread(self._complete, job_id, stored)
+        else:
+            await asyncio.to_thread(self._complete, job_id, stored)
+        finally:
+            self.running.discard(job_id)
+            # Not finished (shutdown, or recording the result failed): the lease ends now, so the
+            # next start or another replica takes the job over instead of waiting for it to lapse.
+            await asyncio.shield(asyncio.to_thread(self._db, crud.release_lease, job_id, self.worker_id))
 
     def _request_of(self, plan: dict) -> GenerationRequest:
         p = dict(plan["request"])
@@ -364,13 +404,15 @@ def open_studio(settings, engine: EngineClient, sessions: sessionmaker[Session],
     studio = StudioService(engine, sessions, store, CreditService.from_settings(sessions, settings), check,
                            model_id=settings.studio_model, nsfw_check=settings.studio_nsfw_check,
                            nsfw_threshold=settings.nsfw_threshold, max_pixels=settings.max_image_pixels,
-                           quota=settings.quota_limits())
+                           quota=settings.quota_limits(), lease_seconds=settings.job_lease_seconds)
     if settings.studio_translation_model is not None:
         from pixelserve.engine.translation import Translator
 
         studio.translator = Translator(settings.studio_translation_model)
     runner = JobRunner(studio.run_job, lambda: studio._db(crud.requeue_interrupted),
-                       workers=settings.studio_job_workers, is_ready=lambda: engine.health().ready)
+                       workers=settings.studio_job_workers, is_ready=lambda: engine.health().ready,
+                       run_next=studio.run_next, heartbeat=studio.renew_leases,
+                       sweep_seconds=settings.job_lease_seconds / 4)
     studio.stopping = lambda: runner.stopping
     return studio, runner
 

@@ -1,12 +1,14 @@
-"""Images on local disk under one root; every path is resolved and must stay inside it."""
+"""Files on local disk under one root; every path is resolved and must stay inside it."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import BinaryIO
 
 from pixelserve.errors import NotFound
-from pixelserve.storage.base import check_key
+from pixelserve.storage.base import check_object_key
 
 
 class LocalImageStore:
@@ -15,7 +17,7 @@ class LocalImageStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / check_key(key)).resolve()
+        path = (self.root / check_object_key(key)).resolve()
         if not path.is_relative_to(self.root):
             raise NotFound("no such image")
         return path
@@ -27,9 +29,35 @@ class LocalImageStore:
         tmp.write_bytes(data)
         os.replace(tmp, path)  # readers never see a half-written image
 
+    def put_fileobj(self, key: str, fileobj: BinaryIO, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with tmp.open("wb") as out:
+            shutil.copyfileobj(fileobj, out, 1024 * 1024)
+        os.replace(tmp, path)
+
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
             return path.read_bytes()
         except FileNotFoundError:
             raise NotFound("no such image") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise NotFound("no such file") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def presigned_get(self, key: str, ttl_seconds: int) -> str | None:
+        return None  # served by pixelserve's signed /v1/images route
+
+    def presigned_put(self, key: str, ttl_seconds: int, content_type: str | None = None) -> str | None:
+        return None  # taken by pixelserve's signed /v1/uploads route

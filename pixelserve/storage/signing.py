@@ -15,6 +15,7 @@ from urllib.parse import quote
 from pixelserve.errors import Forbidden
 
 IMAGE_ROUTE = "/v1/images/"
+UPLOAD_ROUTE = "/v1/uploads/"  # signed PUTs into a local store (routes/uploads.py)
 
 
 class UrlSigner:
@@ -23,22 +24,27 @@ class UrlSigner:
         self.ttl = ttl_seconds
         self.clock = clock or time.time  # replaceable: tests freeze it
 
-    def _mac(self, key: str, expires: int) -> str:
-        mac = hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256).digest()
+    def _mac(self, key: str, expires: int, method: str = "GET") -> str:
+        # A GET signature cannot be replayed as an upload: PUT URLs sign their method too.
+        message = f"{key}\n{expires}" if method == "GET" else f"{method}\n{key}\n{expires}"
+        mac = hmac.new(self._secret, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    def sign(self, base_url: str, key: str) -> str:
-        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?{self.query(key)}"
+    def sign(self, base_url: str, key: str, method: str = "GET", ttl: int | None = None) -> str:
+        route = IMAGE_ROUTE if method == "GET" else UPLOAD_ROUTE
+        return f"{base_url.rstrip('/')}{route}{quote(key)}?{self.query(key, method, ttl)}"
 
-    def query(self, key: str) -> str:
+    def query(self, key: str, method: str = "GET", ttl: int | None = None) -> str:
         """``expires=...&signature=...`` for any route's ``key`` (e.g. ``upload:<asset id>``; image keys
         never contain ':', so one route's signature never opens another's)."""
-        expires = int(self.clock()) + self.ttl
-        return f"expires={expires}&signature={self._mac(key, expires)}"
+        expires = int(self.clock()) + (ttl or self.ttl)
+        return f"expires={expires}&signature={self._mac(key, expires, method)}"
 
-    def verify(self, key: str, expires: int, signature: str) -> None:
+    def verify(self, key: str, expires: int, signature: str, method: str = "GET") -> None:
+        what = "image URL" if method == "GET" else "upload URL"
         # bytes: compare_digest refuses non-ASCII str, and a signature is whatever the caller sent
-        if not hmac.compare_digest(self._mac(key, expires).encode(), (signature or "").encode("utf-8", "replace")):
-            raise Forbidden("invalid image URL signature")
+        if not hmac.compare_digest(self._mac(key, expires, method).encode(),
+                                   (signature or "").encode("utf-8", "replace")):
+            raise Forbidden(f"invalid {what} signature")
         if self.clock() > expires:
-            raise Forbidden("image URL expired")
+            raise Forbidden(f"{what} expired")

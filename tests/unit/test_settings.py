@@ -34,3 +34,15 @@ def test_weak_signing_secrets_are_refused_outside_demo_mode(tmp_path):
     assert Settings(data_dir=tmp_path, models_config=config, url_signing_secret=strong).signing_secret() == strong.encode()
     assert Settings(data_dir=tmp_path, models_config=config).signing_secret()  # unset: generated
     assert Settings(data_dir=tmp_path, url_signing_secret="s3cret").signing_secret() == b"s3cret"  # demo mode
+
+
+def test_db_url_is_an_alias_of_database_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("PIXELSERVE_DB_URL", "postgresql+psycopg://ps@db.internal/pixelserve")
+    assert Settings(data_dir=tmp_path).db_url == "postgresql+psycopg://ps@db.internal/pixelserve"
+    monkeypatch.setenv("PIXELSERVE_DATABASE_URL", "postgresql+psycopg://ps@other/pixelserve")
+    assert Settings(data_dir=tmp_path).db_url == "postgresql+psycopg://ps@other/pixelserve"  # the long name wins
+    monkeypatch.delenv("PIXELSERVE_DB_URL")
+    monkeypatch.delenv("PIXELSERVE_DATABASE_URL")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://someone-elses/db")  # no prefix: not ours
+    assert Settings(data_dir=tmp_path).db_url.startswith("sqlite:///")
+    assert Settings(data_dir=tmp_path, database_url="sqlite:///x.db").db_url == "sqlite:///x.db"

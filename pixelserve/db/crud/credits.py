@@ -137,9 +137,13 @@ def settle(session: Session, job_id: str, refund_amount: int, policy: CreditPoli
     Returns False, changing nothing, when the job was settled before (or never reserved).
     """
     reserved = _row(session, job_id, "reserve")
-    if reserved is None or is_settled(session, job_id):
+    if reserved is None:
         return False
+    # The account's lock first, then the check: two replicas settling one job at once (a job taken
+    # over after its lease lapsed) queue on the lock, and the second sees the first one's row.
     acc = account(session, reserved.owner_id, policy, now)
+    if is_settled(session, job_id):
+        return False
     taken = {"daily": -reserved.daily_delta, "monthly": -reserved.monthly_delta, "default": -reserved.default_delta}
     refund_amount = min(refund_amount, sum(taken.values()))
     if refund_amount > 0:

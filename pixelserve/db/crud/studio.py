@@ -6,11 +6,16 @@ that pay for them (db/crud/credits.py).
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from pixelserve.db.models import utcnow
 from pixelserve.db.models_studio import StudioBookmark, StudioCollection, StudioImage, StudioJob, StudioStyle
+
+#: How long a claimed job stays with its replica without a renewal (settings.job_lease_seconds).
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 # -- jobs and images ---------------------------------------------------------------------------
@@ -26,22 +31,82 @@ def add_job(session: Session, job_id: str, owner_id: int, kind: str, plan: dict,
     return rows
 
 
-def claim(session: Session, job_id: str) -> StudioJob | None:
-    """PENDING -> IN_PROGRESS, once: a job already claimed (or finished) returns None."""
+def claim(session: Session, job_id: str, worker_id: str | None = None,
+          lease_seconds: float = DEFAULT_LEASE_SECONDS) -> StudioJob | None:
+    """PENDING -> IN_PROGRESS on a lease, once: a job already claimed (or finished) returns None.
+
+    One conditional UPDATE: two replicas claiming the same job cannot both win (PostgreSQL re-checks
+    the WHERE after waiting for the other's row lock; SQLite runs one writer at a time).
+    """
     now = utcnow()
     done = session.execute(update(StudioJob).where(StudioJob.id == job_id, StudioJob.status == "PENDING")
-                           .values(status="IN_PROGRESS", started_at=now, attempts=StudioJob.attempts + 1))
+                           .values(_claimed(now, worker_id, lease_seconds)))
     if done.rowcount != 1:
         session.rollback()
         return None
+    return _started(session, job_id)
+
+
+def claim_next(session: Session, worker_id: str, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> StudioJob | None:
+    """The oldest job nobody runs (PENDING, or IN_PROGRESS on an expired lease: its replica died),
+    claimed for ``worker_id``; None when there is none.
+
+    ``FOR UPDATE SKIP LOCKED`` (PostgreSQL): replicas polling at once each take a different job
+    instead of queueing on the same row. SQLite has no row locks; the single UPDATE statement is
+    atomic there. The outer WHERE repeats the condition, so a job finished meanwhile is not taken.
+    """
+    now = utcnow()
+    free = or_(StudioJob.status == "PENDING",
+               and_(StudioJob.status == "IN_PROGRESS", StudioJob.lease_expires_at < now))
+    oldest = (select(StudioJob.id).where(free).order_by(StudioJob.created_at).limit(1)
+              .with_for_update(skip_locked=True).scalar_subquery())
+    job_id = session.execute(update(StudioJob).where(StudioJob.id == oldest, free)
+                             .values(_claimed(now, worker_id, lease_seconds)).returning(StudioJob.id)).scalar()
+    if job_id is None:
+        session.rollback()
+        return None
+    return _started(session, job_id)
+
+
+def _claimed(now: datetime, worker_id: str | None, lease_seconds: float) -> dict:
+    return dict(status="IN_PROGRESS", started_at=now, attempts=StudioJob.attempts + 1, worker_id=worker_id,
+                lease_expires_at=now + timedelta(seconds=lease_seconds))
+
+
+def _started(session: Session, job_id: str) -> StudioJob:
     session.execute(update(StudioImage).where(StudioImage.job_id == job_id).values(status="IN_PROGRESS"))
     session.commit()
-    return session.get(StudioJob, job_id)
+    return session.get(StudioJob, job_id, populate_existing=True)
+
+
+def renew_leases(session: Session, worker_id: str, job_ids: list[str],
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS) -> int:
+    """Extend the leases ``worker_id`` holds on these running jobs; the number renewed."""
+    if not job_ids:
+        return 0
+    done = session.execute(update(StudioJob).where(
+        StudioJob.id.in_(job_ids), StudioJob.worker_id == worker_id, StudioJob.status == "IN_PROGRESS")
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds)))
+    session.commit()
+    return done.rowcount
+
+
+def release_lease(session: Session, job_id: str, worker_id: str | None) -> None:
+    """A job this replica stopped running without finishing (shutdown, a crash while recording):
+    its lease ends now, so the next start or another replica takes it over at once."""
+    session.execute(update(StudioJob).where(
+        StudioJob.id == job_id, StudioJob.worker_id == worker_id, StudioJob.status == "IN_PROGRESS")
+        .values(lease_expires_at=utcnow()))
+    session.commit()
 
 
 def requeue_interrupted(session: Session) -> list[str]:
-    """At start: jobs left IN_PROGRESS by a stopped server go back to PENDING; all PENDING ids, oldest first."""
-    session.execute(update(StudioJob).where(StudioJob.status == "IN_PROGRESS").values(status="PENDING"))
+    """At start: jobs left IN_PROGRESS whose lease has ended (their replica stopped or died; no lease:
+    recorded before leases existed) go back to PENDING; all PENDING ids, oldest first. Jobs another
+    live replica is running keep their lease."""
+    lapsed = and_(StudioJob.status == "IN_PROGRESS",
+                  or_(StudioJob.lease_expires_at.is_(None), StudioJob.lease_expires_at < utcnow()))
+    session.execute(update(StudioJob).where(lapsed).values(status="PENDING"))
     pending = select(StudioJob.id).where(StudioJob.status == "PENDING")
     session.execute(update(StudioImage).where(StudioImage.job_id.in_(pending)).values(status="PENDING"))
     session.commit()
