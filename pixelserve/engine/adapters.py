@@ -257,6 +257,9 @@ def _load_lora(base: Base, name: str, ref: LoraRef) -> None:
         if name in _loaded_adapters(base.pipe):
             lora_view(base.pipe).delete_adapters(name)
         raise InvalidRequest(f"LoRA {ref.name!r} does not fit this model: {e}", field="loras") from e
+    if name not in _loaded_adapters(base.pipe):  # no tensor named a module of this model: nothing loaded
+        raise InvalidRequest(f"LoRA {ref.name!r} does not fit this model: none of its tensors names one of "
+                             "its layers", field="loras")
     base.loras.put(name, file_key(ref.path))
 
 

@@ -190,7 +190,8 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         jobs = [_Job(job_id, request, loop.create_future(), None) for job_id, request in requests]
         await self._execute(jobs, device or self.devices[0], loop)
-        return [job.future.exception() or job.future.result() for job in jobs]
+        # The futures settle after the pipeline call (NSFW scores come off the device thread).
+        return list(await asyncio.gather(*(job.future for job in jobs), return_exceptions=True))
 
     def _batch_key(self, job: _Job):
         return batch_key(job.request) if self.max_batch_size > 1 else None

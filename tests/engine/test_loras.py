@@ -106,3 +106,17 @@ def test_loras_switch_on_and_off_under_torch_compile(tiny_cache, adapter_dir, tm
     assert all(m.scaling[name] == 0.5 for m in layers)
     adapters.activate_loras(base, ())
     assert all(m.disable_adapters for m in layers)
+
+
+def test_a_lora_naming_no_layer_of_the_model_is_refused_and_leaves_it_clean(tiny_models, tmp_path):
+    import torch
+
+    model = tiny_models["tiny-sd"]
+    before = generate(model, request_for("tiny-sd"))
+    stray = tmp_path / "stray.safetensors"
+    save_file({"lora_unet_nowhere.lora_down.weight": torch.ones(4, 4),
+               "lora_unet_nowhere.lora_up.weight": torch.ones(4, 4)}, str(stray))
+    with pytest.raises(InvalidRequest) as e:
+        generate(model, request_for("tiny-sd", loras=(LoraRef("stray", str(stray), 1.0),)))
+    assert e.value.field == "loras" and "stray" in e.value.message
+    assert np.array_equal(generate(model, request_for("tiny-sd")), before)

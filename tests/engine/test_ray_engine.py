@@ -95,15 +95,11 @@ def test_requests_spread_over_both_replicas_and_batch_by_key(deployed):
 
 
 def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tmp_path):
-    from safetensors.numpy import save_file
-
-    import numpy as np
-
     from pixelserve.core.request import LoraRef
+    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
     from pixelserve.errors import InvalidRequest
 
-    lora = tmp_path / "ink.safetensors"
-    save_file({"lora_unet.down.weight": np.zeros((4, 4), dtype=np.float32)}, str(lora))
+    lora = ensure_tiny_lora("sd", tmp_path)
     with_set = GenerationRequest(model="tiny-sd", prompt="ink", width=64, height=64, steps=2, seeds=(1,),
                                  loras=(LoraRef("ink", str(lora), 0.7),))
 
