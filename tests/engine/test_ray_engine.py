@@ -1,5 +1,5 @@
 """The Ray Serve engine on a local Ray cluster (2 CPUs, tiny models): requests spread over two
-replicas and batch by key; the Karlo and Studio samples are served through it; a replica killed
+replicas and batch by key; the Karlo, OctoAI and Studio samples are served through it; a replica killed
 mid-stream loses no job and charges nothing twice; autoscaling adds a replica under a queue.
 
 Slow (a Ray cluster and replicas that load models): marked ``ray``; ``-m "not ray"`` leaves them out.
@@ -118,10 +118,13 @@ def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tm
     assert e.value.field == "loras" and "safetensors" in e.value.message
 
 
-def test_karlo_and_studio_samples_through_the_api(deployed, tmp_path, tiny_cache):
+def test_karlo_octoai_and_studio_samples_through_the_api(deployed, tmp_path, tiny_cache):
+    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
+    from pixelserve.service.assets import PUBLIC
+
     # This API process finds the deployments another one made (PIXELSERVE_RAY_DEPLOY=false).
     settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
-                             **SMALL_SETTINGS)
+                             octoai_extra_sizes="64x64", **SMALL_SETTINGS)
     with TestClient(create_app(settings)) as client:
         wait_ready(client, timeout=60)
         _, key = new_key(client.app)
@@ -133,6 +136,17 @@ def test_karlo_and_studio_samples_through_the_api(deployed, tmp_path, tiny_cache
                              json={"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 2})
         assert studio.status_code == 200, studio.text
         assert [decode(im["base64"]).size for im in studio.json()["images"]] == [(64, 64)] * 2
+        # OctoAI's sample shape (its curl body, at a tiny size), with a LoRA from the asset library.
+        client.app.state.assets.add_file(PUBLIC, ensure_tiny_lora("sdxl", tmp_path), name="ink", kind="lora",
+                                         family="sdxl")
+        octo = client.post("/generate/sdxl", headers={"Authorization": f"Bearer {key}"}, json={
+            "prompt": "The angel of death (Hyperrealistic:1.2), splash art", "negative_prompt": "ugly, tiling",
+            "sampler": "DDIM", "cfg_scale": 11, "height": 64, "width": 64, "seed": [2748252853, None], "steps": 2,
+            "num_images": 2, "style_preset": "3d-model", "loras": {"octoai:ink": 0.7}})
+        assert octo.status_code == 200, octo.text
+        images = octo.json()["images"]
+        assert [decode(im["image_b64"]).size for im in images] == [(64, 64)] * 2
+        assert images[0]["seed"] == 2748252853 and isinstance(images[1]["seed"], int)
 
 
 def test_a_replica_killed_mid_stream_loses_no_job_and_charges_once(deployed, tmp_path, tiny_cache):
