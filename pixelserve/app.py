@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits())
         app.state.assets = AssetService(sessions, settings.asset_dir, settings.models, settings.cache_dir,
-                                        max_bytes=settings.asset_max_bytes)
+                                        max_bytes=settings.asset_max_bytes, store=store)
         app.state.assets.sync_config()  # the configured public assets (octoai:canny_sdxl ...)
         warn_if_demo(settings)
         if not settings.auth_enabled:

@@ -30,6 +30,7 @@ from pixelserve.db.crud import assets as crud
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.db.models_assets import KINDS, AssetRecord
 from pixelserve.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotSupported, PayloadTooLarge
+from pixelserve.storage.base import ImageStore
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,12 @@ def new_id() -> str:
 
 class AssetService:
     def __init__(self, sessions: sessionmaker[Session], root: Path, models: ModelsConfig, cache_dir: Path, *,
-                 max_bytes: int, checker: Checker | None = None, tiny_builder: TinyBuilder | None = None):
+                 max_bytes: int, checker: Checker | None = None, tiny_builder: TinyBuilder | None = None,
+                 store: ImageStore | None = None):
+        """``store``: where clients PUT asset files directly when it has pre-signed URLs (S3), and
+        the durable copy of each uploaded asset; ``root`` keeps the local copy the engine loads."""
         self.sessions = sessions
+        self.store = store
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.models = models
@@ -87,6 +92,45 @@ class AssetService:
         if not path.is_relative_to(self.root):
             raise NotFound("no such asset")
         return path
+
+    @staticmethod
+    def object_key(asset_id: str) -> str:
+        """The asset's file in the store (S3)."""
+        return f"assets/{asset_id}.safetensors"
+
+    def store_put_url(self, asset_id: str, ttl_seconds: int) -> str | None:
+        """A pre-signed PUT straight into the store (S3); None: the store has none (local disk)."""
+        if self.store is None:
+            return None
+        # No signed Content-Type: clients (OctoAI's SDK among them) PUT with whatever header they send.
+        return self.store.presigned_put(self.object_key(asset_id), ttl_seconds)
+
+    def store_get_url(self, asset_id: str, ttl_seconds: int) -> str | None:
+        if self.store is None:
+            return None
+        return self.store.presigned_get(self.object_key(asset_id), ttl_seconds)
+
+    def _fetch_from_store(self, asset_id: str) -> bool:
+        """Copy the asset's file from the store into ``root`` (streamed, size-capped); False: not there."""
+        if self.store is None:
+            return False
+        try:
+            source = self.store.open(self.object_key(asset_id))
+        except NotFound:
+            return False
+        part = self.file_of(asset_id).with_suffix(f".{uuid.uuid4().hex}.part")
+        try:
+            size = 0
+            with source, part.open("wb") as out:
+                while chunk := source.read(1 << 20):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise PayloadTooLarge(f"asset files are limited to {self.max_bytes} bytes")
+                    out.write(chunk)
+            os.replace(part, self.file_of(asset_id))
+        finally:
+            part.unlink(missing_ok=True)
+        return True
 
     def model_for(self, family: str) -> ModelSpec:
         """The model an asset of ``family`` is checked against: the OctoAI engine's, else the first of the family."""
@@ -143,6 +187,10 @@ class AssetService:
             return row  # completing twice answers the same
         if row.status == "uploading":
             raise Conflict("the file is still being uploaded")
+        if row.status == "ready_to_upload" and self._fetch_from_store(asset_id):  # PUT straight into S3
+            with self.sessions() as s:
+                crud.update(s, asset_id, status="uploaded", size_bytes=self.file_of(asset_id).stat().st_size)
+            row.status = "uploaded"
         if row.status != "uploaded" or not self.file_of(asset_id).is_file():
             raise InvalidRequest("nothing was uploaded: PUT the file to the asset's put_url first", field="asset_id")
         return self.validate(asset_id)
@@ -155,9 +203,11 @@ class AssetService:
             self._checker(file, row.kind, row.family, self.model_for(row.family))
         except ValueError as e:
             file.unlink(missing_ok=True)  # refused bytes are not kept
+            self._delete_stored(asset_id)
             status, details = "rejected", str(e)
         else:
             status, details = "ready", ""
+            self._keep_in_store(asset_id, file)
         with self.sessions() as s:
             return crud.update(s, asset_id, status=status, status_details=details)
 
@@ -213,7 +263,18 @@ class AssetService:
             crud.remove(s, asset_id)
         if row.origin == "upload":
             self.file_of(asset_id).unlink(missing_ok=True)
+            self._delete_stored(asset_id)
         return row
+
+    def _keep_in_store(self, asset_id: str, file: Path) -> None:
+        """The durable copy of a ready upload (API replicas on other machines fetch it from there)."""
+        if self.store is not None and not self.store.exists(self.object_key(asset_id)):
+            with file.open("rb") as f:
+                self.store.put_fileobj(self.object_key(asset_id), f, "application/octet-stream")
+
+    def _delete_stored(self, asset_id: str) -> None:
+        if self.store is not None:
+            self.store.delete(self.object_key(asset_id))
 
     # -- generation requests -----------------------------------------------------------------
     def resolve(self, scope: str, *, name: str, public: bool, kind: str, family: str, field: str,
@@ -235,6 +296,8 @@ class AssetService:
         if row.family != family:
             raise InvalidRequest(f"asset {shown!r} is for {row.family} models; this engine runs {family}", field=field)
         if row.origin == "upload":
+            if not self.file_of(row.id).is_file() and not self._fetch_from_store(row.id):
+                raise NotFound(f"asset {shown!r} has no file on this server", field=field)
             path = str(self.file_of(row.id))
         elif row.path is not None or row.model_id is not None:
             path = row.path

@@ -77,3 +77,44 @@ def test_studio_images_and_references_live_in_the_bucket(s3_server, seaweed_s3, 
     assert f"{tmp_path.name}/uploads/{owner}/{name}" in keys
     assert any(k.startswith(f"{tmp_path.name}/studio/{owner}/") and k.endswith(".webp") for k in keys)
     assert not (tmp_path / "images").exists()  # nothing on local disk
+
+
+def test_assets_are_put_straight_into_the_bucket_and_kept_there(s3_server, seaweed_s3, tmp_path):
+    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
+
+    lora = ensure_tiny_lora("sd", tmp_path / "adapters").read_bytes()
+    with s3_server() as client:
+        key = key_for(client.app)
+        h = {"Authorization": f"Bearer {key}"}
+        created = client.post("/v1/assets", headers=h, json={
+            "asset_type": "lora", "name": "ink", "data": {"asset_type": "lora", "engine": "image/stable-diffusion-v1-5",
+                                                          "file_format": "safetensors", "data_type": "fp16",
+                                                          "trigger_words": ["ink"]}})
+        assert created.status_code == 200, created.text
+        asset_id, put_url = created.json()["asset"]["id"], created.json()["transfer_api"]["put_url"]
+        assert put_url.startswith(seaweed_s3.endpoint + "/")  # the client uploads to the bucket, not to us
+        assert httpx.put(put_url, content=lora).status_code == 200
+        r = client.post(f"/v1/assets/{asset_id}/complete-upload", headers=h, json={})
+        assert r.status_code == 200 and r.json()["error"] is None, r.text
+        assert client.get(f"/v1/assets/{asset_id}", headers=h).json()["asset"]["status"] == "ready"
+        object_key = f"{tmp_path.name}/assets/{asset_id}.safetensors"
+        assert seaweed_s3.client().get_object(Bucket=seaweed.BUCKET, Key=object_key)["Body"].read() == lora
+        # Another API replica (no local copy yet) fetches the file from the bucket when a request names it.
+        assets = client.app.state.assets
+        assets.file_of(asset_id).unlink()
+        scope = next(r.scope for r in assets.all_rows() if r.id == asset_id)
+        found = assets.resolve(scope, name="ink", public=False, kind="lora", family="sd", field="loras", shown="ink")
+        assert open(found.path, "rb").read() == lora
+        assert client.delete(f"/v1/assets/{asset_id}", headers=h).status_code == 200
+        listing = seaweed_s3.client().list_objects_v2(Bucket=seaweed.BUCKET, Prefix=f"{tmp_path.name}/assets/")
+        assert listing.get("KeyCount", 0) == 0  # deleted from the bucket too
+        # A refused file (not safetensors) is not kept in the bucket either.
+        created = client.post("/v1/assets", headers=h, json={
+            "asset_type": "lora", "name": "evil", "data": {"asset_type": "lora", "engine": "image/stable-diffusion-v1-5",
+                                                           "file_format": "safetensors", "data_type": "fp16"}})
+        evil_id = created.json()["asset"]["id"]
+        assert httpx.put(created.json()["transfer_api"]["put_url"], content=b"\x80\x04pickle").status_code == 200
+        r = client.post(f"/v1/assets/{evil_id}/complete-upload", headers=h, json={})
+        assert r.json()["error"], r.text
+        listing = seaweed_s3.client().list_objects_v2(Bucket=seaweed.BUCKET, Prefix=f"{tmp_path.name}/assets/")
+        assert listing.get("KeyCount", 0) == 0

@@ -40,10 +40,13 @@ def transfer_api(request: Request, row) -> dict:
     """Signed URLs for the caller's own uploaded asset; ``none`` for configured and public ones."""
     if row.origin != "upload" or row.scope == PUBLIC:
         return {"type": "none"}
-    signer, root = request.app.state.signer, base_url(request)
+    signer, root, assets = request.app.state.signer, base_url(request), request.app.state.assets
+    # Straight into the store where it signs URLs itself (S3), else pixelserve's own signed routes.
     return {"type": "presigned-url",
-            "put_url": f"{root}/v1/assets/{row.id}/upload?{signer.query(f'upload:{row.id}')}",
-            "get_url": f"{root}/v1/assets/{row.id}/download?{signer.query(f'download:{row.id}')}"}
+            "put_url": assets.store_put_url(row.id, signer.ttl)
+            or f"{root}/v1/assets/{row.id}/upload?{signer.query(f'upload:{row.id}')}",
+            "get_url": assets.store_get_url(row.id, signer.ttl)
+            or f"{root}/v1/assets/{row.id}/download?{signer.query(f'download:{row.id}')}"}
 
 
 @router.post("/v1/assets", response_model=CreateAssetResponse, responses=ERRORS)
