@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from http import HTTPStatus
 from typing import Any, Callable
 
@@ -62,10 +63,17 @@ def _no_constants(name: str) -> Any:
     raise InvalidRequest(f"{name} is not a JSON number (RFC 8259 has no NaN or Infinity)")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 reads as infinity
+        raise InvalidRequest(f"number {text[:40]} is out of range")
+    return value
+
+
 def parse_json(body: bytes) -> Any:
     """Strict JSON: no NaN/Infinity, no integers past Python's digit limit, at most MAX_JSON_DEPTH deep."""
     try:
-        value = json.loads(body, parse_constant=_no_constants)
+        value = json.loads(body, parse_constant=_no_constants, parse_float=_finite)
     except InvalidRequest:
         raise
     except RecursionError:
