@@ -28,11 +28,13 @@ log = logging.getLogger("pixelserve")
 def build_engine(settings: Settings) -> EngineClient:
     options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
                    max_batch_delay_ms=settings.max_batch_delay_ms, compile=settings.compile,
-                   vae_tiling_pixels=settings.vae_tiling_pixels, start_deadline_s=settings.start_deadline_seconds)
+                   vae_tiling_pixels=settings.vae_tiling_pixels, start_deadline_s=settings.start_deadline_seconds,
+                   deadline_s=settings.request_deadline_seconds)
     if settings.engine == "process":
         from pixelserve.engine.supervised import SupervisedEngine
 
-        return SupervisedEngine(settings.models.models, settings.cache_dir, **options)
+        return SupervisedEngine(settings.models.models, settings.cache_dir, lease_s=settings.job_lease_seconds,
+                                **options)
     from pixelserve.engine.local import LocalEngine
 
     return LocalEngine(settings.models.models, settings.cache_dir, **options)

@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     #: A queued job that has not started this many seconds after it was queued is refused (503)
     #: instead of running after its client gave up (0: no deadline).
     start_deadline_seconds: float = Field(120.0, ge=0, le=86_400)
+    #: A job not finished this many seconds after it was queued is stopped (before its next step)
+    #: and answered 503 with Retry-After, never left running for a client that gave up (0: no limit).
+    request_deadline_seconds: float = Field(600.0, ge=0, le=86_400)
+    #: engine "process": a job in the worker that shows no progress (a denoising step, or the
+    #: worker's heartbeat while it waits in the worker's queue) for this long has lost its lease:
+    #: the worker is deemed hung, killed and replaced, and its jobs handed over (once).
+    job_lease_seconds: float = Field(300.0, gt=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(4096 * 4096, ge=64 * 64)
     #: Default request quotas per API key (0: unlimited); `pixelserve keys quota` sets them per key.
