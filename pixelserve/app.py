@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -50,6 +51,14 @@ def warn_if_demo(settings: Settings) -> None:
         log.warning("%s", banner)
 
 
+def drain_left(app: FastAPI, settings: Settings) -> float:
+    """Seconds left of the SIGTERM drain (``cli serve`` sets ``drain_started``); 0 outside a drain."""
+    started = getattr(app.state, "drain_started", None)
+    if started is None:
+        return 0.0
+    return max(0.0, started + settings.drain_timeout_seconds - time.monotonic())
+
+
 def create_app(settings: Settings | None = None, engine: EngineClient | None = None) -> FastAPI:
     settings = settings or Settings()
     _ = settings.models  # a bad model config fails here, at start, not on the first request
@@ -81,8 +90,9 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         try:
             yield
         finally:
-            await app.state.studio_jobs.stop()  # running jobs stay IN_PROGRESS for the next start
+            await app.state.studio_jobs.stop(grace_s=drain_left(app, settings))  # the rest resume at the next start
             await eng.stop()
+            sessions.kw["bind"].dispose()  # every connection closed: SQLite checkpoints its WAL into the file
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")

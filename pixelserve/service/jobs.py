@@ -8,6 +8,7 @@ IN_PROGRESS in the database (``stopping`` tells the job function not to record a
 
 One server process per database: at start every IN_PROGRESS job counts as interrupted. (Several
 processes on one database would need leases, like the ``jobs`` table's ``lease_expires_at``.)
+On SIGTERM the runner stops taking jobs and running ones get the drain time to finish.
 Claiming is atomic (a conditional UPDATE), so a job is never run twice at once.
 """
 
@@ -31,10 +32,12 @@ class JobRunner:
         self._poll = poll_seconds
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
+        self._running = 0  # jobs being run now
+        self._closing = False  # stopping: no new job is started
         self.stopping = False
 
     async def start(self) -> None:
-        self.stopping = False
+        self.stopping = self._closing = False
         for job_id in await asyncio.to_thread(self._requeue):
             self._queue.put_nowait(job_id)
         self._tasks = [asyncio.create_task(self._worker(), name=f"studio-jobs-{i}") for i in range(self._workers)]
@@ -45,7 +48,13 @@ class JobRunner:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Start no new job; give running ones ``grace_s`` to finish, then cancel them (they stay
+        IN_PROGRESS and resume at the next start)."""
+        self._closing = True
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self._running and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
         self.stopping = True
         for task in self._tasks:
             task.cancel()
@@ -55,11 +64,14 @@ class JobRunner:
     async def _worker(self) -> None:
         while True:
             job_id = await self._queue.get()
-            while not self._is_ready():  # models still loading: the job waits, it does not fail
+            while not self._is_ready() or self._closing:  # loading: the job waits; stopping: it stays PENDING
                 await asyncio.sleep(self._poll)
+            self._running += 1
             try:
                 await self._run(job_id)
             except asyncio.CancelledError:
                 raise
             except Exception:  # recorded on the job by run(); the worker goes on
                 log.info("studio job %s failed", job_id, exc_info=True)
+            finally:
+                self._running -= 1

@@ -164,7 +164,10 @@ class StudioService:
         return job_id, ids, balances
 
     # -- running a job (here, or in the background by service/jobs.JobRunner) ----------------------
-    async def run_job(self, job_id: str) -> None:
+    async def run_job(self, job_id: str, *, resumable: bool = True) -> None:
+        """Run a claimed job. Cancelled while the server stops, a ``resumable`` (background) job stays
+        IN_PROGRESS for the next start; otherwise (a client that hung up, a request cut off by the
+        shutdown drain) it is failed and refunded."""
         job = await asyncio.to_thread(self._db, crud.claim, job_id)
         if job is None:
             return  # already run (or running) elsewhere
@@ -176,7 +179,7 @@ class StudioService:
                 images, scores = result.images, result.nsfw_scores
             stored = await asyncio.to_thread(self._store_images, job, images, scores)
         except asyncio.CancelledError:
-            if not self.stopping():  # the client went away; at shutdown the job stays for the restart
+            if not (resumable and self.stopping()):
                 await asyncio.shield(asyncio.to_thread(self._fail, job_id, "cancelled"))
             raise
         except PixelserveError as e:

@@ -103,7 +103,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
         views = await asyncio.to_thread(studio.views, ids, with_data=False)
         request.app.state.studio_jobs.enqueue(job_id)
         return JSONResponse(translate.response(views, reserved, owner))
-    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
+    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id, resumable=False))
     return await _answer(studio, ids, owner)
 
 
@@ -138,7 +138,7 @@ async def upscale(imageId: RecordId, body: UpscaleRequest, request: Request, key
     owner = owner_of(key)
     cost = studio.credits.cost_of_upscale(body.scaleSize)
     job_id, ids, _ = await studio.upscale(owner, key.id if key else None, imageId, body.scaleSize, cost)
-    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
+    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id, resumable=False))
     return await _answer(studio, ids, owner)
 
 
