@@ -86,8 +86,10 @@ async def started_engine(cache: Path, **kw):
 
 
 @contextlib.contextmanager
-def running_server(cache: Path, env: dict[str, str]):
-    """``pixelserve serve`` on a free 127.0.0.1 port over a copy of the tiny-model cache."""
+def running_server(cache: Path, env: dict[str, str], setup=None):
+    """``pixelserve serve`` on a free 127.0.0.1 port over a copy of the tiny-model cache.
+
+    ``setup(env)``, when given, runs before the server starts (e.g. more ``pixelserve keys`` commands)."""
     import shutil
     import socket
     import urllib.request
@@ -98,6 +100,8 @@ def running_server(cache: Path, env: dict[str, str]):
         bin_dir = Path(sys.executable).parent
         key = subprocess.run([bin_dir / "pixelserve", "keys", "create", "--name", "bench"], env=env,
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        if setup is not None:
+            setup(env)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
