@@ -18,13 +18,18 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
+from pixelserve.errors import Overloaded
+
 log = logging.getLogger(__name__)
 
 
 class JobRunner:
     def __init__(self, run: Callable[[str], Awaitable[None]], requeue: Callable[[], list[str]], *,
-                 workers: int = 1, is_ready: Callable[[], bool] = lambda: True, poll_seconds: float = 0.1):
-        """``run(job_id)`` runs one job (claiming it first); ``requeue()`` returns the ids to resume."""
+                 workers: int = 1, is_ready: Callable[[], bool] = lambda: True, poll_seconds: float = 0.1,
+                 capacity: int = 0):
+        """``run(job_id)`` runs one job (claiming it first); ``requeue()`` returns the ids to resume;
+        ``capacity``: jobs waiting at most before ``check_capacity`` refuses new ones (0: no bound)."""
+        self.capacity = capacity
         self._run = run
         self._requeue = requeue
         self._workers = workers
@@ -47,6 +52,12 @@ class JobRunner:
 
     def pending(self) -> int:
         return self._queue.qsize()
+
+    def check_capacity(self) -> None:
+        """Raises Overloaded (503, Retry-After) when ``capacity`` jobs already wait: call it before
+        accepting (and charging for) a new background job, so the backlog stays bounded."""
+        if self.capacity and self.pending() >= self.capacity:
+            raise Overloaded(f"{self.pending()} background jobs are waiting; retry later")
 
     async def stop(self, grace_s: float = 0.0) -> None:
         """Start no new job; give running ones ``grace_s`` to finish, then cancel them (they stay

@@ -370,7 +370,8 @@ def open_studio(settings, engine: EngineClient, sessions: sessionmaker[Session],
 
         studio.translator = Translator(settings.studio_translation_model)
     runner = JobRunner(studio.run_job, lambda: studio._db(crud.requeue_interrupted),
-                       workers=settings.studio_job_workers, is_ready=lambda: engine.health().ready)
+                       workers=settings.studio_job_workers, is_ready=lambda: engine.health().ready,
+                       capacity=settings.max_queue)
     studio.stopping = lambda: runner.stopping
     return studio, runner
 

@@ -96,6 +96,8 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
     gen = translate.create_to_request(body, model_id=model.id, family=model.family, defaults=defaults(request),
                                       style=style, reference=reference, translated=translated)
     cost = studio.credits.cost_per_image(model.family, RATIO_ALIASES.get(body.ratio, body.ratio))
+    if body.async_:
+        request.app.state.studio_jobs.check_capacity()  # a bounded backlog: 503 before anything is charged
     job_id, ids, reserved = await studio.create(owner, key.id if key else None, gen,
                                                 translate.record_info(body, platform, x_type, style, translated),
                                                 reference_key=reference_key, cost_per_image=cost)
