@@ -94,10 +94,11 @@ def main() -> int:
         env = {"PIXELSERVE_MAX_QUEUE": str(a.queue), "PIXELSERVE_MAX_BATCH_SIZE": "4", "PIXELSERVE_STUDIO_STEPS": "10",
                "PIXELSERVE_STUDIO_RESOLUTIONS": '{"sd": {"1:1": "384x384"}}'}
         with running_server(cache, env, setup=rate_limited_key) as (base, key, proc):
-            # Warm-up until resident memory settles (allocator arenas, caches, batch shapes seen once).
+            # Warm-up until resident memory settles (allocator arenas, caches, batch shapes seen once,
+            # the NSFW model Studio loads on first use); Studio here on the unlimited key.
             before = 0.0
             for _ in range(a.warmup_rounds):
-                asyncio.run(load(base, key, None, concurrency, 0, 2, a.max_seconds))
+                asyncio.run(load(base, key, key, concurrency, a.limited, 2, a.max_seconds))
                 before, previous = rss_mib(proc.pid), before
                 if previous and before <= previous * 1.01:
                     break
