@@ -72,14 +72,18 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(cache: Path, env: dict[str, str]):
-    """``pixelserve serve`` on a free 127.0.0.1 port over a copy of the tiny-model cache."""
+def running_server(cache: Path, env: dict[str, str], setup=None):
+    """``pixelserve serve`` on a free 127.0.0.1 port over a copy of the tiny-model cache.
+
+    ``setup(env)``, when given, runs before the server starts (e.g. more ``pixelserve keys`` commands)."""
     with tempfile.TemporaryDirectory() as data:
         shutil.copytree(cache, Path(data) / "cache", ignore=shutil.ignore_patterns("inductor", "*.png"))
         env = {**os.environ, **env, "PIXELSERVE_DATA_DIR": data}
         bin_dir = Path(sys.executable).parent
         key = subprocess.run([bin_dir / "pixelserve", "keys", "create", "--name", "bench"], env=env,
                              capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        if setup is not None:
+            setup(env)
         port = free_port()
         proc = subprocess.Popen([bin_dir / "pixelserve", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -18,7 +19,6 @@ from pixelserve.dialects.studio.router import router as studio_router
 from pixelserve.engine.client import EngineClient
 from pixelserve.routes.health import router as health_router
 from pixelserve.routes.images import router as images_router
-from pixelserve.routes.uploads import router as uploads_router
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.generation import GenerationService
@@ -34,7 +34,7 @@ log = logging.getLogger("pixelserve")
 def build_engine(settings: Settings) -> EngineClient:
     options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
                    max_batch_delay_ms=settings.max_batch_delay_ms, start_deadline_s=settings.start_deadline_seconds,
-                   **settings.pipeline_options())
+                   deadline_s=settings.request_deadline_seconds, **settings.pipeline_options())
     if settings.engine == "ray":
         from pixelserve import ray_app
 
@@ -42,7 +42,8 @@ def build_engine(settings: Settings) -> EngineClient:
     if settings.engine == "process":
         from pixelserve.engine.supervised import SupervisedEngine
 
-        return SupervisedEngine(settings.models.models, settings.cache_dir, **options)
+        return SupervisedEngine(settings.models.models, settings.cache_dir, lease_s=settings.worker_lease_seconds,
+                                **options)
     from pixelserve.engine.local import LocalEngine
 
     return LocalEngine(settings.models.models, settings.cache_dir, **options)
@@ -64,6 +65,14 @@ def warn_if_demo(settings: Settings) -> None:
         log.warning("DEMO MODELS: %s are tiny random-weight models: they draw NOISE.", ", ".join(demo))
         log.warning("Set PIXELSERVE_MODELS_CONFIG to a TOML file naming your own checkpoints.")
         log.warning("%s", banner)
+
+
+def drain_left(app: FastAPI, settings: Settings) -> float:
+    """Seconds left of the SIGTERM drain (``cli serve`` sets ``drain_started``); 0 outside a drain."""
+    started = getattr(app.state, "drain_started", None)
+    if started is None:
+        return 0.0
+    return max(0.0, started + settings.drain_timeout_seconds - time.monotonic())
 
 
 def create_app(settings: Settings | None = None, engine: EngineClient | None = None) -> FastAPI:
@@ -100,15 +109,15 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         try:
             yield
         finally:
-            await app.state.studio_jobs.stop()  # running jobs stay IN_PROGRESS for the next start
+            await app.state.studio_jobs.stop(grace_s=drain_left(app, settings))  # the rest resume at the next start
             await eng.stop()
             app.state.service.close()
+            sessions.kw["bind"].dispose()  # every connection closed: SQLite checkpoints its WAL into the file
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
     app.include_router(health_router)
     app.include_router(images_router)
-    app.include_router(uploads_router)
     app.include_router(karlo_router)
     app.include_router(studio_router)
     app.include_router(studio_library_router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -43,15 +44,22 @@ def serve(
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM/SIGINT: /health/ready turns 503 at once, new connections are refused, running
-        requests get ``drain_timeout_seconds`` to finish, then the lifespan stops the engine."""
+        requests and background jobs get ``drain_timeout_seconds`` to finish; requests still running
+        then are cancelled (their jobs failed and refunded), and the lifespan stops the engine."""
 
         def handle_exit(self, sig, frame) -> None:
-            app.state.draining = True
+            if not getattr(app.state, "draining", False):
+                app.state.draining, app.state.drain_started = True, time.monotonic()
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, host=host, port=port, log_level="info",
                             timeout_graceful_shutdown=settings.drain_timeout_seconds)
     DrainingServer(config).run()
+    # The settlements of requests cancelled at the end of the drain ran on worker threads that
+    # asyncio.run waited for; close the connections they opened so the database file is complete.
+    sessions = getattr(app.state, "sessions", None)
+    if sessions is not None:
+        sessions.kw["bind"].dispose()
 
 
 @cli.command()

@@ -32,6 +32,10 @@ class InvalidHeader(InvalidRequest):
     """A request header is missing or malformed (content type, for example)."""
 
 
+class UnsupportedMediaType(InvalidHeader):
+    """The body's Content-Type is not one the endpoint reads (JSON endpoints take application/json)."""
+
+
 class Unauthorized(PixelserveError):
     """Missing or wrong credentials."""
 
@@ -58,6 +62,10 @@ class PayloadTooLarge(PixelserveError):
     """Body or image over the configured size limits."""
 
 
+class BodyTooLarge(PayloadTooLarge):
+    """The HTTP request body is over ``max_body_bytes`` (refused before it is read in full)."""
+
+
 class PaymentRequired(PixelserveError):
     """Not enough credits for the request (Studio); nothing was generated or charged."""
 
@@ -82,12 +90,25 @@ class NotReady(PixelserveError):
     retry_after = 5
 
 
+class DeadlineExceeded(Overloaded):
+    """The job did not finish within the per-request deadline; it was stopped, not left running."""
+
+    retry_after = 5
+
+
 class Cancelled(PixelserveError):
     """The job was cancelled (client went away, or an explicit cancel)."""
 
 
 class EngineFailure(PixelserveError):
-    """The engine failed on a valid request (out of memory, a crashed worker)."""
+    """The engine failed on a valid request (a crashed worker, a pipeline error)."""
+
+
+class OutOfMemory(EngineFailure):
+    """The device ran out of memory on this request, alone (a batch is first retried one job at a
+    time). Other jobs may be holding memory, so a retry (or a smaller size) may succeed."""
+
+    retry_after = 5
 
 
 STATUS: dict[type[PixelserveError], int] = {
@@ -102,6 +123,8 @@ STATUS: dict[type[PixelserveError], int] = {
     Cancelled: 499,
     EngineFailure: 500,
     NotSupported: 501,
+    UnsupportedMediaType: 415,
+    OutOfMemory: 503,
     Overloaded: 503,
     NotReady: 503,
 }

@@ -64,9 +64,15 @@ class Settings(BaseSettings):
     #: A queued job that has not started this many seconds after it was queued is refused (503)
     #: instead of running after its client gave up (0: no deadline).
     start_deadline_seconds: float = Field(120.0, ge=0, le=86_400)
+    #: A job not finished this many seconds after it was queued is stopped (before its next step)
+    #: and answered 503 with Retry-After, never left running for a client that gave up (0: no limit).
+    request_deadline_seconds: float = Field(600.0, ge=0, le=86_400)
+    #: engine "process": a job in the worker that shows no progress (a denoising step, or the
+    #: worker's heartbeat while it waits in the worker's queue) for this long has lost its lease:
+    #: the worker is deemed hung, killed and replaced, and its jobs handed over (once).
+    worker_lease_seconds: float = Field(300.0, gt=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     #: Largest file a signed upload URL takes into a local store (PUT /v1/uploads/...).
-    max_upload_bytes: int = Field(8 * 1024**3, ge=1024)
     # -- storage (storage/local.py, storage/s3.py) ---------------------------------------------
     #: "local": files under data_dir/images; "s3": an S3 bucket (AWS, MinIO, SeaweedFS, ...).
     store: Literal["local", "s3"] = "local"

@@ -1,4 +1,9 @@
-"""Image bytes in and out: base64 decoding with size and pixel limits, png/jpeg/webp encoding."""
+"""Image bytes in and out: base64 or URL inputs decoded with size and pixel limits, png/jpeg/webp encoding.
+
+Every dialect decodes client images through here, so the limits are the same everywhere: the
+byte size is checked before decoding, the declared pixel count (decompression bombs) and side
+before a single pixel is decoded, the format by content (never by name or MIME type).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import io
 import struct
 import warnings
 import zlib
+from dataclasses import replace
 
 from PIL import Image
 
+from pixelserve.core.fetch import FetchPolicy, fetch
 from pixelserve.errors import InvalidRequest, PayloadTooLarge
 
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
@@ -114,9 +121,18 @@ def open_image_bytes(raw: bytes, *, field: str, max_bytes: int, max_pixels: int,
             img.load()
     except (PayloadTooLarge, InvalidRequest):
         raise
-    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        raise PayloadTooLarge("image is too large", field=field) from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # PIL's own header check
+        raise PayloadTooLarge(f"image declares more than {max_pixels} pixels", field=field) from None
     except Exception:
         names = ", ".join(sorted(f.lower() for f in formats))
         raise InvalidRequest(f"is not a readable image of an accepted format ({names})", field=field) from None
     return img.convert("RGBA" if "A" in img.getbands() else "RGB")
+
+
+def fetch_image(url: str, *, field: str, max_bytes: int, max_pixels: int, formats: frozenset[str] = INPUT_FORMATS,
+                max_side: int | None = None, policy: FetchPolicy = FetchPolicy()) -> Image.Image:
+    """An image URL fetched through the guarded fetcher (core/fetch.py), then decoded with the same
+    limits as a base64 input; the download itself stops at ``max_bytes``."""
+    raw = fetch(url, policy=replace(policy, max_bytes=min(policy.max_bytes, max_bytes)), field=field)
+    return open_image_bytes(raw, field=field, max_bytes=max_bytes, max_pixels=max_pixels, formats=formats,
+                            max_side=max_side)

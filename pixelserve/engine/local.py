@@ -29,7 +29,8 @@ from pixelserve.engine.batching import AllSet, BatchQueue, batch_key, run_batch
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.registry import ModelRegistry
-from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded, PixelserveError
+from pixelserve.errors import (Cancelled, DeadlineExceeded, EngineFailure, NotFound, NotReady, OutOfMemory, Overloaded,
+                               PixelserveError)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class LocalEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
                  max_queue: int = 64, max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
-                 vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0,
+                 vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0, deadline_s: float = 0.0,
                  compile_mode: str | None = None, fuse_qkv: bool = False, model_cache_gib: float = 0.0,
                  fp8: bool = False, step_cache_interval: int = 0, tiny_vae: dict[str, Path] | None = None):
         import diffusers
@@ -83,6 +84,7 @@ class LocalEngine:
         self.warmup_sizes = warmup_sizes
         self.vae_tiling_pixels = vae_tiling_pixels
         self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
+        self.deadline_s = deadline_s  # 0: no limit on a job's total time (queue + run)
         if compile:
             optimize.use_compile_cache(Path(cache_dir) / "compile")
         self._queue: BatchQueue | None = None
@@ -155,7 +157,15 @@ class LocalEngine:
         self._jobs[job_id] = job
         try:
             # shield: a cancelled awaiter must not cancel the future the worker will settle.
-            return await asyncio.shield(job.future)
+            return await asyncio.wait_for(asyncio.shield(job.future), self.deadline_s or None)
+        except TimeoutError:
+            # Past its deadline: stopped before its next step, never left running for nobody.
+            self.cancel(job_id)
+            error = DeadlineExceeded(f"not finished within {self.deadline_s:g} s; it was stopped")
+            _settle(job.future, exc=error)
+            if job.future.exception() is not error:  # it finished in the same instant: keep its answer
+                return job.future.result()
+            raise error from None
         except asyncio.CancelledError:
             self.cancel(job_id)
             raise
@@ -192,6 +202,10 @@ class LocalEngine:
         await self._execute(jobs, device or self.devices[0], loop)
         # The futures settle after the pipeline call (NSFW scores come off the device thread).
         return list(await asyncio.gather(*(job.future for job in jobs), return_exceptions=True))
+
+    def waiting(self) -> list[str]:
+        """Ids of the submitted jobs that have not started running (queued behind others)."""
+        return [job_id for job_id in self._jobs if job_id not in self._running]
 
     def _batch_key(self, job: _Job):
         return batch_key(job.request) if self.max_batch_size > 1 else None
@@ -231,7 +245,10 @@ class LocalEngine:
                 for job in batch:
                     await self._execute([job], device, loop)
             else:
-                _settle(batch[0].future, exc=EngineFailure(f"out of memory on {device}: {e}"))
+                r = batch[0].request
+                _settle(batch[0].future, exc=OutOfMemory(
+                    f"out of memory on {device} for {r.num_images} image(s) of {r.width}x{r.height} ({e}); "
+                    "retry later, or ask for fewer or smaller images"))
         except PixelserveError as e:  # a request the family cannot run: its own error
             for job in batch:
                 _settle(job.future, exc=e)

@@ -42,6 +42,22 @@ class WeightsFormatError(ValueError):
 MAX_SAFETENSORS_HEADER = 100_000_000
 
 
+def check_safetensors(path: Path) -> None:
+    """Refuse ``path`` unless its content starts like safetensors with a sane header length.
+
+    safetensors: an 8-byte little-endian header length, then a JSON object. The length is checked
+    before anything maps the file: one longer than the file, or than safetensors' own 100 MB cap,
+    is a forged or broken file. The name never matters (a pickle called .safetensors is refused).
+    """
+    with Path(path).open("rb") as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        (n,) = struct.unpack("<Q", head[:8])
+        if 0 < n < min(Path(path).stat().st_size, MAX_SAFETENSORS_HEADER):
+            return
+    raise WeightsFormatError(f"{path} is not a safetensors file; only safetensors weights are loaded")
+
+
 def detect_format(path: Path) -> str:
     """'diffusers' for a diffusers folder, 'single_file' for a safetensors checkpoint."""
     path = Path(path)
@@ -50,21 +66,14 @@ def detect_format(path: Path) -> str:
             return "diffusers"
         raise WeightsFormatError(f"{path} is a folder without model_index.json (not a diffusers model)")
     if path.is_file():
-        with path.open("rb") as f:
-            head = f.read(9)
-        # safetensors: 8-byte little-endian header length, then a JSON object.
-        if len(head) == 9 and head[8:9] == b"{":
-            (n,) = struct.unpack("<Q", head[:8])
-            # The header length is checked before anything maps the file: a header longer than
-            # the file, or than safetensors' own 100 MB cap, is a forged or broken file.
-            if 0 < n < min(path.stat().st_size, MAX_SAFETENSORS_HEADER):
-                return "single_file"
-        raise WeightsFormatError(f"{path} is not a safetensors file; only safetensors weights are loaded")
+        check_safetensors(path)
+        return "single_file"
     raise WeightsFormatError(f"{path} does not exist")
 
 
 def check_diffusers_folder_is_safetensors(path: Path) -> None:
-    """Refuse a diffusers folder whose components exist only as pickle (.bin/.ckpt/.pt)."""
+    """Refuse a diffusers folder whose components exist only as pickle (.bin/.ckpt/.pt), or whose
+    .safetensors files are not safetensors by content."""
     index = json.loads((path / "model_index.json").read_text())
     for name, value in index.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
@@ -75,6 +84,9 @@ def check_diffusers_folder_is_safetensors(path: Path) -> None:
         weights = [p for p in sub.iterdir() if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt", ".pth")]
         if weights and not any(p.suffix == ".safetensors" for p in weights):
             raise WeightsFormatError(f"{sub} has only pickle weights; convert them to safetensors")
+        for p in weights:
+            if p.suffix == ".safetensors":
+                check_safetensors(p)
 
 
 @dataclass

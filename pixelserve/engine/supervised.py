@@ -7,9 +7,15 @@ the supervisor starts a new one and hands each unanswered job over again, once
 records it failed and releases what it charged). Jobs are answered exactly once, so nothing is
 charged twice. Inside the worker runs the ordinary ``LocalEngine`` (queue, batching, devices).
 
+Jobs are held on leases (``lease_s``): a running job's lease is renewed by each denoising step it
+reports, a job waiting in the worker's queue by the worker's heartbeat. A worker that is alive but
+hung (a stuck kernel, a stopped process) lets a lease run out; the supervisor then kills it, and
+the usual death path hands its jobs over.
+
 Messages over a ``multiprocessing`` pipe (spawn context: no CUDA state is forked):
 parent -> worker ``("submit", job_id, request)``, ``("cancel", job_id)``, ``("stop",)``;
 worker -> parent ``("ready", error)``, ``("progress", job_id, step, total)``,
+``("heartbeat", [ids of jobs waiting in its queue])``,
 ``("done", job_id, result)``, ``("error", job_id, class name, message, field)``.
 """
 
@@ -19,6 +25,7 @@ import asyncio
 import logging
 import multiprocessing
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,15 +45,18 @@ class _Pending:
     on_progress: ProgressCallback | None
     attempts: int = 1
     sent_to: int = field(default=0)  # the worker generation it was handed to
+    lease_until: float = 0.0  # time.monotonic() by which the worker must show progress on it
 
 
 class SupervisedEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, max_queue: int = 64,
-                 max_attempts: int = 2, **engine_kwargs):
+                 max_attempts: int = 2, lease_s: float = 300.0, **engine_kwargs):
         self.specs = dict(specs)
         self.cache_dir = Path(cache_dir)
         self.max_queue = max_queue
         self.max_attempts = max_attempts
+        self.lease_s = lease_s
+        self.heartbeat_s = min(10.0, max(0.1, lease_s / 5))
         self.engine_kwargs = dict(engine_kwargs, max_queue=max_queue)
         self._ctx = multiprocessing.get_context("spawn")
         self._pending: dict[str, _Pending] = {}
@@ -59,13 +69,16 @@ class SupervisedEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_event: asyncio.Event | None = None
         self._send_lock = threading.Lock()
+        self._watchdog: asyncio.Task | None = None
         self.restarts = 0
+        self.lease_expiries = 0  # workers killed because a job's lease ran out
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._ready_event = asyncio.Event()
         self._spawn()
+        self._watchdog = asyncio.create_task(self._watch_leases(), name="engine-leases")
 
     async def wait_ready(self) -> None:
         await self._ready_event.wait()
@@ -80,8 +93,8 @@ class SupervisedEngine:
         self._ready = False
         self._ready_event.clear()
         self._conn = parent
-        self._proc = self._ctx.Process(target=_worker_main, args=(child, self.specs, self.cache_dir, self.engine_kwargs),
-                                       name=f"pixelserve-engine-{self._generation}", daemon=True)
+        self._proc = self._ctx.Process(target=_worker_main, name=f"pixelserve-engine-{self._generation}", daemon=True,
+                                       args=(child, self.specs, self.cache_dir, self.engine_kwargs, self.heartbeat_s))
         self._proc.start()
         child.close()
         threading.Thread(target=self._read, args=(parent, self._generation), daemon=True,
@@ -89,6 +102,8 @@ class SupervisedEngine:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(Cancelled("server shutting down"))
@@ -109,9 +124,9 @@ class SupervisedEngine:
             raise NotReady(self._loading_error or "models are still loading; retry shortly")
         if len(self._pending) >= self.max_queue:
             raise Overloaded(f"queue full ({self.max_queue} jobs waiting); retry later")
-        pending = _Pending(request, self._loop.create_future(), on_progress, sent_to=self._generation)
+        pending = _Pending(request, self._loop.create_future(), on_progress)
         self._pending[job_id] = pending
-        self._send(("submit", job_id, request))
+        self._hand_over(job_id, pending)
         try:
             return await asyncio.shield(pending.future)
         except asyncio.CancelledError:
@@ -138,6 +153,30 @@ class SupervisedEngine:
     def models(self) -> list[ModelInfo]:
         return [ModelInfo.of(s, loaded=self._ready) for s in self.specs.values()]
 
+    # -- leases ------------------------------------------------------------------------------
+    def _hand_over(self, job_id: str, pending: _Pending) -> None:
+        pending.sent_to = self._generation
+        pending.lease_until = time.monotonic() + self.lease_s
+        self._send(("submit", job_id, pending.request))
+
+    def expired_leases(self, now: float) -> list[str]:
+        """Jobs the current worker holds whose lease ran out by ``now`` (time.monotonic())."""
+        if not self._ready or self._proc is None:
+            return []
+        return [job_id for job_id, p in self._pending.items()
+                if p.sent_to == self._generation and not p.future.done() and p.lease_until < now]
+
+    async def _watch_leases(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.heartbeat_s))
+            expired = self.expired_leases(time.monotonic())
+            if expired:
+                log.error("engine worker %s shows no progress on %s for %g s: killing it", self._proc.pid,
+                          ", ".join(expired), self.lease_s)
+                self.lease_expiries += 1
+                self._ready = False  # until the replacement is ready; the reader sees the death
+                self._proc.kill()
+
     # -- the pipe ----------------------------------------------------------------------------
     def _send(self, message: tuple) -> None:
         with self._send_lock:
@@ -163,15 +202,22 @@ class SupervisedEngine:
             self._ready = message[1] is None
             self._ready_event.set()
             for job_id, pending in self._pending.items():  # jobs waiting for a restarted worker
-                if pending.sent_to != self._generation:
-                    pending.sent_to = self._generation
-                    self._send(("submit", job_id, pending.request))
+                if pending.sent_to != self._generation and not pending.future.done():
+                    self._hand_over(job_id, pending)
+            return
+        if kind == "heartbeat":
+            renewed = time.monotonic() + self.lease_s
+            for job_id in message[1]:
+                if job_id in self._pending:
+                    self._pending[job_id].lease_until = renewed
             return
         pending = self._pending.get(message[1])
         if pending is None or pending.future.done():
             return
-        if kind == "progress" and pending.on_progress is not None:
-            pending.on_progress(message[2], message[3])
+        if kind == "progress":
+            pending.lease_until = time.monotonic() + self.lease_s
+            if pending.on_progress is not None:
+                pending.on_progress(message[2], message[3])
         elif kind == "done":
             pending.future.set_result(message[2])
         elif kind == "error":
@@ -202,11 +248,12 @@ def _rebuild_error(name: str, message: str, field_name: str | None) -> Exception
 
 
 # -- the worker process --------------------------------------------------------------------------
-def _worker_main(conn, specs: dict[str, ModelSpec], cache_dir: Path, engine_kwargs: dict) -> None:
-    asyncio.run(_worker(conn, specs, cache_dir, engine_kwargs))
+def _worker_main(conn, specs: dict[str, ModelSpec], cache_dir: Path, engine_kwargs: dict,
+                 heartbeat_s: float = 1.0) -> None:
+    asyncio.run(_worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s))
 
 
-async def _worker(conn, specs, cache_dir, engine_kwargs) -> None:
+async def _worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s: float = 1.0) -> None:
     from pixelserve.engine.local import LocalEngine
 
     loop = asyncio.get_running_loop()
@@ -251,6 +298,13 @@ async def _worker(conn, specs, cache_dir, engine_kwargs) -> None:
                 return
             loop.call_soon_threadsafe(dispatch, message)
 
+    async def heartbeat() -> None:  # renews the leases of jobs waiting in this worker's queue
+        while True:
+            await asyncio.sleep(heartbeat_s)
+            send(("heartbeat", engine.waiting()))
+
     threading.Thread(target=read, daemon=True).start()
+    beats = asyncio.create_task(heartbeat())
     await stop.wait()
+    beats.cancel()
     await engine.stop()

@@ -2,17 +2,39 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health/live")
+class Live(BaseModel):
+    status: str
+
+
+class ModelState(BaseModel):
+    id: str
+    family: str
+    loaded: bool
+    demo: bool
+
+
+class Ready(BaseModel):
+    status: str  # ready | loading | error | draining
+    devices: list[str]
+    queue_depth: int
+    queue_capacity: int
+    running: int
+    models: list[ModelState]
+    error: str | None = None
+
+
+@router.get("/health/live", response_model=Live)
 async def live() -> dict:
     """The process is up (models may still be loading)."""
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", response_model=Ready, responses={503: {"model": Ready, "description": "Not ready"}})
 async def ready(request: Request) -> JSONResponse:
     """200 once every configured model is loaded; 503 before, when loading failed, or while draining."""
     h = request.app.state.engine.health()

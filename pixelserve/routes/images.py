@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from pixelserve.core.images import CONTENT_TYPES
 from pixelserve.errors import PixelserveError, status_of
@@ -12,7 +13,16 @@ from pixelserve.storage.base import check_key
 router = APIRouter(tags=["images"])
 
 
-@router.get("/v1/images/{key:path}")
+class Detail(BaseModel):
+    detail: str
+
+
+@router.get("/v1/images/{key:path}", response_class=Response, responses={
+    200: {"content": {t: {"schema": {"type": "string", "format": "binary"}} for t in CONTENT_TYPES.values()},
+          "description": "The image"},
+    403: {"model": Detail, "description": "Bad or expired signature"},
+    404: {"model": Detail, "description": "No such image"},
+})
 async def get_image(key: str, request: Request, expires: int = 0, signature: str = "") -> Response:
     try:
         check_key(key)

@@ -3,8 +3,9 @@
 The first request with a key claims it (a unique row per caller and key), runs, and stores its
 answer; a retry with the same key and the same body gets that answer back (marked with
 ``Idempotent-Replayed: true``); the same key with another body is refused; a retry while the first
-is still running is told to wait (409). Server errors (5xx) are not kept: the key is released so
-the retry really runs again. Answers are kept for ``TTL``.
+is still running is told to wait (409). Only successful (2xx) answers are kept: a refused request
+(bad input, no credits, busy, a server error) releases the key, writes nothing, and its retry really
+runs again. Answers are kept for ``TTL``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ its replica renews (``heartbeat``) while it runs it. A replica that dies stops r
 lease has lapsed, an idle worker of any replica takes the job over (``run_next``, which also picks
 up jobs queued on a busier replica). At start, only IN_PROGRESS jobs whose lease has ended count
 as interrupted. Claiming is atomic (a conditional UPDATE), so a job is never run twice at once.
+On SIGTERM the runner stops taking jobs and running ones get the drain time to finish.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import asyncio
 import logging
 from typing import Awaitable, Callable
 
+from pixelserve.errors import Overloaded
+
 log = logging.getLogger(__name__)
 
 
@@ -26,12 +29,14 @@ class JobRunner:
     def __init__(self, run: Callable[[str], Awaitable[None]], requeue: Callable[[], list[str]], *,
                  workers: int = 1, is_ready: Callable[[], bool] = lambda: True, poll_seconds: float = 0.1,
                  run_next: Callable[[], Awaitable[bool]] | None = None, heartbeat: Callable[[], object] | None = None,
-                 sweep_seconds: float = 15.0):
+                 sweep_seconds: float = 15.0, capacity: int = 0):
         """``run(job_id)`` runs one job (claiming it first); ``requeue()`` returns the ids to resume.
 
         ``run_next()`` claims and runs any job no replica runs (False: none); an idle worker calls
         it every ``sweep_seconds``, when ``heartbeat()`` (renewing this replica's leases) runs too.
+        ``capacity``: jobs waiting at most before ``check_capacity`` refuses new ones (0: no bound).
         """
+        self.capacity = capacity
         self._run = run
         self._requeue = requeue
         self._workers = workers
@@ -42,10 +47,12 @@ class JobRunner:
         self._sweep = sweep_seconds
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
+        self._running = 0  # jobs being run now
+        self._closing = False  # stopping: no new job is started
         self.stopping = False
 
     async def start(self) -> None:
-        self.stopping = False
+        self.stopping = self._closing = False
         for job_id in await asyncio.to_thread(self._requeue):
             self._queue.put_nowait(job_id)
         self._tasks = [asyncio.create_task(self._worker(), name=f"studio-jobs-{i}") for i in range(self._workers)]
@@ -58,7 +65,19 @@ class JobRunner:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    async def stop(self) -> None:
+    def check_capacity(self) -> None:
+        """Raises Overloaded (503, Retry-After) when ``capacity`` jobs already wait: call it before
+        accepting (and charging for) a new background job, so the backlog stays bounded."""
+        if self.capacity and self.pending() >= self.capacity:
+            raise Overloaded(f"{self.pending()} background jobs are waiting; retry later")
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Start no new job; give running ones ``grace_s`` to finish, then cancel them (they stay
+        IN_PROGRESS and resume at the next start)."""
+        self._closing = True
+        deadline = asyncio.get_running_loop().time() + grace_s
+        while self._running and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
         self.stopping = True
         for task in self._tasks:
             task.cancel()
@@ -79,8 +98,9 @@ class JobRunner:
                 job_id = await asyncio.wait_for(self._queue.get(), self._sweep if self._run_next else None)
             except asyncio.TimeoutError:
                 job_id = None  # idle: look for a job no replica runs
-            while not self._is_ready():  # models still loading: the job waits, it does not fail
+            while not self._is_ready() or self._closing:  # loading: the job waits; stopping: it stays PENDING
                 await asyncio.sleep(self._poll)
+            self._running += 1
             try:
                 if job_id is None:
                     await self._run_next()
@@ -90,3 +110,5 @@ class JobRunner:
                 raise
             except Exception:  # recorded on the job by run(); the worker goes on
                 log.info("studio job %s failed", job_id, exc_info=True)
+            finally:
+                self._running -= 1

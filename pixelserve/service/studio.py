@@ -178,11 +178,14 @@ class StudioService:
         return job_id, ids, balances
 
     # -- running a job (here, or in the background by service/jobs.JobRunner) ----------------------
-    async def run_job(self, job_id: str) -> None:
+    async def run_job(self, job_id: str, *, resumable: bool = True) -> None:
+        """Run a job (claiming it first). Cancelled while the server stops, a ``resumable``
+        (background) job stays IN_PROGRESS for the next start or another replica; otherwise (a client
+        that hung up, a request cut off by the shutdown drain) it is failed and refunded."""
         job = await asyncio.to_thread(self._db, crud.claim, job_id, self.worker_id, self.lease_seconds)
         if job is None:
             return  # already run (or running) elsewhere
-        await self._run(job)
+        await self._run(job, resumable)
 
     async def run_next(self) -> bool:
         """Claim and run the oldest job no replica runs (one queued elsewhere, or whose replica died)."""
@@ -196,7 +199,7 @@ class StudioService:
         """Called every few seconds by the JobRunner: this replica still runs these jobs."""
         return self._db(crud.renew_leases, self.worker_id, list(self.running), self.lease_seconds)
 
-    async def _run(self, job) -> None:
+    async def _run(self, job, resumable: bool = True) -> None:
         job_id = job.id
         self.running.add(job_id)
         try:
@@ -210,7 +213,7 @@ class StudioService:
                 images, scores = result.images, result.nsfw_scores
             stored = await asyncio.to_thread(self._store_images, job, images, scores)
         except asyncio.CancelledError:
-            if not self.stopping():  # the client went away; at shutdown the job stays for the restart
+            if not (resumable and self.stopping()):
                 await asyncio.shield(asyncio.to_thread(self._fail, job_id, "cancelled"))
             raise
         except PixelserveError as e:
@@ -412,7 +415,7 @@ def open_studio(settings, engine: EngineClient, sessions: sessionmaker[Session],
     runner = JobRunner(studio.run_job, lambda: studio._db(crud.requeue_interrupted),
                        workers=settings.studio_job_workers, is_ready=lambda: engine.health().ready,
                        run_next=studio.run_next, heartbeat=studio.renew_leases,
-                       sweep_seconds=settings.job_lease_seconds / 4)
+                       sweep_seconds=settings.job_lease_seconds / 4, capacity=settings.max_queue)
     studio.stopping = lambda: runner.stopping
     return studio, runner
 

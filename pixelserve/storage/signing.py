@@ -15,7 +15,6 @@ from urllib.parse import quote
 from pixelserve.errors import Forbidden
 
 IMAGE_ROUTE = "/v1/images/"
-UPLOAD_ROUTE = "/v1/uploads/"  # signed PUTs into a local store (routes/uploads.py)
 
 
 class UrlSigner:
@@ -30,9 +29,9 @@ class UrlSigner:
         mac = hmac.new(self._secret, message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    def sign(self, base_url: str, key: str, method: str = "GET", ttl: int | None = None) -> str:
-        route = IMAGE_ROUTE if method == "GET" else UPLOAD_ROUTE
-        return f"{base_url.rstrip('/')}{route}{quote(key)}?{self.query(key, method, ttl)}"
+    def sign(self, base_url: str, key: str, ttl: int | None = None) -> str:
+        """The signed image URL of ``key``."""
+        return f"{base_url.rstrip('/')}{IMAGE_ROUTE}{quote(key)}?{self.query(key, ttl=ttl)}"
 
     def query(self, key: str, method: str = "GET", ttl: int | None = None) -> str:
         """``expires=...&signature=...`` for any route's ``key`` (e.g. ``upload:<asset id>``; image keys
@@ -41,7 +40,7 @@ class UrlSigner:
         return f"expires={expires}&signature={self._mac(key, expires, method)}"
 
     def verify(self, key: str, expires: int, signature: str, method: str = "GET") -> None:
-        what = "image URL" if method == "GET" else "upload URL"
+        what = "URL" if method == "GET" else f"{method} URL"
         # bytes: compare_digest refuses non-ASCII str, and a signature is whatever the caller sent
         if not hmac.compare_digest(self._mac(key, expires, method).encode(),
                                    (signature or "").encode("utf-8", "replace")):

@@ -39,7 +39,7 @@ def test_body_over_the_limit_is_refused(app_client, api_key):
                             json={"version": "v2.0", "prompt": "a" * 2000, "width": 384, "height": 384})
     finally:
         state.max_body_bytes = old
-    assert r.status_code == 400 and r.json()["code"] == -2 and "body" in r.json()["msg"]
+    assert r.status_code == 413 and r.json()["code"] == -2 and "body" in r.json()["msg"]
 
 
 def test_not_ready_while_draining(app_client):

@@ -293,3 +293,45 @@ def test_nsfw_scoring_runs_off_the_device_thread_while_the_next_job_denoises(tin
     first, second = run(go())
     assert first.nsfw_scores == [0.25] and second.nsfw_scores is None
     assert scored_on and scored_on[0].startswith("engine-post") and "nsfw" in first.timings_ms
+
+
+def test_a_job_past_its_deadline_is_stopped_not_left_running(tiny_cache):
+    from pixelserve.errors import DeadlineExceeded
+
+    async def go():
+        engine = await started(tiny_cache, deadline_s=1.0)
+        steps = []
+        with pytest.raises(DeadlineExceeded, match="not finished within 1 s") as e:
+            await engine.submit("slow", req(steps=500), lambda s, t: steps.append(s))
+        assert e.value.retry_after and isinstance(e.value, Overloaded)  # a 503 with Retry-After
+        while engine.health().running:  # the worker leaves the job at its next step
+            await asyncio.sleep(0.01)
+        stopped_at = len(steps)
+        await asyncio.sleep(0.3)
+        after = await engine.submit("next", req())  # and serves the next one
+        await engine.stop()
+        return steps, stopped_at, after
+
+    steps, stopped_at, after = run(go())
+    assert 0 < stopped_at < 500 and len(steps) == stopped_at  # no step ran after it stopped
+    assert len(after.images) == 1
+
+
+def test_out_of_memory_alone_is_a_clear_retryable_error(tiny_cache, monkeypatch):
+    from pixelserve.errors import OutOfMemory, status_of
+
+    async def go():
+        engine = await started(tiny_cache)
+
+        def oom(batch, device, loop):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (simulated)")
+
+        monkeypatch.setattr(engine, "_run", oom)
+        with pytest.raises(OutOfMemory) as e:
+            await engine.submit("big", req(width=128, height=96, num_images=2, seeds=(1, 2)))
+        await engine.stop()
+        return e.value
+
+    error = run(go())
+    assert "out of memory on cpu for 2 image(s) of 128x96" in str(error) and "smaller" in str(error)
+    assert status_of(error) == 503 and error.retry_after

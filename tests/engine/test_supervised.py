@@ -3,12 +3,13 @@
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.supervised import SupervisedEngine
+from pixelserve.engine.supervised import SupervisedEngine, _Pending
 from pixelserve.errors import EngineFailure, NotFound
 
 
@@ -103,3 +104,61 @@ def test_the_worker_runs_the_model_aware_checks(tiny_cache):
     err, ok = asyncio.run(go())
     assert err.field == "prompt" and "231" in err.message
     assert len(ok.images) == 1
+
+
+def test_a_hung_worker_loses_its_lease_and_the_job_moves_to_a_new_one(tiny_cache):
+    """SIGSTOP freezes the worker mid-job (alive, but no step and no heartbeat): once the job's
+    lease runs out the supervisor kills it and the job finishes on the replacement."""
+    async def go():
+        engine = await started(tiny_cache, lease_s=8.0)
+        stopped = []
+
+        def freeze_at_step_2(step, total):
+            if step == 2 and not stopped:
+                stopped.append(engine.worker_pid)
+                os.kill(engine.worker_pid, signal.SIGSTOP)
+
+        try:
+            res = await engine.submit("frozen", req(steps=6), freeze_at_step_2)
+            return res, stopped, engine.worker_pid, engine.restarts, engine.lease_expiries
+        finally:
+            await engine.stop()
+
+    res, stopped, pid, restarts, expiries = asyncio.run(go())
+    assert len(res.images) == 1
+    assert stopped and pid != stopped[0] and restarts == 1 and expiries == 1
+
+
+def test_leases_are_renewed_by_steps_and_by_heartbeats_for_queued_jobs(monkeypatch):
+    """The lease bookkeeping with a fake clock and a fake worker: a running job's lease moves with
+    each step it reports, a queued job's with each heartbeat naming it; the one that hears
+    nothing expires. (Real timing: the hung-worker test above.)"""
+    import time
+
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+
+    async def go():
+        engine = SupervisedEngine({}, Path("."), lease_s=10.0)
+        engine._loop, engine._ready, engine._generation, engine._proc = asyncio.get_running_loop(), True, 1, object()
+        engine._conn = type("Pipe", (), {"send": lambda self, m: None})()
+        for job_id in ("running", "queued", "silent"):
+            engine._pending[job_id] = _Pending(req(), engine._loop.create_future(), None)
+            engine._hand_over(job_id, engine._pending[job_id])
+        clock[0] += 8
+        engine._on_message(("progress", "running", 1, 30))
+        engine._on_message(("heartbeat", ["queued"]))
+        clock[0] += 5  # 13 s after hand-over: only "silent" heard nothing for over 10 s
+        first = engine.expired_leases(clock[0])
+        clock[0] += 6  # 19 s: the others' renewals (at 8 s) have run out too
+        second = engine.expired_leases(clock[0])
+        engine._ready = False  # a worker being replaced holds no leases
+        third = engine.expired_leases(clock[0])
+        for p in engine._pending.values():
+            p.future.cancel()
+        return first, second, third
+
+    first, second, third = asyncio.run(go())
+    assert first == ["silent"]
+    assert sorted(second) == ["queued", "running", "silent"]
+    assert third == []

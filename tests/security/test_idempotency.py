@@ -67,3 +67,41 @@ def test_a_retry_while_the_first_runs_is_told_to_wait(tmp_path):
     assert idempotency.claim(sessions, "caller", "k1", fp).body == b"{}"
     with pytest.raises(InvalidRequest):
         idempotency.claim(sessions, "caller", "x" * 256, fp)
+
+
+def test_studio_a_retry_gets_the_first_answer_and_is_charged_once(tmp_path, tiny_cache):
+    from tests.api.studio.conftest import SMALL_SETTINGS, new_key
+    from tests.api.studio.helpers import CREATE, balances
+    from tests.conftest import make_settings, wait_ready
+
+    with TestClient(create_app(make_settings(tmp_path, tiny_cache, **SMALL_SETTINGS))) as client:
+        wait_ready(client)
+        _, key = new_key(client.app)
+        h = {"X-Api-Key": key}
+        start = balances(client, h)["dailyCredit"]
+        body = {"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 2}
+        first = client.post(CREATE, json=body, headers={**h, "Idempotency-Key": "studio-1"})
+        again = client.post(CREATE, json=body, headers={**h, "Idempotency-Key": "studio-1"})
+        assert first.status_code == again.status_code == 200
+        assert again.headers["idempotent-replayed"] == "true"
+        assert [im["imageId"] for im in again.json()["images"]] == [im["imageId"] for im in first.json()["images"]]
+        assert balances(client, h)["dailyCredit"] == start - 2  # two images, paid once
+
+
+def test_a_refused_request_keeps_no_record_and_its_corrected_retry_runs(app_client, api_key):
+    from sqlalchemy import func, select
+
+    from pixelserve.db.models import IdempotentRequest
+
+    def records():
+        with app_client.app.state.sessions() as s:
+            return s.scalar(select(func.count()).select_from(IdempotentRequest))
+
+    before, jobs = records(), job_count(app_client)
+    bad = post(app_client, api_key, small(width=1000), "fix-and-retry")
+    assert (bad.status_code, bad.json()["code"]) == (400, -2)
+    assert post(app_client, "not-a-key", small(), "anonymous").status_code == 401
+    assert records() == before and job_count(app_client) == jobs  # nothing written for refusals
+    fixed = post(app_client, api_key, small(), "fix-and-retry")  # same key, corrected body: it runs
+    assert fixed.status_code == 200 and "idempotent-replayed" not in fixed.headers
+    assert records() == before + 1 and job_count(app_client) == jobs + 1

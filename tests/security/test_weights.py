@@ -41,3 +41,25 @@ def test_a_real_header_is_accepted(tmp_path):
     path = tmp_path / "ok.bin"  # the name does not matter, the content does
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00\x00\x80\x3f")
     assert detect_format(path) == "single_file"
+
+
+@pytest.mark.parametrize("content", [pickle.dumps({"w": 1}), struct.pack("<Q", 2**62) + b'{"x": 1}' + b" " * 64],
+                         ids=["pickle-named-safetensors", "forged-header"])
+def test_a_diffusers_folder_is_checked_file_by_file(tmp_path, content):
+    from pixelserve.engine.registry import check_diffusers_folder_is_safetensors
+
+    (tmp_path / "model_index.json").write_text('{"_class_name": "X", "unet": ["diffusers", "UNet2DConditionModel"]}')
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(content)
+    with pytest.raises(WeightsFormatError, match="not a safetensors"):
+        check_diffusers_folder_is_safetensors(tmp_path)
+
+
+def test_a_diffusers_folder_with_only_pickles_is_refused(tmp_path):
+    from pixelserve.engine.registry import check_diffusers_folder_is_safetensors
+
+    (tmp_path / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DConditionModel"]}')
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "diffusion_pytorch_model.bin").write_bytes(pickle.dumps({"w": 1}))
+    with pytest.raises(WeightsFormatError, match="only pickle"):
+        check_diffusers_folder_is_safetensors(tmp_path)

@@ -57,6 +57,16 @@ def check_seed(seed: list[int] | None, samples: int) -> None:
         raise ValueError(f"seed values must be 0 to {MAX_SEED}")
 
 
+#: Any version's size bounds (the version's own range is checked by check_size); in the schema so
+#: that clients and fuzzers see them.
+Side = Annotated[int, Field(ge=384, le=1280, multiple_of=8)]
+Seeds = Annotated[list[Annotated[int, Field(ge=0, le=MAX_SEED)]], Field(min_length=1, max_length=8)]
+Scheduler = Literal["decoder_ddim_v_prediction", "decoder_ddpm_v_prediction"]
+#: A 64x64 PNG, and a mask of it whose left half is black (the area to regenerate): schema examples.
+EXAMPLE_IMAGE = ("iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAUUlEQVR42u3PMQ0AMAgAMJhMNCEMWVPBQdI6aFZPXPbiOAEBAQE"
+                 "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAYF9H01pAi5f/9loAAAAAElFTkSuQmCC")
+EXAMPLE_MASK = ("iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAAAAACPAi4CAAAAL0lEQVR42u3MoQ0AAAjAMOD/n+EEBAbR2SXNWOrlVxwDAAAAAAAAAAAAAA"
+                "AA8B0YME0Bf4GC+EEAAAAASUVORK5CYII=")
 Prompt = Annotated[str, Field(max_length=2048)]
 Scale = Literal[2, 4]
 ImageFormat = Literal["webp", "jpeg", "png"]
@@ -74,8 +84,8 @@ class T2IRequest(KarloModel):
     version: Literal["v2.1", "v2.0"]
     prompt: Annotated[str, Field(min_length=1, max_length=2048)]
     negative_prompt: Prompt | None = None
-    width: int
-    height: int
+    width: Side
+    height: Side
     upscale: bool = False
     scale: Scale = 2
     image_format: ImageFormat = "webp"
@@ -86,8 +96,8 @@ class T2IRequest(KarloModel):
     prior_guidance_scale: Guidance = 5.0
     num_inference_steps: Steps = 50
     guidance_scale: Guidance = 5.0
-    scheduler: str | None = None
-    seed: list[int] | None = None
+    scheduler: Scheduler | None = None
+    seed: Seeds | None = None
     nsfw_checker: bool = False
     face_refiner: FaceRefiner | None = None
 
@@ -103,9 +113,9 @@ class VariationsRequest(KarloModel):
     """Make variation: POST /v2/inference/karlo/variations."""
 
     version: Literal["v2.1", "v2.0"]
-    image: str  # base64 of a JPG, PNG or WebP file, 2 MB or less, up to 2048 px a side
-    width: int
-    height: int
+    image: str = Field(examples=[EXAMPLE_IMAGE])  # base64 of a JPG, PNG or WebP file, 2 MB or less, up to 2048 px a side
+    width: Side
+    height: Side
     upscale: bool = False
     scale: Scale = 2
     image_format: ImageFormat = "webp"
@@ -114,8 +124,8 @@ class VariationsRequest(KarloModel):
     return_type: ReturnType = "url"
     num_inference_steps: Steps = 50
     guidance_scale: Guidance = 5.0
-    scheduler: str | None = None
-    seed: list[int] | None = None
+    scheduler: Scheduler | None = None
+    seed: Seeds | None = None
     nsfw_checker: bool = False
     face_refiner: FaceRefiner | None = None
 
@@ -134,8 +144,8 @@ class InpaintingRequest(KarloModel):
     # The field table marks prompt required, but the spec's own Python sample sends none.
     prompt: Prompt = ""
     negative_prompt: Prompt | None = None
-    image: str  # base64 of a webp, png, jpeg or heic file, up to 1024 px a side
-    mask: str  # base64; black (value 0) marks the area to regenerate
+    image: str = Field(examples=[EXAMPLE_IMAGE])  # base64 of a webp, png, jpeg or heic file, up to 1024 px a side
+    mask: str = Field(examples=[EXAMPLE_MASK])  # base64; black (value 0) marks the area to regenerate
     reference_image: str | None = None
     upscale: bool = False
     scale: Scale = 2
@@ -147,7 +157,7 @@ class InpaintingRequest(KarloModel):
     prior_guidance_scale: Guidance = 5.0
     num_inference_steps: Steps = 50
     guidance_scale: Guidance = 5.0
-    seed: list[int] | None = None
+    seed: Seeds | None = None
     nsfw_checker: bool = False
     face_refiner: FaceRefiner | None = None
 

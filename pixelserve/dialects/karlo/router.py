@@ -11,17 +11,21 @@ from fastapi.responses import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute
 from pixelserve.dialects.karlo import translate
-from pixelserve.dialects.karlo.protocol import InpaintingRequest, KarloResponse, T2IRequest, VariationsRequest
+from pixelserve.dialects.karlo.protocol import (ErrorBody, InpaintingRequest, KarloResponse, T2IRequest,
+                                                VariationsRequest)
 from pixelserve.errors import (
-    Cancelled, EngineFailure, Forbidden, InvalidHeader, InvalidRequest, NotFound, NotSupported, PayloadTooLarge,
-    PixelserveError, QuotaExceeded, Unauthorized,
+    BodyTooLarge, Cancelled, EngineFailure, Forbidden, InvalidHeader, InvalidRequest, NotFound, NotSupported,
+    PayloadTooLarge, PixelserveError, QuotaExceeded, Unauthorized,
 )
 from pixelserve.routes.deps import base_url, get_auth, get_service
 from pixelserve.service.generation import GenerationService, cancel_on_disconnect
 
-# Kakao's "Common" error codes, with the HTTP status Kakao answers them with.
+# Kakao's "Common" error codes, with the HTTP status Kakao answers them with (None: errors.STATUS's).
 KAKAO_CODES: list[tuple[type[PixelserveError], int, int | None]] = [
-    (InvalidHeader, -8, 400),
+    (InvalidHeader, -8, 400),  # a wrong Content-Type included
+    # Kakao documents no status for a body over the server's limit; it is the HTTP-level 413 a
+    # front proxy would answer, with Kakao's "parameter out of range" code.
+    (BodyTooLarge, -2, 413),
     (InvalidRequest, -2, 400),
     (PayloadTooLarge, -2, 400),
     (NotFound, -2, 400),
@@ -35,6 +39,8 @@ KAKAO_CODES: list[tuple[type[PixelserveError], int, int | None]] = [
 
 
 class KarloRoute(DialectRoute):
+    error_model = ErrorBody
+
     @classmethod
     def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
         code, http = -1, None
@@ -57,11 +63,7 @@ def karlo_key(request: Request, authorization: Annotated[str | None, Header()] =
     scheme, _, key = (authorization or "").strip().partition(" ")
     if auth.enabled and scheme != "KakaoAK":
         raise Unauthorized("Authorization header must be 'KakaoAK <REST API key>'")
-    info = auth.check(key.strip())
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise InvalidHeader(f"Content-Type must be application/json, got {content_type or 'none'}")
-    return info
+    return auth.check(key.strip())  # DialectRoute checks the Content-Type (application/json)
 
 
 def model_for(request: Request, version: str) -> str:

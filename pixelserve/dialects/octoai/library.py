@@ -21,9 +21,10 @@ from pixelserve.core.models import ASSET_NAME
 from pixelserve.db.crud.assets import AssetFilter
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, CompleteAssetUploadResponse, CompleteUploadRequest,
-                                                CreateAssetRequest, CreateAssetResponse, DeleteAssetResponse,
+                                                CreateAssetRequest, CreateAssetResponse, DeleteAssetResponse, ErrorBody,
                                                 ListAssetsResponse, RetrieveAssetResponse)
 from pixelserve.dialects.octoai.router import ERRORS, Assets, Key, OctoAIRoute
+from pixelserve.dialects.base import phrase
 from pixelserve.errors import Forbidden, NotFound, PayloadTooLarge, PixelserveError, status_of
 from pixelserve.routes.deps import base_url
 from pixelserve.service.assets import ASSET_ID, PUBLIC, PUT_STATES, AssetService, scope_of
@@ -115,7 +116,11 @@ async def delete_asset(asset_id: str, key: Key, assets: Assets) -> JSONResponse:
     return JSONResponse({"id": row.id, "deleted_at": deleted})
 
 
-@files_router.put("/v1/assets/{asset_id}/upload")  # not in OctoAI spec: where put_url points
+#: What the signed file routes answer besides success, in FastAPI's ``{"detail": "..."}``.
+FILE_ERRORS = {status: {"model": ErrorBody, "description": phrase(status)} for status in (403, 404, 409, 413)}
+
+
+@files_router.put("/v1/assets/{asset_id}/upload", responses=FILE_ERRORS)  # not in OctoAI spec: where put_url points
 async def upload_file(asset_id: str, request: Request, expires: int = 0, signature: str = "") -> Response:
     """The asset's file as the request body (a signed URL: no Authorization header)."""
     assets: AssetService = request.app.state.assets
@@ -141,7 +146,7 @@ async def upload_file(asset_id: str, request: Request, expires: int = 0, signatu
     return Response(status_code=200)
 
 
-@files_router.get("/v1/assets/{asset_id}/download")  # not in OctoAI spec: where get_url points
+@files_router.get("/v1/assets/{asset_id}/download", responses=FILE_ERRORS)  # not in OctoAI spec: get_url
 async def download_file(asset_id: str, request: Request, expires: int = 0, signature: str = "") -> Response:
     try:
         request.app.state.signer.verify(f"download:{asset_id}", expires, signature)

@@ -130,6 +130,12 @@ class HTTPValidationError(BaseModel):
     detail: list[ValidationError]
 
 
+class ErrorBody(BaseModel):
+    """Every other error: FastAPI's ``{"detail": "<reason>"}``."""
+
+    detail: str | list[ValidationError]
+
+
 # -- asset library (/v1/assets) -------------------------------------------------------------------
 ASSET_TYPES = ("file", "checkpoint", "lora", "textual_inversion", "vae", "latent")
 #: the asset library's image engines -> our OctoAI engine ids

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute
 from pixelserve.dialects.octoai import translate
-from pixelserve.dialects.octoai.protocol import ENGINES, HTTPValidationError, ImageGenerationRequest, \
+from pixelserve.dialects.octoai.protocol import ENGINES, ErrorBody, HTTPValidationError, ImageGenerationRequest, \
     ImageGenerationResponse
 from pixelserve.errors import InvalidRequest, NotFound, PixelserveError, Unauthorized
 from pixelserve.routes.deps import get_auth, get_service
@@ -28,6 +28,8 @@ from pixelserve.service.generation import GenerationService, cancel_on_disconnec
 
 
 class OctoAIRoute(DialectRoute):
+    error_model = ErrorBody
+
     @classmethod
     def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
         if isinstance(exc, InvalidRequest):

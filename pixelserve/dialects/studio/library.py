@@ -9,7 +9,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from pixelserve.dialects.studio import translate
-from pixelserve.dialects.studio.protocol import CollectionBody, RecordId, StyleBody
+from pixelserve.dialects.studio.protocol import (CollectionBody, CollectionOut, CollectionsResponse, RecordId, StyleBody,
+                                                 StyleOut, StylesResponse)
 from pixelserve.dialects.studio.router import Key, Studio, StudioRoute, owner_of
 
 router = APIRouter(route_class=StudioRoute, tags=["Studio styles and collections"])
@@ -25,25 +26,25 @@ def _collection_values(body: CollectionBody) -> dict:
     return {"name": body.name, "style_id": body.styleId, "images": list(body.images)}
 
 
-@router.get("/api/styles")
+@router.get("/api/styles", response_model=StylesResponse)
 async def list_styles(key: Key, studio: Studio) -> JSONResponse:
     rows = await asyncio.to_thread(studio.styles, owner_of(key))
     return JSONResponse({"styles": [translate.style_to_wire(r) for r in rows]})
 
 
-@router.post("/api/styles", status_code=201)
+@router.post("/api/styles", status_code=201, response_model=StyleOut)
 async def create_style(body: StyleBody, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.save_style, owner_of(key), _style_values(body))
     return JSONResponse(translate.style_to_wire(row), status_code=201)
 
 
-@router.get("/api/styles/{styleId}")
+@router.get("/api/styles/{styleId}", response_model=StyleOut)
 async def get_style(styleId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.style, owner_of(key), styleId, None)
     return JSONResponse(translate.style_to_wire(row))
 
 
-@router.put("/api/styles/{styleId}")
+@router.put("/api/styles/{styleId}", response_model=StyleOut)
 async def update_style(styleId: RecordId, body: StyleBody, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.save_style, owner_of(key), _style_values(body), styleId)
     return JSONResponse(translate.style_to_wire(row))
@@ -55,25 +56,25 @@ async def delete_style(styleId: RecordId, key: Key, studio: Studio) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/api/collections")
+@router.get("/api/collections", response_model=CollectionsResponse)
 async def list_collections(key: Key, studio: Studio) -> JSONResponse:
     rows = await asyncio.to_thread(studio.collections, owner_of(key))
     return JSONResponse({"collections": [translate.collection_to_wire(r) for r in rows]})
 
 
-@router.post("/api/collections", status_code=201)
+@router.post("/api/collections", status_code=201, response_model=CollectionOut)
 async def create_collection(body: CollectionBody, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.save_collection, owner_of(key), _collection_values(body))
     return JSONResponse(translate.collection_to_wire(row), status_code=201)
 
 
-@router.get("/api/collections/{collectionId}")
+@router.get("/api/collections/{collectionId}", response_model=CollectionOut)
 async def get_collection(collectionId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.collection, owner_of(key), collectionId, None)
     return JSONResponse(translate.collection_to_wire(row))
 
 
-@router.put("/api/collections/{collectionId}")
+@router.put("/api/collections/{collectionId}", response_model=CollectionOut)
 async def update_collection(collectionId: RecordId, body: CollectionBody, key: Key, studio: Studio) -> JSONResponse:
     row = await asyncio.to_thread(studio.save_collection, owner_of(key), _collection_values(body), collectionId)
     return JSONResponse(translate.collection_to_wire(row))

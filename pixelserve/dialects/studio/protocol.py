@@ -44,6 +44,11 @@ class StudioModel(BaseModel):
 class CreateRequest(StudioModel):
     """(Reference Image + Prompt) OR (Style + Prompt) OR (Collection ID + Prompt)."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"prompt": "유니콘이 인간 그룹과 뛰어놀고 있다", "image": "1/reference-1423131.png", "ratio": "1:1"},  # the spec's
+        {"prompt": "a unicorn playing with a group of people", "styleId": 1, "ratio": "1:1", "sample": 1},
+    ]})
+
     prompt: str = Field(..., min_length=1, max_length=1200)
     ratio: Literal["square", "vertical", "horizontal", "1:1", "3:4", "4:3", "9:16", "16:9"]
     image: str | None = Field(None, max_length=300)
@@ -112,3 +117,113 @@ class CollectionBody(StudioModel):  # not in Studio spec
         if not self.images and self.styleId is None:
             raise ValueError("a collection needs reference images, a styleId, or both")
         return self
+
+
+# -- responses (documented in the OpenAPI schema; the routes build them in translate.py) ---------
+class UserImage(BaseModel):
+    userId: int
+    imageId: int
+
+
+class CollectionInfo(BaseModel):
+    enabled: bool
+
+
+class UpscaledImage(BaseModel):
+    DownloadLog: list[UserImage]
+    CollectionInfo: CollectionInfo
+
+
+class Upscaled(BaseModel):
+    imageId: int
+    type: str
+    scaleSize: list[Literal["1x", "2x", "4x", "8x"]]
+    generationStatus: str  # not in Studio spec
+    Image: UpscaledImage
+
+
+class GenerationInfo(BaseModel):
+    originalPrompt: str | None
+    super: str | None
+    main: str | None
+    variationId: int | None
+    groupId: str | None
+    blurReason: str | None
+    # not in Studio spec: the other prompt fields as sent, and where "main" came from
+    promptSource: str | None = None
+    style: str | None = None
+    randomPrompt: str | None = None
+    initialPrompt: str | None = None
+    enhancedPrompt: str | None = None
+    captionPrompt: str | None = None
+    captionTPrompt: str | None = None
+
+
+class ImageRecord(BaseModel):
+    imageId: int
+    createdAt: str
+    generationStatus: Literal["PENDING", "IN_PROGRESS", "COMPLETED", "FAILED"]
+    generationError: str | None
+    resolution: str
+    ownerId: int
+    etc: str
+    bookmarked: bool
+    base64: str | None
+    mimeType: str
+    Bought: list
+    Bookmarks: list[UserImage]
+    Upscaled: list[Upscaled]
+    GenerationInfo: GenerationInfo
+
+
+class Credits(BaseModel):
+    defaultCredit: int
+    dailyCredit: int
+    monthlyCredit: int
+
+
+class ImagesResponse(Credits):
+    images: list[ImageRecord]
+
+
+class UploadResponse(BaseModel):  # not in Studio spec
+    path: str
+
+
+class StyleOut(BaseModel):  # not in Studio spec
+    id: int
+    name: str
+    builtIn: bool
+    ownerId: int | None
+    promptTemplate: str
+    negativePrompt: str | None
+    sampler: str | None
+    steps: int | None
+    cfgScale: float | None
+
+
+class StylesResponse(BaseModel):  # not in Studio spec
+    styles: list[StyleOut]
+
+
+class CollectionOut(BaseModel):  # not in Studio spec
+    id: int
+    name: str
+    ownerId: int
+    styleId: int | None
+    images: list[str]
+
+
+class CollectionsResponse(BaseModel):  # not in Studio spec
+    collections: list[CollectionOut]
+
+
+class ErrorBody(BaseModel):
+    """NestJS's error shape; a 402 adds the caller's three balances."""
+
+    statusCode: int
+    message: str
+    error: str
+    defaultCredit: int | None = None
+    dailyCredit: int | None = None
+    monthlyCredit: int | None = None

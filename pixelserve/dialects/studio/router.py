@@ -7,33 +7,32 @@ Every failure answers ``{"statusCode": <int>, "message": "<field>: <reason>", "e
 from __future__ import annotations
 
 import asyncio
-from http import HTTPStatus
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from pixelserve.db.crud.keys import KeyInfo
-from pixelserve.dialects.base import DialectRoute
+from pixelserve.dialects.base import DialectRoute, phrase
 from pixelserve.dialects.studio import translate
-from pixelserve.dialects.studio.protocol import RATIO_ALIASES, CreateRequest, RecordId, UpscaleRequest
 from pixelserve.core.request import LoraRef
+from pixelserve.dialects.studio.protocol import (RATIO_ALIASES, CreateRequest, Credits, ErrorBody, ImagesResponse,
+                                                 RecordId, UploadResponse, UpscaleRequest)
 from pixelserve.errors import InvalidRequest, NotFound, PaymentRequired, PixelserveError
 from pixelserve.routes.deps import get_auth
 from pixelserve.service.assets import AssetService, scope_of
 from pixelserve.service.generation import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
-PHRASES = {499: "Client Closed Request"}
-
 
 class StudioRoute(DialectRoute):
+    error_model = ErrorBody
+
     @classmethod
     def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
         if isinstance(exc, InvalidRequest):
             status = 400  # the platform answers invalid fields and headers with 400
-        phrase = PHRASES.get(status) or HTTPStatus(status).phrase
-        body = {"statusCode": status, "message": str(exc), "error": phrase}
+        body = {"statusCode": status, "message": str(exc), "error": phrase(status)}
         if isinstance(exc, PaymentRequired):
             body.update(exc.detail)
         return JSONResponse(body, status_code=status)
@@ -72,7 +71,7 @@ async def _answer(studio: StudioService, ids: list[int], owner: int, with_data: 
     return JSONResponse(translate.response(views, balances, owner))
 
 
-@router.post("/api/images/create")
+@router.post("/api/images/create", response_model=ImagesResponse)
 async def create(body: CreateRequest, request: Request, key: Key, studio: Studio,
                  x_type: Annotated[str | None, Header(alias="X-Type")] = None,
                  x_platform: Annotated[str | None, Header(alias="X-Platform")] = None) -> JSONResponse:
@@ -104,6 +103,8 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
                                       style=style, reference=reference, translated=translated,
                                       style_lora=style_lora, image_prompt=model.image_prompt)
     cost = studio.credits.cost_per_image(model.family, RATIO_ALIASES.get(body.ratio, body.ratio))
+    if body.async_:
+        request.app.state.studio_jobs.check_capacity()  # a bounded backlog: 503 before anything is charged
     job_id, ids, reserved = await studio.create(owner, key.id if key else None, gen,
                                                 translate.record_info(body, platform, x_type, style, translated),
                                                 reference_key=reference_key, cost_per_image=cost)
@@ -111,7 +112,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
         views = await asyncio.to_thread(studio.views, ids, with_data=False)
         request.app.state.studio_jobs.enqueue(job_id)
         return JSONResponse(translate.response(views, reserved, owner))
-    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
+    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id, resumable=False))
     return await _answer(studio, ids, owner)
 
 
@@ -128,7 +129,7 @@ def _style_lora(assets: AssetService, key: KeyInfo | None, style: translate.Styl
     return LoraRef(name=name, path=found.path, weight=weight)
 
 
-@router.post("/api/images/upload")  # not in Studio spec
+@router.post("/api/images/upload", response_model=UploadResponse)  # not in Studio spec
 async def upload(request: Request, key: Key, studio: Studio, file: UploadFile = File(...)) -> JSONResponse:
     """Store a reference image; answers its path for ``image``."""
     raw = await file.read()
@@ -136,7 +137,7 @@ async def upload(request: Request, key: Key, studio: Studio, file: UploadFile = 
     return JSONResponse({"path": path})
 
 
-@router.get("/api/images")  # not in Studio spec
+@router.get("/api/images", response_model=ImagesResponse)  # not in Studio spec
 async def list_group(key: Key, studio: Studio, groupId: Annotated[str, Query(min_length=1, max_length=200)],
                      base64: bool = True) -> JSONResponse:
     """The caller's images of one groupId, oldest first."""
@@ -145,7 +146,7 @@ async def list_group(key: Key, studio: Studio, groupId: Annotated[str, Query(min
     return await _answer(studio, ids, owner, with_data=base64)
 
 
-@router.get("/api/images/{imageId}")  # not in Studio spec
+@router.get("/api/images/{imageId}", response_model=ImagesResponse)  # not in Studio spec
 async def get_image(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     """One image record as it progresses (PENDING, IN_PROGRESS, COMPLETED, FAILED)."""
     owner = owner_of(key)
@@ -153,31 +154,31 @@ async def get_image(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse
     return await _answer(studio, [imageId], owner)
 
 
-@router.post("/api/images/{imageId}/upscale")  # not in Studio spec
+@router.post("/api/images/{imageId}/upscale", response_model=ImagesResponse)  # not in Studio spec
 async def upscale(imageId: RecordId, body: UpscaleRequest, request: Request, key: Key, studio: Studio) -> JSONResponse:
     """Creates an Upscaled record of the image (scaleSize 1x, 2x, 4x, 8x); charged by factor."""
     owner = owner_of(key)
     cost = studio.credits.cost_of_upscale(body.scaleSize)
     job_id, ids, _ = await studio.upscale(owner, key.id if key else None, imageId, body.scaleSize, cost)
-    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id))
+    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id, resumable=False))
     return await _answer(studio, ids, owner)
 
 
-@router.post("/api/images/{imageId}/bookmark")  # not in Studio spec
+@router.post("/api/images/{imageId}/bookmark", response_model=ImagesResponse)  # not in Studio spec
 async def add_bookmark(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     owner = owner_of(key)
     await asyncio.to_thread(studio.bookmark, owner, imageId, True)
     return await _answer(studio, [imageId], owner, with_data=False)
 
 
-@router.delete("/api/images/{imageId}/bookmark")  # not in Studio spec
+@router.delete("/api/images/{imageId}/bookmark", response_model=ImagesResponse)  # not in Studio spec
 async def remove_bookmark(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse:
     owner = owner_of(key)
     await asyncio.to_thread(studio.bookmark, owner, imageId, False)
     return await _answer(studio, [imageId], owner, with_data=False)
 
 
-@router.get("/api/credits")  # not in Studio spec
+@router.get("/api/credits", response_model=Credits)  # not in Studio spec
 async def credits(key: Key, studio: Studio) -> JSONResponse:
     """The caller's three balances."""
     balances = await asyncio.to_thread(studio.balances, owner_of(key))
