@@ -26,11 +26,17 @@ def check_key(key: str) -> str:
     return key
 
 
+#: The files a store holds: images, and the asset library's weights (``assets/<id>.safetensors``).
+#: Nothing else (no ``.part`` names a write in progress uses, no scripts or archives).
+STORED_SUFFIXES = (".png", ".jpeg", ".webp", ".safetensors")
+
+
 def check_object_key(key: str) -> str:
-    """Any key a store accepts: plain folder and file names (an uploaded asset may be
-    ``assets/<id>/lora.safetensors``); refused like a missing file otherwise."""
+    """Any key a store accepts: plain folder and file names ending in one of STORED_SUFFIXES;
+    refused like a missing file otherwise."""
     parts = key.split("/") if isinstance(key, str) else []
-    if not parts or len(key) > MAX_KEY_LENGTH or len(parts) > 16 or not all(_SEGMENT.fullmatch(p) for p in parts):
+    if (not parts or len(key) > MAX_KEY_LENGTH or len(parts) > 16 or not all(_SEGMENT.fullmatch(p) for p in parts)
+            or not key.endswith(STORED_SUFFIXES)):
         raise NotFound("no such file")
     return key
 

@@ -89,10 +89,10 @@ def test_presigned_put_takes_one_key_until_it_expires(store):
     other = url.replace("a2/model", "a3/model")
     assert httpx.put(other, content=b"x", headers={"Content-Type": "application/octet-stream"}).status_code == 403
     assert not store.exists("assets/a3/model.safetensors")
-    short = store.presigned_put("assets/a4/late.bin", 1)
+    short = store.presigned_put("assets/a4/late.safetensors", 1)
     time.sleep(2.2)
     assert httpx.put(short, content=b"late").status_code == 403
-    assert not store.exists("assets/a4/late.bin")
+    assert not store.exists("assets/a4/late.safetensors")
 
 
 def test_urls_are_signed_for_the_public_endpoint(seaweed_s3, bucket, prefix):
