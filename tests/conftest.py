@@ -102,6 +102,17 @@ def tiny_cache(tmp_path_factory) -> Path:
     return cache
 
 
+@pytest.fixture
+def frozen_quota_clock(monkeypatch):
+    """Holds the quota clock in the middle of one minute, so a per-minute quota test cannot see its
+    window roll over between two requests (a slow machine would otherwise make it flaky)."""
+    from pixelserve.db.crud import quotas
+
+    fixed = quotas.utcnow().replace(second=30, microsecond=0)
+    monkeypatch.setattr(quotas, "utcnow", lambda: fixed)
+    return fixed
+
+
 def make_settings(data_dir: Path, tiny_cache: Path, **overrides) -> Settings:
     """Settings on a fresh data dir that reuses the built tiny models (copied, not rebuilt)."""
     cache = data_dir / "cache"

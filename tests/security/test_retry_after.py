@@ -30,7 +30,7 @@ def test_karlo_busy_answers_carry_retry_after(tmp_path, error, status, retry_aft
     assert r.headers.get("retry-after") == retry_after
 
 
-def test_an_exhausted_quota_says_when_its_window_ends(tmp_path, tiny_cache):
+def test_an_exhausted_quota_says_when_its_window_ends(tmp_path, tiny_cache, frozen_quota_clock):
     with TestClient(create_app(make_settings(tmp_path, tiny_cache, quota_per_minute=1))) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:

@@ -14,7 +14,7 @@ def client_for(data_dir, tiny_cache, **settings):
     return TestClient(app)
 
 
-def test_daily_quota_survives_a_restart_and_bad_input_is_free(tmp_path, tiny_cache):
+def test_daily_quota_survives_a_restart_and_bad_input_is_free(tmp_path, tiny_cache, frozen_quota_clock):
     with client_for(tmp_path, tiny_cache, quota_per_day=2) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:
@@ -29,7 +29,7 @@ def test_daily_quota_survives_a_restart_and_bad_input_is_free(tmp_path, tiny_cac
         assert r.status_code == 400 and r.json()["code"] == -10 and "day" in r.json()["msg"]
 
 
-def test_per_key_override_and_unlimited(tmp_path, tiny_cache):
+def test_per_key_override_and_unlimited(tmp_path, tiny_cache, frozen_quota_clock):
     with client_for(tmp_path, tiny_cache, quota_per_minute=1) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:

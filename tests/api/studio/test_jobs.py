@@ -126,7 +126,7 @@ def test_settling_a_finished_job_again_charges_nothing(studio_client, owner):
     assert ledger(studio_client.app, job.id) == ["reserve", "settle"]
 
 
-def test_quota_limit_is_429_in_studio_shape(tmp_path, tiny_cache):
+def test_quota_limit_is_429_in_studio_shape(tmp_path, tiny_cache, frozen_quota_clock):
     app = create_app(make_settings(tmp_path, tiny_cache, quota_per_minute=1, **SMALL_SETTINGS))
     with TestClient(app) as client:
         wait_ready(client)
