@@ -3,7 +3,10 @@
 - ``cpu_server_overhead``: 32 concurrent Karlo t2i HTTP clients against a real server vs the same
   jobs submitted straight to an engine in another process (baseline: direct engine). Rounds of the
   two alternate (ABBA), both processes alive all along, so both sides see the same machine load.
-  Added p50 = p50 of the HTTP latencies minus p50 of the direct ones, all rounds pooled.
+  Added p50 = p50 of the HTTP latencies minus p50 of the direct ones, all rounds pooled. Under 32
+  concurrent clients that difference moves by hundreds of ms from round to round (which jobs share
+  a batch, in which order), so the row also times the same jobs from ONE client, one after another,
+  alternating the sides: ``added_p50_one_client_ms`` is what the server adds to one request.
 - ``cpu_batching``: 16 concurrent identical-shape requests through the engine with dynamic
   batching vs plain diffusers serving them one at a time, img/s.
 - ``cpu_compile``: one request, torch.compile'd UNet + VAE decoder vs plain diffusers eager, s.
@@ -26,6 +29,7 @@ from bench.perf_common import (cpu_seconds_of, p50, part_command, pct, peak_rss_
 
 SIZE, STEPS = 64, 10  # the tiny models at 64 px: pixelserve's own cost is what shows
 HTTP_SIZE = 384  # the server-overhead row: Karlo t2i, png, base64 (its heaviest answer)
+SEQUENTIAL = 8  # the server-overhead row's one-client requests per round and side
 
 
 def karlo_body(i: int, size: int = HTTP_SIZE) -> dict:
@@ -169,8 +173,17 @@ def part_direct_rounds(cache: Path, n: int, batch: int) -> dict:
         loop = asyncio.get_running_loop()
         r = 0
         try:
-            while (await loop.run_in_executor(None, sys.stdin.readline)).strip() == "round":
+            while (line := (await loop.run_in_executor(None, sys.stdin.readline)).split()) and line[0] in ("round",
+                                                                                                  "seq"):
                 lat: list[float] = []
+                if line[0] == "seq":  # one client: int(line[1]) requests one after another
+                    for i in range(int(line[1])):
+                        t = time.perf_counter()
+                        await engine.submit(f"s{r}-{i}", jobs[i % len(jobs)])
+                        lat.append(time.perf_counter() - t)
+                    print(json.dumps({"lat": lat}), flush=True)
+                    r += 1
+                    continue
 
                 async def one(i):
                     t = time.perf_counter()
@@ -199,8 +212,10 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
     import httpx
 
     # No start deadline: on a loaded machine a round may queue jobs longer than the default 120 s.
+    # Server-Timing on: the one-client requests report where the server's time went (core/timing.py;
+    # a few perf_counter calls per request).
     env = {"PIXELSERVE_MAX_BATCH_SIZE": str(batch), "PIXELSERVE_MAX_QUEUE": str(4 * n),
-           "PIXELSERVE_START_DEADLINE_SECONDS": "0"}
+           "PIXELSERVE_START_DEADLINE_SECONDS": "0", "PIXELSERVE_SERVER_TIMING": "true"}
     penv = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     direct = subprocess.Popen(part_command("direct_rounds", cache, n=n, batch=batch), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=penv)
@@ -212,6 +227,11 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
             direct.stdin.flush()
             out = json.loads(direct.stdout.readline())
             return out["wall"], out["lat"], out["cpu"]
+
+        def direct_one_client() -> list[float]:
+            direct.stdin.write(f"seq {SEQUENTIAL}\n")
+            direct.stdin.flush()
+            return json.loads(direct.stdout.readline())["lat"]
 
         with running_server(cache, env) as (base, key, proc):
             async def go():
@@ -237,15 +257,33 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                         await asyncio.gather(*(one(i) for i in range(n)))
                         return time.perf_counter() - t, lat, cpu_seconds_of(proc.pid) - cpu
 
-                    sides = {"direct": [], "http": []}
+                    async def http_one_client() -> list[float]:
+                        lat: list[float] = []
+                        for i in range(SEQUENTIAL):
+                            t = time.perf_counter()
+                            r = await c.post(url, content=bodies[i % n], headers=headers)
+                            lat.append(time.perf_counter() - t)
+                            assert r.status_code == 200, r.text[:300]
+                            server = dict(x.split(";dur=") for x in r.headers["server-timing"].split(", "))
+                            server["client"] = lat[-1] * 1e3  # the whole request, as the client saw it
+                            stage_ms.append({k: float(v) for k, v in server.items()})
+                        return lat
+
+                    stage_ms: list[dict[str, float]] = []
+                    sides = {"direct": [], "http": [], "direct_one_client": [], "http_one_client": []}
                     for r in range(repeat):
                         for side in (("direct", "http") if r % 2 == 0 else ("http", "direct")):
                             await asyncio.sleep(0.3)  # the other side's idle threads settle
                             got = direct_round() if side == "direct" else await http_round()
                             sides[side].append(got)
-                    return sides
+                    for r in range(repeat):
+                        for side in (("direct", "http") if r % 2 == 0 else ("http", "direct")):
+                            await asyncio.sleep(0.3)
+                            got = direct_one_client() if side == "direct" else await http_one_client()
+                            sides[f"{side}_one_client"].extend(got)
+                    return sides, stage_ms
 
-            sides = asyncio.run(go())
+            sides, stage_ms = asyncio.run(go())
             server_peak = peak_rss_of(proc.pid)
         direct.stdin.write("stop\n")
         direct.stdin.flush()
@@ -253,6 +291,7 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
     finally:
         if direct.poll() is None:
             direct.kill()
+    one_client = {side: sides.pop(f"{side}_one_client") for side in ("direct", "http")}
     out = {}
     for side, rounds in sides.items():
         lat = [x for _, ls, _ in rounds for x in ls]
@@ -261,6 +300,9 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                      "round_p50": [p50(ls) for _, ls, _ in rounds],
                      "cpu_ms_per_request": statistics.median(cpu for _, _, cpu in rounds) / n * 1e3}
     out["direct"]["peak_mib"], out["http"]["peak_mib"] = direct_peak, server_peak
+    for side, lat in one_client.items():
+        out[side]["one_client_p50"], out[side]["one_client_n"] = p50(lat), len(lat)
+    out["http"]["stages_p50_ms"] = {k: p50([s[k] for s in stage_ms if k in s]) for k in stage_ms[0]}
     return out
 
 
@@ -284,6 +326,15 @@ def row_server_overhead(run_part, cache: Path, repeat: int, quick: bool) -> list
              "pixelserve": http["img_s"], "target": ">= 0.9x, <= 5 ms added p50",
              "ratio": http["img_s"] / direct["img_s"], "added_p50_ms": (http["p50"] - direct["p50"]) * 1e3,
              "added_p50_per_round_ms": [x * 1e3 for x in paired],
+             # The same jobs from one client, one after another: no batch composition or queue order
+             # in the latency, so what the server adds per request shows to the millisecond.
+             "added_p50_one_client_ms": (http["one_client_p50"] - direct["one_client_p50"]) * 1e3,
+             "one_client_p50_ms": {"plain": direct["one_client_p50"] * 1e3, "pixelserve": http["one_client_p50"] * 1e3,
+                                   "requests_per_side": http["one_client_n"]},
+             # Server-Timing of those requests (p50 of each stage): auth = key check, admit = quota +
+             # job record, engine = queue + denoise + decode, store = encode + write, finish = job
+             # record, app = all inside the server, client = what the client measured.
+             "one_client_stages_p50_ms": http["stages_p50_ms"],
              "p50_ms": {"plain": direct["p50"] * 1e3, "pixelserve": http["p50"] * 1e3},
              # CPU time per request of the engine process vs the server process: barely moved by other
              # load on the machine, unlike the wall-clock figures.

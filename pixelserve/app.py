@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from pixelserve.core.timing import ServerTimingMiddleware
 from pixelserve.core.validate import Limits
 from pixelserve.db.session import open_database
 from pixelserve.dialects.karlo.router import router as karlo_router
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
+    if settings.server_timing:
+        app.add_middleware(ServerTimingMiddleware)
     app.include_router(health_router)
     app.include_router(images_router)
     app.include_router(karlo_router)

@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     #: Loaded models kept per device, in GiB of parameters and buffers; past it the least recently
     #: used model no job holds is unloaded (0: no bound). See engine/registry.py.
     model_cache_gib: float = Field(0.0, ge=0)
+    #: Add a W3C Server-Timing header (auth, admit, engine, store, finish, app; ms) to every answer.
+    #: Off by default: it tells callers how long internal steps took. See core/timing.py.
+    server_timing: bool = False
     # -- opt-in approximations: each CHANGES THE IMAGE (engine/approx.py, engine/optimize.py) ---
     #: CHANGES THE IMAGE. FP8 linear layers (torchao; CUDA compute capability 8.9+; pip install 'pixelserve[fp8]').
     fp8: bool = False

@@ -8,6 +8,7 @@ from collections import OrderedDict
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pixelserve.core import timing
 from pixelserve.db.crud.keys import KeyInfo, active_key, find_key
 from pixelserve.errors import Unauthorized
 
@@ -27,6 +28,10 @@ class Authenticator:
         """The caller's key; None when auth is disabled. Raises Unauthorized."""
         if not self.enabled:
             return None
+        with timing.stage("auth"):
+            return self._check(key)
+
+    def _check(self, key: str | None) -> KeyInfo:
         if not key:
             raise Unauthorized("missing API key")
         fingerprint = hashlib.sha256(key.encode()).digest()

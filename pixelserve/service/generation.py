@@ -12,6 +12,7 @@ from typing import Awaitable, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from pixelserve.core import timing
 from pixelserve.core.images import CONTENT_TYPES, encode_image
 from pixelserve.core.request import GenerationRequest
 from pixelserve.core.validate import Limits, validate
@@ -91,7 +92,8 @@ class GenerationService:
         described = request.describe()
         if not record_prompt:
             described.update({k: "[not logged]" for k in PROMPT_FIELDS if described.get(k) is not None})
-        exhausted = await asyncio.to_thread(self._admit, job_id, request.model, described, dialect, key)
+        with timing.stage("admit"):
+            exhausted = await asyncio.to_thread(self._admit, job_id, request.model, described, dialect, key)
         if exhausted:
             raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
                                 retry_after=quotas.seconds_until_next(exhausted))
@@ -105,9 +107,11 @@ class GenerationService:
             self.progress[job_id] = step / max(total, 1)
 
         try:
-            result = await self.engine.submit(job_id, request, on_progress)
-            images = await asyncio.get_running_loop().run_in_executor(self._encoders, self._store_images, job_id,
-                                                                      result, output)
+            with timing.stage("engine"):
+                result = await self.engine.submit(job_id, request, on_progress)
+            with timing.stage("store"):
+                images = await asyncio.get_running_loop().run_in_executor(self._encoders, self._store_images, job_id,
+                                                                          result, output)
         except asyncio.CancelledError:
             await asyncio.shield(asyncio.to_thread(self._failed, job_id, "client disconnected", True))
             raise
@@ -119,9 +123,10 @@ class GenerationService:
             raise
         finally:
             self.progress.pop(job_id, None)
-        await asyncio.to_thread(self._db, jobs.finish_job, job_id, [
-            jobs.StoredImage(im.id, i, im.seed, im.storage_key, im.content_type) for i, im in enumerate(images)
-        ])
+        with timing.stage("finish"):
+            await asyncio.to_thread(self._db, jobs.finish_job, job_id, [
+                jobs.StoredImage(im.id, i, im.seed, im.storage_key, im.content_type) for i, im in enumerate(images)
+            ])
         return ServiceResult(job_id=job_id, model=request.model, images=images, timings_ms=result.timings_ms)
 
     def image_url(self, base_url: str, storage_key: str) -> str:
