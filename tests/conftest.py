@@ -113,6 +113,14 @@ def frozen_quota_clock(monkeypatch):
     return fixed
 
 
+@pytest.fixture
+def data_dir(tmp_path, tiny_cache, monkeypatch):
+    """A data dir holding the tiny models, named by PIXELSERVE_DATA_DIR (for CLI commands)."""
+    shutil.copytree(tiny_cache, tmp_path / "cache")
+    monkeypatch.setenv("PIXELSERVE_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
 def make_settings(data_dir: Path, tiny_cache: Path, **overrides) -> Settings:
     """Settings on a fresh data dir that reuses the built tiny models (copied, not rebuilt)."""
     cache = data_dir / "cache"

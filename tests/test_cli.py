@@ -1,21 +1,11 @@
 """The command line: keys, models, one-shot generate."""
 
-import shutil
-
-import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from pixelserve.cli import cli
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def data_dir(tmp_path, tiny_cache, monkeypatch):
-    shutil.copytree(tiny_cache, tmp_path / "cache")
-    monkeypatch.setenv("PIXELSERVE_DATA_DIR", str(tmp_path))
-    return tmp_path
 
 
 def test_keys_create_list_revoke(data_dir):

@@ -1,22 +1,13 @@
 """pixelserve assets list | add | remove (the admin side of the asset library)."""
 
 import pickle
-import shutil
 
-import pytest
 from typer.testing import CliRunner
 
 from pixelserve.cli import cli
 from pixelserve.engine import tiny_adapters
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def data_dir(tmp_path, tiny_cache, monkeypatch):
-    shutil.copytree(tiny_cache, tmp_path / "cache")
-    monkeypatch.setenv("PIXELSERVE_DATA_DIR", str(tmp_path))
-    return tmp_path
 
 
 def test_list_shows_the_public_assets_of_the_doc_samples(data_dir):
