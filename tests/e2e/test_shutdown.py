@@ -112,17 +112,22 @@ def test_sigterm_past_the_drain_fails_and_refunds_running_jobs_and_flushes_the_d
             threading.Thread(target=call, args=("studio", "/api/images/create", {
                 "prompt": "cut off", "styleId": 1, "ratio": "1:1", "sample": 4}, {"X-Api-Key": key})),
         ]
-        for c in clients:
-            c.start()
         db = create_engine(f"sqlite:///{tmp_path / 'pixelserve.db'}")
-        while True:  # both requests are in: the Karlo job denoising, the Studio one queued or running
-            with db.connect() as c:
-                karlo = c.execute(text("select status from jobs")).scalar()
-                studio = c.execute(text("select count(*) from studio_jobs")).scalar()
-            if karlo == "running" and studio:
-                break
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+
+        def wait_for(query, ok):
+            while True:
+                with db.connect() as c:
+                    if ok(c.execute(text(query)).scalar()):
+                        return
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+        # The Karlo job denoising first, then the Studio one queued behind it (sent together, the
+        # Studio job could take the device first and finish before the SIGTERM).
+        clients[0].start()
+        wait_for("select status from jobs", lambda status: status == "running")
+        clients[1].start()
+        wait_for("select count(*) from studio_jobs", bool)
         db.dispose()
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
