@@ -64,13 +64,15 @@ def replicas(app: str) -> list[str]:
 
 
 def busy_replica(app: str, timeout: float = 30) -> str:
-    """A replica that is running a request right now (asked through Serve's own replica actor)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for name in replicas(app):
-            if ray.get(ray.get_actor(name, namespace="serve").get_num_ongoing_requests.remote()) > 0:
-                return name
-        time.sleep(0.01)
+    """A replica that is running a request right now (asked through Serve's own replica actor),
+    preferably one with two (so that one of them is surely still running when it is killed)."""
+    for least, wait in ((2, 5.0), (1, timeout)):
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            for name in replicas(app):
+                if ray.get(ray.get_actor(name, namespace="serve").get_num_ongoing_requests.remote()) >= least:
+                    return name
+            time.sleep(0.01)
     raise AssertionError("no replica was busy")
 
 
@@ -151,7 +153,7 @@ def test_karlo_octoai_and_studio_samples_through_the_api(deployed, tmp_path, tin
 
 def test_a_replica_killed_mid_stream_loses_no_job_and_charges_once(deployed, tmp_path, tiny_cache):
     settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
-                             **{**SMALL_SETTINGS, "studio_steps": 80})
+                             **{**SMALL_SETTINGS, "studio_steps": 150})
     with TestClient(create_app(settings)) as client:
         wait_ready(client, timeout=60)
         _, key = new_key(client.app)
