@@ -67,22 +67,25 @@ def store_under_test():
     seaweed.stop()
 
 
-@pytest.fixture(scope="session")
-def seaweed_s3():
-    """A real S3 server (SeaweedFS) for this run; skips, saying why, without the binary."""
-    reason = seaweed.unavailable()
+def _server_or_skip(kind):
+    """``kind.server()`` (tests/db/pg.py, tests/storage/seaweed.py), or a skip saying why it cannot
+    run here. Present but failing to start is an error, not a skip."""
+    reason = kind.unavailable()
     if reason:
         pytest.skip(reason)
-    return seaweed.server()  # the binary is there but does not start: an error, not a skip
+    return kind.server()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3():
+    """A real S3 server (SeaweedFS) for this run."""
+    return _server_or_skip(seaweed)
 
 
 @pytest.fixture(scope="session")
 def pg_server():
-    """The throwaway PostgreSQL cluster of this run (skips, saying why, without the binaries)."""
-    reason = pg.unavailable()
-    if reason:
-        pytest.skip(reason)
-    return pg.server()  # binaries present but the cluster does not start: an error, not a skip
+    """The throwaway PostgreSQL cluster of this run."""
+    return _server_or_skip(pg)
 
 
 @pytest.fixture

@@ -103,6 +103,13 @@ def is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+def not_blank(value: str) -> str:
+    """For ``AfterValidator``: a text field must hold more than white space."""
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 class DialectRoute(APIRoute):
     """Subclass per dialect: implement ``render`` and set ``error_model``."""
 

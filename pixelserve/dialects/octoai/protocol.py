@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.models import ASSET_NAME
+from pixelserve.dialects.base import not_blank
 from pixelserve.dialects.octoai.styles import STYLES
 
 MAX_SEED = 2**32 - 1
@@ -63,7 +64,7 @@ class OctoModel(BaseModel):
 class ImageGenerationRequest(OctoModel):
     """POST /generate/{engine_id}."""
 
-    prompt: Annotated[str, Field(min_length=1, max_length=4000)]
+    prompt: Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(not_blank)]
     prompt_2: Text | None = None  # SDXL only; None copies prompt
     negative_prompt: Text | None = None
     negative_prompt_2: Text | None = None  # SDXL only
@@ -99,13 +100,6 @@ class ImageGenerationRequest(OctoModel):
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = Field(32, ge=0, le=1024)  # pixels; our default and bound
     log_prompt: bool = False
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be blank")
-        return v
 
 
 class ImageGeneration(BaseModel):

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import SCHEDULERS
+from pixelserve.dialects.base import not_blank
 from pixelserve.service.studio import REFERENCE_PATH
 
 #: Record ids (images, styles, collections): database integers, so bounded like one.
@@ -49,7 +50,7 @@ class CreateRequest(StudioModel):
         {"prompt": "a unicorn playing with a group of people", "styleId": 1, "ratio": "1:1", "sample": 1},
     ]})
 
-    prompt: str = Field(..., min_length=1, max_length=1200)
+    prompt: Annotated[str, AfterValidator(not_blank)] = Field(..., min_length=1, max_length=1200)
     ratio: Literal["square", "vertical", "horizontal", "1:1", "3:4", "4:3", "9:16", "16:9"]
     image: str | None = Field(None, max_length=300)
     randomPrompt: OptionalText = None
@@ -62,13 +63,6 @@ class CreateRequest(StudioModel):
     async_: bool = Field(False, alias="async")
     styleId: int | None = Field(None, ge=1, le=MAX_ID)  # not in Studio spec
     collectionId: int | None = Field(None, ge=1, le=MAX_ID)  # not in Studio spec
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be blank")
-        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> "CreateRequest":
