@@ -14,11 +14,9 @@ here those files are loaded (safetensors only, nothing downloaded) and applied f
   its own set with ``set_adapters(names, weights)``; a call without LoRAs runs ``disable_lora()``,
   whose layers compute ``base_layer(x)`` only, so it gets the base model's output exactly.
   Adapters stay unfused: fusing changes the base weights and unfusing restores them only up to
-  float error. With ``PIXELSERVE_COMPILE`` the LoRA calls go to the modules inside the compiled
-  UNet (``lora_view``); a new adapter set makes dynamo recompile the UNet once (the output stays
-  exact). ``enable_lora_hotswap`` is not used: it swaps new weights into one already-loaded
-  adapter slot, while pixelserve keeps several adapters loaded and combines them per request,
-  and diffusers cannot hotswap text-encoder LoRAs.
+  float error. With ``PIXELSERVE_COMPILE`` the UNet's LoRAs go into fixed slots instead, hotswapped
+  in place with diffusers' ``enable_lora_hotswap`` machinery, so that switching LoRAs or weights
+  recompiles nothing (``lora_slots.py``); the text encoders, not compiled, keep named adapters.
 - Textual inversions: ``load_textual_inversion`` adds tokens to a tokenizer and rows to a text
   encoder's embedding table. It is run on a *copy* of the tokenizer, and the enlarged embedding
   table is swapped in only while this request's prompts are encoded, then the original table (the
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pixelserve.core.request import LoraRef, TextualInversionRef
+from pixelserve.engine import lora_slots
 from pixelserve.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -102,12 +101,16 @@ class Base:
     pipe: Any
     label: str
     loras: LRU = field(default=None)  # adapter name -> file key
+    slots: Any = None  # a compiled UNet's LoRA slots (lora_slots.Slots)
+    parsed: LRU = field(default=None)  # compiled UNet: adapter name -> lora_slots.Parsed
     embeddings: LRU = field(default_factory=lambda: LRU(MAX_EMBEDDINGS))
     ti_sets: LRU = field(default_factory=lambda: LRU(MAX_TI_SETS))
 
     def __post_init__(self):
         if self.loras is None:
             self.loras = LRU(MAX_LORAS, on_evict=lambda name, _: lora_view(self.pipe).delete_adapters(name))
+        if self.parsed is None:
+            self.parsed = LRU(MAX_LORAS, on_evict=lambda name, parsed: lora_slots.forget(self.pipe, name, parsed))
 
 
 def own_base(model: Any) -> Base:
@@ -209,6 +212,8 @@ def activate_loras(base: Base, loras: tuple[LoraRef, ...]) -> tuple:
     """Make exactly ``loras`` (with their weights) active on ``base``; returns a key naming that state."""
     if len(loras) > MAX_LORAS:
         raise InvalidRequest(f"at most {MAX_LORAS} LoRAs per request", field="loras")
+    if hasattr(base.pipe.unet, "_orig_mod"):
+        return _activate_slots(base, loras)
     weights: dict[str, float] = {}
     for ref in loras:
         name = lora_name(ref.path)
@@ -224,6 +229,37 @@ def activate_loras(base: Base, loras: tuple[LoraRef, ...]) -> tuple:
     else:
         pipe.disable_lora()
     return tuple(sorted(weights.items()))
+
+
+def _activate_slots(base: Base, loras: tuple[LoraRef, ...]) -> tuple:
+    """activate_loras for a torch.compile'd UNet: fixed slots, nothing recompiled (lora_slots.py)."""
+    from safetensors.torch import load_file
+
+    if base.slots is None:
+        base.slots = lora_slots.Slots(base.pipe.unet._orig_mod)
+    wanted: dict[str, tuple[lora_slots.Parsed, float]] = {}
+    for ref in loras:
+        name = lora_name(ref.path)
+        parsed = wanted[name][0] if name in wanted else base.parsed.get(name)
+        if parsed is None:
+            try:
+                parsed = lora_slots.parse(base.pipe, name, load_file(ref.path))
+            except (ValueError, RuntimeError, KeyError, OSError) as e:
+                lora_slots.forget(base.pipe, name, lora_slots.Parsed({}, None, 0, lora_slots.TEXT_ENCODERS))
+                raise InvalidRequest(f"LoRA {ref.name!r} does not fit this model: {e}", field="loras") from e
+            base.parsed.put(name, parsed)
+        wanted[name] = (parsed, wanted.get(name, (None, 0.0))[1] + float(ref.weight))
+    if not wanted and len(base.parsed) == 0:
+        return ()  # nothing was ever loaded: the modules are untouched
+    lora_slots.activate(base.pipe, base.slots, [(name, p, w) for name, (p, w) in wanted.items()])
+    return tuple(sorted((name, w) for name, (_, w) in wanted.items()))
+
+
+def deactivate_loras(base: Base) -> None:
+    if base.slots is not None:
+        lora_slots.deactivate(base.pipe, base.slots)
+    else:
+        lora_view(base.pipe).disable_lora()
 
 
 def lora_view(pipe: Any) -> Any:
@@ -367,4 +403,4 @@ def applied(model: Any, checkpoint: str | None, loras: tuple[LoraRef, ...]) -> I
         yield base, key
     finally:
         if key:
-            lora_view(base.pipe).disable_lora()
+            deactivate_loras(base)

@@ -98,6 +98,13 @@ def apply(pipe: Any, device: str, opts: Optimizations) -> Any:
     cuda = device.startswith("cuda")
     if opts.fuse_qkv:
         fuse_qkv(pipe)
+    if opts.compile:
+        # A LoRA slot count the UNet has not run with compiles one more graph (lora_slots.py): up
+        # to 9 counts, each again after a slot is added. Dynamo's default of 8 graphs per function
+        # would then silently run the UNet eagerly.
+        import torch._dynamo
+
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     for name in ("unet", "transformer"):
         module = getattr(pipe, name, None)
         if module is None:
@@ -107,6 +114,9 @@ def apply(pipe: Any, device: str, opts: Optimizations) -> Any:
         if opts.fp8:
             float8_linears(module)
         if opts.compile:
+            # Inference only: no parameter needs grad. Set once, so the compiled graph's guards (which
+            # check requires_grad) stay true when LoRA slots are added later (lora_slots.py).
+            module.requires_grad_(False)
             setattr(pipe, name, torch.compile(module, mode=opts.compile_mode, dynamic=opts.dynamic))
             pipe.register_modules(**{name: getattr(pipe, name)})
     vae = getattr(pipe, "vae", None)

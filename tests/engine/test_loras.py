@@ -84,30 +84,6 @@ def test_batches_only_stack_the_same_lora_set(adapter_dir):
     assert batch_key(a) != batch_key(a.with_(loras=()))
 
 
-def test_loras_switch_on_and_off_under_torch_compile(tiny_cache, adapter_dir, tmp_path):
-    """diffusers' LoRA methods skip a compiled UNet (an OptimizedModule): pixelserve unwraps it.
-
-    The layers' state is checked, not images: torch.compile compiles lazily, on the first call.
-    """
-    from pixelserve.core.models import demo_config
-    from pixelserve.engine import optimize
-    from pixelserve.engine.registry import ModelRegistry
-
-    (tmp_path / "tiny").symlink_to(tiny_cache / "tiny")
-    model = ModelRegistry(demo_config().models, tmp_path).get("tiny-sd", "cpu")
-    optimize.apply(model.pipe, "cpu", optimize.Optimizations(compile=True))
-    assert hasattr(model.pipe.unet, "_orig_mod")
-    path = str(tiny_adapters.ensure_tiny_lora("sd", adapter_dir))
-    base = adapters.own_base(model)
-    adapters.activate_loras(base, (LoraRef("a", path, 0.5),))
-    layers = [m for _, m in model.pipe.unet._orig_mod.named_modules() if hasattr(m, "lora_A")]
-    name = adapters.lora_name(path)
-    assert layers and all(not m.disable_adapters and m.active_adapters == [name] for m in layers)
-    assert all(m.scaling[name] == 0.5 for m in layers)
-    adapters.activate_loras(base, ())
-    assert all(m.disable_adapters for m in layers)
-
-
 def test_a_lora_naming_no_layer_of_the_model_is_refused_and_leaves_it_clean(tiny_models, tmp_path):
     import torch
 
