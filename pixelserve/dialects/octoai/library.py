@@ -20,9 +20,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pixelserve.core.models import ASSET_NAME
 from pixelserve.db.crud.assets import AssetFilter
 from pixelserve.dialects.octoai import translate
-from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, CompleteAssetUploadResponse, CompleteUploadRequest,
-                                                CreateAssetRequest, CreateAssetResponse, DeleteAssetResponse, ErrorBody,
-                                                ListAssetsResponse, RetrieveAssetResponse)
+from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, AssetEngine, AssetType, CompleteAssetUploadResponse,
+                                                CompleteUploadRequest, CreateAssetRequest, CreateAssetResponse, DataType,
+                                                DeleteAssetResponse, ErrorBody, FileFormat, ListAssetsResponse,
+                                                RetrieveAssetResponse)
 from pixelserve.dialects.octoai.router import ERRORS, Assets, Key, OctoAIRoute
 from pixelserve.dialects.base import phrase
 from pixelserve.errors import Forbidden, NotFound, PayloadTooLarge, PixelserveError, status_of
@@ -65,16 +66,16 @@ async def list_assets(
     key: Key, assets: Assets,
     name: Annotated[str | None, Query(max_length=120)] = None,
     is_public: bool | None = None,
-    data_type: Annotated[str | None, Query(max_length=20)] = None,
-    asset_type: Annotated[list[str] | None, Query(max_length=10)] = None,
-    engine: Annotated[list[str] | None, Query(max_length=10)] = None,
+    data_type: DataType | None = None,
+    asset_type: Annotated[list[AssetType] | None, Query(max_length=10)] = None,
+    engine: Annotated[list[AssetEngine] | None, Query(max_length=10)] = None,
     engine_type: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,  # our bounds
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
     get_preview_urls: bool | None = None,
     asset_ids: Annotated[str | None, Query(max_length=4000)] = None,
     owner: Annotated[str | None, Query(max_length=100)] = None,
-    file_format: Annotated[list[str] | None, Query(max_length=10)] = None,
+    file_format: Annotated[list[FileFormat] | None, Query(max_length=10)] = None,
 ) -> JSONResponse:
     """The caller's assets and the public ones, newest first, with filters."""
     scope = scope_of(key)
@@ -85,11 +86,10 @@ async def list_assets(
         scopes &= {PUBLIC} if is_public else {scope}
     if owner is not None:
         scopes &= {PUBLIC} if owner == translate.PUBLIC_TENANT else {owner}
-    kinds = tuple(k for t in asset_type or () for k in KIND_OF_TYPE.get(t, ("-",)))
-    families = tuple("sdxl" if ASSET_ENGINES.get(e, "").endswith("sdxl") else "sd" if e in ASSET_ENGINES else "-"
-                     for e in engine or ())
-    impossible = (engine_type not in (None, "image") or any(f != "safetensors" for f in file_format or ())
-                  or data_type not in (None, "fp16", "fp32", "int4", "int8"))
+    kinds = tuple(k for t in asset_type or () for k in KIND_OF_TYPE[t])
+    families = tuple("sdxl" if ASSET_ENGINES[e].endswith("sdxl") else "sd" for e in engine or ())
+    # Only safetensors files are ever stored, and every asset is an image one.
+    impossible = engine_type not in (None, "image") or any(f != "safetensors" for f in file_format or ())
     f = AssetFilter(scopes=tuple(sorted(scopes)) if not impossible else (), name=name, kinds=kinds,
                     families=families, ids=tuple(i for i in (asset_ids or "").split(",") if i), limit=limit,
                     offset=offset)

@@ -136,13 +136,17 @@ ASSET_TYPES = ("file", "checkpoint", "lora", "textual_inversion", "vae", "latent
 ASSET_ENGINES = {"image/stable-diffusion-v1-5": "sd", "image/stable-diffusion-xl-v1-0": "sdxl",
                  "image/controlnet-sd15": "controlnet-sd15", "image/controlnet-sdxl": "controlnet-sdxl"}
 STATUSES = ("ready_to_upload", "uploading", "uploaded", "ready", "rejected", "error", "deleted")
+AssetType = Literal[ASSET_TYPES]  # type: ignore[valid-type]
+AssetEngine = Literal[tuple(ASSET_ENGINES)]  # type: ignore[valid-type]
+FileFormat = Literal["safetensors", "pt"]
+DataType = Literal["fp16", "fp32", "int4", "int8"]
 
 
 class AssetData(OctoModel):
     asset_type: Literal[ASSET_TYPES] | None = None  # type: ignore[valid-type]  # the SDK repeats it here
     engine: str | None = None  # an image engine (ASSET_ENGINES); checked against asset_type
-    file_format: Literal["safetensors", "pt"] = "safetensors"
-    data_type: Literal["fp16", "fp32", "int4", "int8"] | None = None
+    file_format: FileFormat = "safetensors"
+    data_type: DataType | None = None
     trigger_words: list[TriggerWord] | None = Field(None, max_length=16)  # our bound
     checkpoint: str | None = Field(None, max_length=200)  # LoRA: the checkpoint it was trained on
 

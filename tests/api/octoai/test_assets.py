@@ -165,6 +165,25 @@ def test_create_refusals(octo_client, octo_key, body, status, loc):
     assert octo_client.get("/v1/assets/refused", headers=auth(octo_key)).status_code == 404  # nothing created
 
 
+@pytest.mark.parametrize("params,field", [
+    ({"file_format": "false"}, "file_format"), ({"engine": ""}, "engine"), ({"engine": "text/llama-2-7b"}, "engine"),
+    ({"asset_type": "controlnet"}, "asset_type"), ({"data_type": "bf16"}, "data_type"), ({"limit": 0}, "limit"),
+])
+def test_list_filters_outside_the_spec_are_refused(octo_client, octo_key, params, field):
+    """A filter value the spec does not list is a 422 naming it, not an empty page."""
+    r = octo_client.get("/v1/assets", params=params, headers=auth(octo_key))
+    assert r.status_code == 422, r.text
+    assert ["query", field] in [e["loc"][:2] for e in r.json()["detail"]]
+
+
+def test_list_filters_inside_the_spec_are_answered(octo_client, octo_key):
+    for params in ({"file_format": "pt"}, {"engine": "image/stable-diffusion-xl-v1-0", "data_type": "fp16"},
+                   {"asset_type": ["lora", "vae"]}):
+        r = octo_client.get("/v1/assets", params=params, headers=auth(octo_key))
+        assert r.status_code == 200, (params, r.text)
+    assert octo_client.get("/v1/assets", params={"file_format": "pt"}, headers=auth(octo_key)).json()["total"] == 0
+
+
 def test_asset_routes_need_a_token(octo_client):
     for method, path in (("get", "/v1/assets"), ("post", "/v1/assets"), ("get", "/v1/assets/x"),
                          ("delete", "/v1/assets/x"), ("post", "/v1/assets/x/complete-upload")):
