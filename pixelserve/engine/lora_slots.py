@@ -174,11 +174,11 @@ def _fill(slots: Slots, i: int, name: str, parsed: Parsed) -> None:
             log.info("LoRA %s does not fit slot %d as built (%s); rebuilding the slot", name, i, e)
     slots.holds[i], slots.scales[i], slots.weights[i] = None, [], None
     slots.active = None  # the layers change: the active set is written again
-    if exists:
-        unet.delete_adapters(slot(i))
     try:
-        with warnings.catch_warnings():  # peft warns that the UNet holds several adapters: it is meant to
+        with warnings.catch_warnings():  # peft warns of several adapters and of deleting an active one: meant
             warnings.simplefilter("ignore", UserWarning)
+            if exists:
+                unet.delete_adapters(slot(i))
             unet.load_lora_adapter(parsed.state, prefix="unet", network_alphas=parsed.alphas, adapter_name=slot(i))
     except (RuntimeError, ValueError, KeyError) as e:  # the slot stays empty; the next LoRA builds it
         if slot(i) in (getattr(unet, "peft_config", None) or {}):

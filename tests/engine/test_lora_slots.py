@@ -100,3 +100,59 @@ def test_a_lora_that_fits_no_layer_is_refused_under_compile_and_the_model_still_
         generate(compiled_sd, request_for("tiny-sd", loras=(LoraRef("stray", str(stray), 1.0),)))
     assert e.value.field == "loras"
     assert np.abs(generate(compiled_sd, request_for("tiny-sd")) - before).max() <= TOLERANCE
+
+
+def _higher_rank(path, out):
+    """The same LoRA at twice the rank (each factor repeated; alphas kept), so another image."""
+    import torch
+
+    state = load_file(path)
+    for key in [k for k in state if k.endswith("lora_down.weight")]:
+        up = key.replace("lora_down", "lora_up")
+        state[key] = torch.cat([state[key], state[key]], dim=0)
+        state[up] = torch.cat([state[up], state[up]], dim=1)
+    save_file(state, str(out))
+    return str(out)
+
+
+def test_a_higher_rank_lora_grows_the_slots_and_smaller_ones_still_swap_in(compiled_sd, tiny_models, adapter_dir,
+                                                                           tmp_path):
+    a = str(tiny_adapters.ensure_tiny_lora("sd", adapter_dir))
+    wide = _higher_rank(a, tmp_path / "wide.safetensors")
+    b = _scaled(a, tmp_path / "b3.safetensors", 0.5)
+    base = adapters.own_base(compiled_sd)
+    for loras in ((LoraRef("a", a, 1.0),), (LoraRef("w", wide, 1.0),), (LoraRef("b", b, 1.0),)):
+        request = request_for("tiny-sd", loras=loras)
+        assert np.abs(generate(compiled_sd, request) - generate(tiny_models["tiny-sd"], request)).max() <= TOLERANCE
+    assert base.slots.rank == 2 * tiny_adapters.LORA_RANK
+    warm = _graphs()
+    for loras in ((LoraRef("w", wide, 0.5),), (LoraRef("a", a, 1.0),)):  # wide and narrow, both in the grown slot
+        request = request_for("tiny-sd", loras=loras)
+        assert np.abs(generate(compiled_sd, request) - generate(tiny_models["tiny-sd"], request)).max() <= TOLERANCE
+    assert _graphs() == warm
+
+
+@pytest.fixture(scope="module")
+def compiled_sdxl(tiny_cache, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("compiled-xl-cache")
+    (cache / "tiny").symlink_to(tiny_cache / "tiny")
+    optimize.use_compile_cache(cache / "compile")
+    model = ModelRegistry(demo_config().models, cache).get("tiny-sdxl", "cpu")
+    optimize.apply(model.pipe, "cpu", optimize.Optimizations(compile=True))
+    return model
+
+
+def test_sdxl_loras_in_kohya_layout_swap_without_recompiling(compiled_sdxl, tiny_models, adapter_dir, tmp_path):
+    """SDXL LoRAs name the UNet's blocks the SGM way and carry two text encoders' parts."""
+    a = str(tiny_adapters.ensure_tiny_lora("sdxl", adapter_dir))
+    b = _scaled(a, tmp_path / "xb.safetensors", -1.2)
+    eager_model = tiny_models["tiny-sdxl"]
+    first = request_for("tiny-sdxl", loras=(LoraRef("a", a, 1.0),))
+    generate(compiled_sdxl, first)
+    warm = _graphs()
+    for loras in ((LoraRef("b", b, 1.0),), (LoraRef("a", a, 0.4),)):
+        request = request_for("tiny-sdxl", loras=loras)
+        assert np.abs(generate(compiled_sdxl, request) - generate(eager_model, request)).max() <= TOLERANCE
+    assert _graphs() == warm
+    te2 = compiled_sdxl.pipe.text_encoder_2
+    assert adapters.lora_name(a) in te2.peft_config  # the second text encoder's part is loaded there
