@@ -114,9 +114,6 @@ def apply(pipe: Any, device: str, opts: Optimizations) -> Any:
         if opts.fp8:
             float8_linears(module)
         if opts.compile:
-            # Inference only: no parameter needs grad. Set once, so the compiled graph's guards (which
-            # check requires_grad) stay true when LoRA slots are added later (lora_slots.py).
-            module.requires_grad_(False)
             setattr(pipe, name, torch.compile(module, mode=opts.compile_mode, dynamic=opts.dynamic))
             pipe.register_modules(**{name: getattr(pipe, name)})
     vae = getattr(pipe, "vae", None)
