@@ -125,8 +125,10 @@ def test_no_5xx_and_no_schema_violation_in_any_dialect(fuzz_server, tmp_path):
            "--checks", ",".join(CHECKS), "--max-examples", str(EXAMPLES), "--phases", "examples,coverage,fuzzing",
            "--mode", "all", "--seed", "20261125", "--workers", "1", "--suppress-health-check", "all",
            "--report", "ndjson", "--report-ndjson-path", str(report), "--request-timeout", "60"]
+    # cwd: schemathesis keeps a crash cache in ./.schemathesis and replays it first; in the test's own
+    # folder every run starts from the seed alone and nothing is written into the checkout.
     proc = subprocess.run(cmd, env={**os.environ, "PIXELSERVE_FUZZ_KEY": fuzz_server["key"]}, capture_output=True,
-                          text=True, timeout=3600)
+                          text=True, timeout=3600, cwd=tmp_path)
     ops = read_report(report)
     tags = operation_tags(fuzz_server["base"])
 
