@@ -62,12 +62,13 @@ def slot(i: int) -> str:
 
 def parse(pipe: Any, name: str, state: dict) -> Parsed:
     """Convert a LoRA file's tensors to diffusers' layout; load its text-encoder part by ``name``."""
-    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
-    converted = type(pipe).lora_state_dict(dict(state), unet_config=unet.config)  # SGM block names mapped, as SDXL's loader does
-    sd, alphas = converted[0], converted[1]
-    unet_part = {k: v for k, v in sd.items() if k.startswith("unet.")}
     from diffusers.utils.state_dict_utils import convert_unet_state_dict_to_peft
 
+    unet = getattr(pipe.unet, "_orig_mod", pipe.unet)
+    # unet_config: SDXL's SGM block names mapped to diffusers' ones, as its own loader does.
+    converted = type(pipe).lora_state_dict(dict(state), unet_config=unet.config)
+    sd, alphas = converted[0], converted[1]
+    unet_part = {k: v for k, v in sd.items() if k.startswith("unet.")}
     # Checked here, so that a LoRA for another model never costs a built slot.
     for key in convert_unet_state_dict_to_peft({k.removeprefix("unet."): v for k, v in unet_part.items()}):
         path = key.partition(".lora_")[0]
@@ -106,23 +107,10 @@ def activate(pipe: Any, slots: Slots, wanted: list[tuple[str, Parsed, float]]) -
     from diffusers.loaders.lora_base import (disable_lora_for_text_encoder, enable_lora_for_text_encoder,
                                              set_adapters_for_text_encoder)
 
-    # 1. The text encoders (eager): named adapters, as everywhere else.
-    for attr in TEXT_ENCODERS:
-        te = getattr(pipe, attr, None)
-        if te is None or not getattr(te, "peft_config", None):
-            continue
-        mine = [(name, w) for name, p, w in wanted if attr in p.text_encoders]
-        if mine:
-            enable_lora_for_text_encoder(te)
-            set_adapters_for_text_encoder([n for n, _ in mine], te, [w for _, w in mine])
-        else:
-            disable_lora_for_text_encoder(te)
-    # 2. The UNet: the first len(unet) slots hold this request's LoRAs, in any order.
+    # 1. The UNet (first: a LoRA that cannot be placed fails before anything else changes). The
+    #    first len(unet) slots hold this request's LoRAs, in any order.
     unet = [(name, p, w) for name, p, w in wanted if p.unet_rank]
     n = len(unet)
-    if n == 0:
-        deactivate(pipe, slots, text_encoders=False)
-        return
     names = {name for name, _, _ in unet}
     placed = {name: i for i, name in enumerate(slots.holds[:n]) if name in names}
     free = [i for i in range(n) if i not in placed.values()]
@@ -136,19 +124,30 @@ def activate(pipe: Any, slots: Slots, wanted: list[tuple[str, Parsed, float]]) -
             for tensor, base in slots.scales[i]:
                 tensor.fill_(base * weight)
             slots.weights[i] = weight
-    _enable(slots, True)
-    names = tuple(slot(i) for i in range(n))
-    if slots.active != names:
-        _set_active(slots.unet, names)
-        slots.active = names
+    _enable(slots, n > 0)
+    active = tuple(slot(i) for i in range(n))
+    if n and slots.active != active:
+        _set_active(slots.unet, active)
+        slots.active = active
+    # 2. The text encoders (eager): named adapters, as everywhere else.
+    for attr in TEXT_ENCODERS:
+        te = getattr(pipe, attr, None)
+        if te is None or not getattr(te, "peft_config", None):
+            continue
+        mine = [(name, w) for name, p, w in wanted if attr in p.text_encoders]
+        if mine:
+            enable_lora_for_text_encoder(te)
+            set_adapters_for_text_encoder([name for name, _ in mine], te, [w for _, w in mine])
+        else:
+            disable_lora_for_text_encoder(te)
 
 
-def deactivate(pipe: Any, slots: Slots, text_encoders: bool = True) -> None:
+def deactivate(pipe: Any, slots: Slots) -> None:
     """No LoRA active anywhere: the UNet runs its plain layers (the graph compiled for 0 LoRAs)."""
     from diffusers.loaders.lora_base import disable_lora_for_text_encoder
 
     _enable(slots, False)
-    for attr in TEXT_ENCODERS if text_encoders else ():
+    for attr in TEXT_ENCODERS:
         te = getattr(pipe, attr, None)
         if te is not None and getattr(te, "peft_config", None):
             disable_lora_for_text_encoder(te)

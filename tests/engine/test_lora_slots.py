@@ -25,15 +25,19 @@ def _scaled(path, out, scale):
     return str(out)
 
 
-@pytest.fixture(scope="module")
-def compiled_sd(tiny_cache, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("compiled-cache")
+def _compiled(model_id, tiny_cache, tmp_path_factory):
+    cache = tmp_path_factory.mktemp(f"compiled-{model_id}")
     (cache / "tiny").symlink_to(tiny_cache / "tiny")
     optimize.use_compile_cache(cache / "compile")
-    model = ModelRegistry(demo_config().models, cache).get("tiny-sd", "cpu")
+    model = ModelRegistry(demo_config().models, cache).get(model_id, "cpu")
     optimize.apply(model.pipe, "cpu", optimize.Optimizations(compile=True))
     assert hasattr(model.pipe.unet, "_orig_mod")
     return model
+
+
+@pytest.fixture(scope="module")
+def compiled_sd(tiny_cache, tmp_path_factory):
+    return _compiled("tiny-sd", tiny_cache, tmp_path_factory)
 
 
 def _graphs() -> int:
@@ -134,12 +138,7 @@ def test_a_higher_rank_lora_grows_the_slots_and_smaller_ones_still_swap_in(compi
 
 @pytest.fixture(scope="module")
 def compiled_sdxl(tiny_cache, tmp_path_factory):
-    cache = tmp_path_factory.mktemp("compiled-xl-cache")
-    (cache / "tiny").symlink_to(tiny_cache / "tiny")
-    optimize.use_compile_cache(cache / "compile")
-    model = ModelRegistry(demo_config().models, cache).get("tiny-sdxl", "cpu")
-    optimize.apply(model.pipe, "cpu", optimize.Optimizations(compile=True))
-    return model
+    return _compiled("tiny-sdxl", tiny_cache, tmp_path_factory)
 
 
 def test_sdxl_loras_in_kohya_layout_swap_without_recompiling(compiled_sdxl, tiny_models, adapter_dir, tmp_path):
