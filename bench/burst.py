@@ -1,0 +1,75 @@
+"""How a burst of concurrent requests falls into batches: latencies of each request, sorted.
+
+The ``cpu_server_overhead`` row of bench/perf.py sends 32 Karlo t2i requests at once. Their p50
+moves by hundreds of ms from round to round; this shows why. Each round prints the sorted
+latencies (s); requests that finished together shared a batch, so the clusters are the batches.
+
+    .venv/bin/python bench/burst.py [--rounds 3] [--requests 32] [--batch-delay-ms 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.perf_common import p50, running_server, tiny_folder  # noqa: E402
+from bench.perf_cpu import karlo_body  # noqa: E402
+
+
+def clusters(latencies: list[float], gap: float = 0.2) -> list[int]:
+    """Sizes of the groups of latencies that lie within ``gap`` s of the previous one."""
+    sizes = []
+    for i, x in enumerate(sorted(latencies)):
+        if i == 0 or x - prev > gap:
+            sizes.append(0)
+        sizes[-1] += 1
+        prev = x
+    return sizes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-delay-ms", type=float, default=10.0)
+    a = ap.parse_args()
+    env = {"PIXELSERVE_MAX_BATCH_SIZE": str(a.batch_size), "PIXELSERVE_MAX_BATCH_DELAY_MS": str(a.batch_delay_ms),
+           "PIXELSERVE_MAX_QUEUE": str(4 * a.requests), "PIXELSERVE_START_DEADLINE_SECONDS": "0"}
+    with tempfile.TemporaryDirectory() as cache:
+        tiny_folder(Path(cache))
+        with running_server(Path(cache), env) as (base, key, _):
+            async def go():
+                headers = {"Authorization": f"KakaoAK {key}", "Content-Type": "application/json"}
+                bodies = [json.dumps(karlo_body(i)).encode() for i in range(a.requests)]
+                url = "/v2/inference/karlo/t2i"
+                limits = httpx.Limits(max_connections=a.requests)
+                async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
+                    assert (await client.post(url, content=bodies[0], headers=headers)).status_code == 200
+                    for r in range(a.rounds):
+                        latencies: list[float] = []
+
+                        async def one(i):
+                            t = time.perf_counter()
+                            answer = await client.post(url, content=bodies[i], headers=headers)
+                            assert answer.status_code == 200, answer.text[:300]
+                            latencies.append(time.perf_counter() - t)
+
+                        await asyncio.sleep(0.5)
+                        await asyncio.gather(*(one(i) for i in range(a.requests)))
+                        print(f"round {r + 1}: p50 {p50(latencies):.2f} s, batches {clusters(latencies)}")
+                        print("  " + " ".join(f"{x:.2f}" for x in sorted(latencies)))
+
+            asyncio.run(go())
+
+
+if __name__ == "__main__":
+    main()
