@@ -42,6 +42,7 @@ class Parsed:
     alphas: dict | None
     unet_rank: int  # 0: the LoRA has no UNet part
     text_encoders: tuple[str, ...]  # the text encoders it was loaded into, as adapter ``name``
+    modules: frozenset[str] = frozenset()  # the UNet layers it changes
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Slots:
 
     unet: Any  # the UNet module inside the compiled wrapper
     holds: list[str | None] = field(default_factory=list)  # LoRA name held by each slot
+    covers: list[frozenset[str]] = field(default_factory=list)  # UNet layers each slot was built on
     scales: list[list[tuple[Any, float]]] = field(default_factory=list)  # per slot: (scale tensor, alpha/rank)
     weights: list[float | None] = field(default_factory=list)  # weight written into each slot's scales
     rank: int = 0
@@ -69,9 +71,9 @@ def parse(pipe: Any, name: str, state: dict) -> Parsed:
     converted = type(pipe).lora_state_dict(dict(state), unet_config=unet.config)
     sd, alphas = converted[0], converted[1]
     unet_part = {k: v for k, v in sd.items() if k.startswith("unet.")}
-    # Checked here, so that a LoRA for another model never costs a built slot.
-    for key in convert_unet_state_dict_to_peft({k.removeprefix("unet."): v for k, v in unet_part.items()}):
-        path = key.partition(".lora_")[0]
+    keys = convert_unet_state_dict_to_peft({k.removeprefix("unet."): v for k, v in unet_part.items()})
+    modules = frozenset(key.partition(".lora_")[0] for key in keys)
+    for path in modules:  # checked here, so that a LoRA for another model never costs a built slot
         try:
             unet.get_submodule(path)
         except AttributeError:
@@ -89,7 +91,7 @@ def parse(pipe: Any, name: str, state: dict) -> Parsed:
             loaded.append(attr)
     if not rank and not loaded:
         raise InvalidRequest(f"none of the tensors of LoRA {name!r} names one of this model's layers", field="loras")
-    return Parsed(unet_part, alphas, rank, tuple(loaded))
+    return Parsed(unet_part, alphas, rank, tuple(loaded), modules)
 
 
 def forget(pipe: Any, name: str, parsed: Parsed) -> None:
@@ -160,18 +162,19 @@ def _fill(slots: Slots, i: int, name: str, parsed: Parsed) -> None:
     unet = slots.unet
     while len(slots.holds) <= i:
         slots.holds.append(None)
+        slots.covers.append(frozenset())
         slots.scales.append([])
         slots.weights.append(None)
     exists = slot(i) in (getattr(unet, "peft_config", None) or {})
-    if exists and parsed.unet_rank <= slots.rank:
+    if exists and parsed.unet_rank <= slots.rank and parsed.modules <= slots.covers[i]:
         try:
             unet.load_lora_adapter(parsed.state, prefix="unet", network_alphas=parsed.alphas, adapter_name=slot(i),
                                    hotswap=True)
             _record(slots, i, name)
             return
-        except (RuntimeError, ValueError) as e:  # layers (or alphas) the slot was not built for: rebuild it
+        except (RuntimeError, ValueError) as e:  # e.g. per-layer alphas the slot was not built with
             log.info("LoRA %s does not fit slot %d as built (%s); rebuilding the slot", name, i, e)
-    slots.holds[i], slots.scales[i], slots.weights[i] = None, [], None
+    slots.holds[i], slots.covers[i], slots.scales[i], slots.weights[i] = None, frozenset(), [], None
     slots.active = None  # the layers change: the active set is written again
     try:
         with warnings.catch_warnings():  # peft warns of several adapters and of deleting an active one: meant
@@ -190,6 +193,7 @@ def _fill(slots: Slots, i: int, name: str, parsed: Parsed) -> None:
     prepare_model_for_compiled_hotswap(unet, target_rank=slots.rank, config=unet.peft_config[slot(i)],
                                        check_compiled="ignore")
     unet.requires_grad_(False)  # peft made the new layers trainable; the compiled graph guards on that flag
+    slots.covers[i] = _layers_of(unet, slot(i))
     _record(slots, i, name)
 
 
@@ -200,6 +204,12 @@ def _record(slots: Slots, i: int, name: str) -> None:
     tensors = [m.scaling[slot(i)] for m in slots.unet.modules() if isinstance(m, LoraLayer) and slot(i) in m.scaling]
     slots.scales[i] = [(t, float(t)) for t in tensors]
     slots.holds[i], slots.weights[i] = name, None
+
+
+def _layers_of(unet: Any, adapter: str) -> frozenset[str]:
+    from peft.tuners.lora import LoraLayer
+
+    return frozenset(name for name, m in unet.named_modules() if isinstance(m, LoraLayer) and adapter in m.lora_A)
 
 
 def _enable(slots: Slots, enabled: bool) -> None:

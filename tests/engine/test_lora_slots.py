@@ -155,3 +155,28 @@ def test_sdxl_loras_in_kohya_layout_swap_without_recompiling(compiled_sdxl, tiny
     assert _graphs() == warm
     te2 = compiled_sdxl.pipe.text_encoder_2
     assert adapters.lora_name(a) in te2.peft_config  # the second text encoder's part is loaded there
+
+
+def test_a_lora_on_more_layers_rebuilds_its_slot_and_narrower_ones_then_swap_in(tiny_cache, tmp_path_factory,
+                                                                               tiny_models, adapter_dir, tmp_path):
+    model = _compiled("tiny-sd", tiny_cache, tmp_path_factory)  # its own: slot 0 is built here
+    a = str(tiny_adapters.ensure_tiny_lora("sd", adapter_dir))
+    narrow = tmp_path / "attn1-only.safetensors"
+    save_file({k: v for k, v in load_file(a).items() if "attn2" not in k}, str(narrow))
+    full = _scaled(a, tmp_path / "full.safetensors", 0.9)
+
+    def check(loras):
+        request = request_for("tiny-sd", loras=loras)
+        assert np.abs(generate(model, request) - generate(tiny_models["tiny-sd"], request)).max() <= TOLERANCE
+
+    def attn2_in_slot0() -> bool:
+        return any("attn2" in layer for layer in adapters.own_base(model).slots.covers[0])
+
+    check((LoraRef("n", str(narrow), 1.0),))
+    assert not attn2_in_slot0()
+    check((LoraRef("f", full, 1.0),))  # attn2 too: slot 0 is rebuilt on the wider set of layers
+    assert attn2_in_slot0()
+    warm = _graphs()
+    check((LoraRef("n", str(narrow), 0.8),))  # narrower: swapped into the wider slot, no new graph
+    check((LoraRef("f", full, 1.0),))
+    assert _graphs() == warm
