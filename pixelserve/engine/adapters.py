@@ -245,7 +245,6 @@ def _activate_slots(base: Base, loras: tuple[LoraRef, ...]) -> tuple:
             try:
                 parsed = lora_slots.parse(base.pipe, name, load_file(ref.path))
             except (ValueError, RuntimeError, KeyError, OSError) as e:
-                lora_slots.forget(base.pipe, name, lora_slots.Parsed({}, None, 0, lora_slots.TEXT_ENCODERS))
                 raise InvalidRequest(f"LoRA {ref.name!r} does not fit this model: {e}", field="loras") from e
             base.parsed.put(name, parsed)
         wanted[name] = (parsed, wanted.get(name, (None, 0.0))[1] + float(ref.weight))

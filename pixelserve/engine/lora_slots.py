@@ -80,15 +80,19 @@ def parse(pipe: Any, name: str, state: dict) -> Parsed:
             raise InvalidRequest(f"LoRA {name!r} names {path!r}, which is not a layer of this model",
                                  field="loras") from None
     rank = max((min(v.shape[:2]) for v in unet_part.values() if v.ndim >= 2), default=0)
-    loaded = []
-    for attr in TEXT_ENCODERS:
-        te = getattr(pipe, attr, None)
-        if te is None or not any(k.startswith(f"{attr}.") for k in sd):
-            continue
-        type(pipe).load_lora_into_text_encoder(sd, network_alphas=alphas, text_encoder=te, prefix=attr,
-                                               adapter_name=name, _pipeline=None)
-        if name in (getattr(te, "peft_config", None) or {}):
-            loaded.append(attr)
+    loaded: list[str] = []
+    try:
+        for attr in TEXT_ENCODERS:
+            te = getattr(pipe, attr, None)
+            if te is None or not any(k.startswith(f"{attr}.") for k in sd):
+                continue
+            type(pipe).load_lora_into_text_encoder(sd, network_alphas=alphas, text_encoder=te, prefix=attr,
+                                                   adapter_name=name, _pipeline=None)
+            if name in (getattr(te, "peft_config", None) or {}):
+                loaded.append(attr)
+    except Exception:  # a LoRA that fails to load leaves no adapter behind
+        forget(pipe, name, Parsed({}, None, 0, TEXT_ENCODERS))
+        raise
     if not rank and not loaded:
         raise InvalidRequest(f"none of the tensors of LoRA {name!r} names one of this model's layers", field="loras")
     return Parsed(unet_part, alphas, rank, tuple(loaded), modules)
@@ -221,8 +225,7 @@ def _enable(slots: Slots, enabled: bool) -> None:
         return
     if enabled:
         slots.unet.enable_lora()
-        for p in slots.unet.parameters():
-            p.requires_grad_(False)
+        slots.unet.requires_grad_(False)
     else:
         slots.unet.disable_lora()
 
