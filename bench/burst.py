@@ -4,7 +4,7 @@ The ``cpu_server_overhead`` row of bench/perf.py sends 32 Karlo t2i requests at 
 moves by hundreds of ms from round to round; this shows why. Each round prints the sorted
 latencies (s); requests that finished together shared a batch, so the clusters are the batches.
 
-    .venv/bin/python bench/burst.py [--rounds 3] [--requests 32] [--batch-delay-ms 10]
+    .venv/bin/python bench/burst.py [--rounds 3] [--requests 32] [--batch-delay-ms 10] [--batch-wait-ms 50]
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--batch-delay-ms", type=float, default=10.0)
+    ap.add_argument("--batch-wait-ms", type=float, default=50.0,
+                    help="PIXELSERVE_MAX_BATCH_WAIT_MS (0: a fixed window of --batch-delay-ms)")
     a = ap.parse_args()
     env = {"PIXELSERVE_MAX_BATCH_SIZE": str(a.batch_size), "PIXELSERVE_MAX_BATCH_DELAY_MS": str(a.batch_delay_ms),
+           "PIXELSERVE_MAX_BATCH_WAIT_MS": str(a.batch_wait_ms),
            "PIXELSERVE_MAX_QUEUE": str(4 * a.requests), "PIXELSERVE_START_DEADLINE_SECONDS": "0"}
     with tempfile.TemporaryDirectory() as cache:
         tiny_folder(Path(cache))

@@ -106,7 +106,9 @@ def part_engine_concurrent(cache: Path, n: int, repeat: int, batch: int, nsfw: b
     async def go():
         from pixelserve.settings import Settings
 
-        engine = await started_engine(cache, max_batch_size=batch, max_batch_delay_ms=Settings().max_batch_delay_ms)
+        settings = Settings()
+        engine = await started_engine(cache, max_batch_size=batch, max_batch_delay_ms=settings.max_batch_delay_ms,
+                                      max_batch_wait_ms=settings.max_batch_wait_ms)
         try:
             await engine.submit("warm", request(nsfw=nsfw))
             rates, lat, scoring = [], [], []
@@ -165,7 +167,7 @@ def part_direct_rounds(cache: Path, n: int, batch: int) -> dict:
 
     async def go():
         engine = await started_engine(cache, max_batch_size=batch, max_batch_delay_ms=settings.max_batch_delay_ms,
-                                      max_queue=4 * n)
+                                      max_batch_wait_ms=settings.max_batch_wait_ms, max_queue=4 * n)
         jobs = [validate(translate.t2i_to_request(T2IRequest(**karlo_body(i)), "tiny-sd"), engine.models())
                 for i in range(n)]
         await engine.submit("warm", jobs[0])

@@ -34,7 +34,8 @@ log = logging.getLogger("pixelserve")
 
 def build_engine(settings: Settings) -> EngineClient:
     options = dict(devices=settings.devices, max_queue=settings.max_queue, max_batch_size=settings.max_batch_size,
-                   max_batch_delay_ms=settings.max_batch_delay_ms, start_deadline_s=settings.start_deadline_seconds,
+                   max_batch_delay_ms=settings.max_batch_delay_ms,
+                   max_batch_wait_ms=settings.max_batch_wait_ms, start_deadline_s=settings.start_deadline_seconds,
                    deadline_s=settings.request_deadline_seconds, **settings.pipeline_options())
     if settings.engine == "ray":
         from pixelserve import ray_app

@@ -98,8 +98,13 @@ class Settings(BaseSettings):
     # -- engine performance (engine/batching.py, engine/optimize.py) ---------------------------
     #: Images stacked into one pipeline call from compatible queued requests (1: no batching).
     max_batch_size: int = Field(8, ge=1, le=256)
-    #: How long a batchable job waits for compatible ones when the queue has none (0: never waits).
+    #: How long a batchable job waits for the next compatible one when the queue has none (0: never
+    #: waits). Each compatible arrival restarts the wait (local engine), up to max_batch_wait_ms in all.
     max_batch_delay_ms: float = Field(10.0, ge=0, le=10_000)
+    #: The longest a batch keeps gathering while compatible jobs keep arriving less than
+    #: max_batch_delay_ms apart (a burst admitted one request at a time); 0: a fixed window of
+    #: max_batch_delay_ms from the first job. Ray Serve's batcher has a fixed window only.
+    max_batch_wait_ms: float = Field(50.0, ge=0, le=10_000)
     #: torch.compile the UNet and VAE decoder at start (slower start, faster jobs; cache kept in data_dir).
     compile: bool = False
     #: torch.compile mode: unset (default), "reduce-overhead" (CUDA graphs: for static shapes, one graph per

@@ -74,11 +74,16 @@ class BatchQueue:
         async with self._cond:
             self._cond.notify_all()
 
-    async def get_batch(self, max_size: int, delay_s: float, images_of: Callable[[Any], int]) -> list[Any]:
+    async def get_batch(self, max_size: int, delay_s: float, images_of: Callable[[Any], int],
+                        max_wait_s: float = 0.0) -> list[Any]:
         """The oldest job and up to ``max_size`` images' worth of compatible jobs.
 
-        Waits up to ``delay_s`` for more compatible jobs only when the first one can batch and the
-        batch is not full yet.
+        Waits for more compatible jobs only when the first one can batch and the batch is not full
+        yet: up to ``delay_s`` after the newest compatible job joined, so a burst whose requests
+        arrive a few ms apart (each one admitted by the server in turn) fills one batch instead of
+        leaving its first batch half empty; and never more than ``max(max_wait_s, delay_s)`` in
+        all. ``max_wait_s=0`` keeps a fixed window of ``delay_s`` from the first job. A lone job
+        waits ``delay_s``, as before.
         """
         async with self._cond:
             await self._cond.wait_for(lambda: bool(self._items))
@@ -88,10 +93,16 @@ class BatchQueue:
             if key is None or max_size <= 1:
                 return batch
             total = images_of(first)
-            deadline = time.monotonic() + delay_s
+            started = time.monotonic()
+            cap = started + max(max_wait_s, delay_s)
+            quiet_until = started + delay_s
             while True:
+                before = total
                 total = self._take_compatible(key, batch, total, max_size, images_of)
-                remaining = deadline - time.monotonic()
+                now = time.monotonic()
+                if total > before:
+                    quiet_until = now + delay_s
+                remaining = min(cap, quiet_until) - now
                 if total >= max_size or remaining <= 0:
                     return batch
                 try:

@@ -56,6 +56,7 @@ class _Job:
 class LocalEngine:
     def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, devices: str = "auto",
                  max_queue: int = 64, max_batch_size: int = 1, max_batch_delay_ms: float = 0.0,
+                 max_batch_wait_ms: float = 0.0,
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
                  vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0, deadline_s: float = 0.0,
                  compile_mode: str | None = None, fuse_qkv: bool = False, model_cache_gib: float = 0.0,
@@ -81,6 +82,7 @@ class LocalEngine:
         # Cross-request batching (engine/batching.py): jobs sharing a batch key run in one call.
         self.max_batch_size = max(1, max_batch_size)
         self.max_batch_delay_s = max(0.0, max_batch_delay_ms) / 1e3
+        self.max_batch_wait_s = max(0.0, max_batch_wait_ms) / 1e3
         self.warmup_sizes = warmup_sizes
         self.vae_tiling_pixels = vae_tiling_pixels
         self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
@@ -214,7 +216,7 @@ class LocalEngine:
         loop = asyncio.get_running_loop()
         while True:
             taken = await self._queue.get_batch(self.max_batch_size, self.max_batch_delay_s,
-                                                lambda j: j.request.num_images)
+                                                lambda j: j.request.num_images, self.max_batch_wait_s)
             batch = []
             now = time.perf_counter()
             for job in taken:

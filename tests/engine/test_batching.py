@@ -82,6 +82,50 @@ def test_a_batchable_job_waits_for_latecomers_up_to_the_delay():
     assert run(go()) == ["early", "late"]
 
 
+async def _trickle(q, gaps_s, prompts):
+    for gap, prompt in zip(gaps_s, prompts):
+        await asyncio.sleep(gap)
+        q.put_nowait(req(prompt=prompt))
+
+
+def _burst_batch(max_wait_s: float, gaps_s: list[float], delay_s: float = 0.25):
+    """One job queued, then more arriving ``gaps_s`` apart; the first batch and how long it took."""
+    async def go():
+        q = BatchQueue(64, key=batch_key)
+        q.put_nowait(req(prompt="p0"))
+        prompts = [f"p{i + 1}" for i in range(len(gaps_s))]
+        feeder = asyncio.get_running_loop().create_task(_trickle(q, gaps_s, prompts))
+        t = time.perf_counter()
+        batch = await q.get_batch(16, delay_s, lambda r: r.num_images, max_wait_s)
+        took = time.perf_counter() - t
+        feeder.cancel()
+        return [r.prompt for r in batch], took
+
+    return run(go())
+
+
+def test_a_burst_arriving_a_few_ms_apart_fills_one_batch():
+    # Arrivals 150 ms apart, each within the 250 ms delay of the one before: the wait restarts at
+    # each one, so all four join; a fixed 250 ms window from the first job takes only two.
+    gaps = [0.15, 0.15, 0.15]
+    extended, _ = _burst_batch(5.0, gaps)
+    fixed, _ = _burst_batch(0.0, gaps)
+    assert extended == ["p0", "p1", "p2", "p3"]
+    assert fixed == ["p0", "p1"]
+
+
+def test_a_burst_that_never_stops_is_cut_at_the_max_wait():
+    batch, took = _burst_batch(0.4, [0.1] * 30)
+    assert 3 <= len(batch) <= 6  # jobs of the first ~0.4 s, not all 31
+    assert 0.35 <= took < 1.5
+
+
+def test_a_lone_job_waits_only_the_delay_not_the_max_wait():
+    batch, took = _burst_batch(5.0, [])
+    assert batch == ["p0"]
+    assert 0.2 <= took < 1.5
+
+
 def test_full_queue_refuses():
     async def go():
         q = BatchQueue(1, key=batch_key)

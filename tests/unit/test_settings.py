@@ -46,3 +46,12 @@ def test_db_url_is_an_alias_of_database_url(monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", "postgresql://someone-elses/db")  # no prefix: not ours
     assert Settings(data_dir=tmp_path).db_url.startswith("sqlite:///")
     assert Settings(data_dir=tmp_path, database_url="sqlite:///x.db").db_url == "sqlite:///x.db"
+
+
+def test_batching_settings_reach_the_local_engine(monkeypatch, tmp_path):
+    from pixelserve.app import build_engine
+
+    monkeypatch.setenv("PIXELSERVE_MAX_BATCH_DELAY_MS", "12")
+    monkeypatch.setenv("PIXELSERVE_MAX_BATCH_WAIT_MS", "75")
+    engine = build_engine(Settings(data_dir=tmp_path))
+    assert (engine.max_batch_delay_s, engine.max_batch_wait_s) == (0.012, 0.075)
