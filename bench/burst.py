@@ -20,19 +20,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.perf_common import p50, running_server, tiny_folder  # noqa: E402
+from bench.perf_common import clusters, p50, running_server, tiny_folder  # noqa: E402
 from bench.perf_cpu import karlo_body  # noqa: E402
-
-
-def clusters(latencies: list[float], gap: float = 0.2) -> list[int]:
-    """Sizes of the groups of latencies that lie within ``gap`` s of the previous one."""
-    sizes = []
-    for i, x in enumerate(sorted(latencies)):
-        if i == 0 or x - prev > gap:
-            sizes.append(0)
-        sizes[-1] += 1
-        prev = x
-    return sizes
 
 
 def main() -> None:

@@ -59,6 +59,18 @@ def p50(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def clusters(latencies: list[float], gap: float = 0.2) -> list[int]:
+    """Sizes of the groups of latencies that lie within ``gap`` s of the previous one: for a burst
+    sent at once, requests that finished together shared a batch, so these are the batches."""
+    sizes = []
+    for i, x in enumerate(sorted(latencies)):
+        if i == 0 or x - prev > gap:
+            sizes.append(0)
+        sizes[-1] += 1
+        prev = x
+    return sizes
+
+
 def tiny_folder(cache: Path, family: str = "sd") -> Path:
     from pixelserve.engine import tiny
 

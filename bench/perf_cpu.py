@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.perf_common import (cpu_seconds_of, p50, part_command, pct, peak_rss_mib, peak_rss_of, running_server,
-                                tiny_folder)
+from bench.perf_common import (clusters, cpu_seconds_of, p50, part_command, pct, peak_rss_mib, peak_rss_of,
+                                running_server, tiny_folder)
 
 SIZE, STEPS = 64, 10  # the tiny models at 64 px: pixelserve's own cost is what shows
 HTTP_SIZE = 384  # the server-overhead row: Karlo t2i, png, base64 (its heaviest answer)
@@ -204,6 +204,11 @@ def part_direct_rounds(cache: Path, n: int, batch: int) -> dict:
     return asyncio.run(go())
 
 
+def stages_of(answer) -> dict[str, float]:
+    """The Server-Timing stages of an answer, ms (core/timing.py)."""
+    return {k: float(v) for k, v in (x.split(";dur=") for x in answer.headers["server-timing"].split(", "))}
+
+
 def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
     """``n`` concurrent HTTP clients vs ``n`` direct engine submits, rounds alternating ABBA.
 
@@ -254,6 +259,8 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                             r = await c.post(url, content=bodies[i], headers=headers)
                             lat.append(time.perf_counter() - t)
                             assert r.status_code == 200 and abs(len(r.content) - size) < size // 10, r.text[:300]
+                            # What the server added around this request's own engine call, in ms.
+                            around_engine.append(lat[-1] * 1e3 - stages_of(r)["engine"])
 
                         t = time.perf_counter()
                         await asyncio.gather(*(one(i) for i in range(n)))
@@ -266,12 +273,13 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                             r = await c.post(url, content=bodies[i % n], headers=headers)
                             lat.append(time.perf_counter() - t)
                             assert r.status_code == 200, r.text[:300]
-                            server = dict(x.split(";dur=") for x in r.headers["server-timing"].split(", "))
+                            server = stages_of(r)
                             server["client"] = lat[-1] * 1e3  # the whole request, as the client saw it
-                            stage_ms.append({k: float(v) for k, v in server.items()})
+                            stage_ms.append(server)
                         return lat
 
                     stage_ms: list[dict[str, float]] = []
+                    around_engine: list[float] = []
                     sides = {"direct": [], "http": [], "direct_one_client": [], "http_one_client": []}
                     for r in range(repeat):
                         for side in (("direct", "http") if r % 2 == 0 else ("http", "direct")):
@@ -283,9 +291,9 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                             await asyncio.sleep(0.3)
                             got = direct_one_client() if side == "direct" else await http_one_client()
                             sides[f"{side}_one_client"].extend(got)
-                    return sides, stage_ms
+                    return sides, stage_ms, around_engine
 
-            sides, stage_ms = asyncio.run(go())
+            sides, stage_ms, around_engine = asyncio.run(go())
             server_peak = peak_rss_of(proc.pid)
         direct.stdin.write("stop\n")
         direct.stdin.flush()
@@ -300,11 +308,14 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
         rates = [n / wall for wall, _, _ in rounds]
         out[side] = {"img_s": statistics.median(rates), "runs": rates, "p50": p50(lat), "p99": pct(lat, 0.99),
                      "round_p50": [p50(ls) for _, ls, _ in rounds],
+                     "round_batches": [clusters(ls) for _, ls, _ in rounds],
                      "cpu_ms_per_request": statistics.median(cpu for _, _, cpu in rounds) / n * 1e3}
     out["direct"]["peak_mib"], out["http"]["peak_mib"] = direct_peak, server_peak
     for side, lat in one_client.items():
         out[side]["one_client_p50"], out[side]["one_client_n"] = p50(lat), len(lat)
     out["http"]["stages_p50_ms"] = {k: p50([s[k] for s in stage_ms if k in s]) for k in stage_ms[0]}
+    out["http"]["around_engine_p50_ms"] = {"one_client": p50([s["client"] - s["engine"] for s in stage_ms]),
+                                           "concurrent": p50(around_engine)}
     return out
 
 
@@ -328,6 +339,8 @@ def row_server_overhead(run_part, cache: Path, repeat: int, quick: bool) -> list
              "pixelserve": http["img_s"], "target": ">= 0.9x, <= 5 ms added p50",
              "ratio": http["img_s"] / direct["img_s"], "added_p50_ms": (http["p50"] - direct["p50"]) * 1e3,
              "added_p50_per_round_ms": [x * 1e3 for x in paired],
+             # Latency clusters of each round (requests that finished together shared a batch).
+             "batches_per_round": {"plain": direct["round_batches"], "pixelserve": http["round_batches"]},
              # The same jobs from one client, one after another: no batch composition or queue order
              # in the latency, so what the server adds per request shows to the millisecond.
              "added_p50_one_client_ms": (http["one_client_p50"] - direct["one_client_p50"]) * 1e3,
@@ -337,6 +350,11 @@ def row_server_overhead(run_part, cache: Path, repeat: int, quick: bool) -> list
              # job record, engine = queue + denoise + decode, store = encode + write, finish = job
              # record, app = all inside the server, client = what the client measured.
              "one_client_stages_p50_ms": http["stages_p50_ms"],
+             # The same difference measured inside each HTTP request: the client's latency minus that
+             # request's own engine call (the "engine" stage, the call the direct side times). Paired,
+             # so the run-to-run drift of denoising speed between the two processes (+-20 ms at one
+             # client, hundreds of ms at 32) drops out; what stays is the server's own path.
+             "added_p50_paired_ms": http["around_engine_p50_ms"],
              "p50_ms": {"plain": direct["p50"] * 1e3, "pixelserve": http["p50"] * 1e3},
              # CPU time per request of the engine process vs the server process: barely moved by other
              # load on the machine, unlike the wall-clock figures.
