@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.perf_common import clusters, p50, running_server, tiny_folder  # noqa: E402
-from bench.perf_cpu import karlo_body  # noqa: E402
+from bench.perf_cpu import karlo_body, stages_of  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,8 @@ def main() -> None:
     a = ap.parse_args()
     env = {"PIXELSERVE_MAX_BATCH_SIZE": str(a.batch_size), "PIXELSERVE_MAX_BATCH_DELAY_MS": str(a.batch_delay_ms),
            "PIXELSERVE_MAX_BATCH_WAIT_MS": str(a.batch_wait_ms),
-           "PIXELSERVE_MAX_QUEUE": str(4 * a.requests), "PIXELSERVE_START_DEADLINE_SECONDS": "0"}
+           "PIXELSERVE_MAX_QUEUE": str(4 * a.requests), "PIXELSERVE_START_DEADLINE_SECONDS": "0",
+           "PIXELSERVE_SERVER_TIMING": "true"}
     with tempfile.TemporaryDirectory() as cache:
         tiny_folder(Path(cache))
         with running_server(Path(cache), env) as (base, key, _):
@@ -43,22 +44,33 @@ def main() -> None:
                 headers = {"Authorization": f"KakaoAK {key}", "Content-Type": "application/json"}
                 bodies = [json.dumps(karlo_body(i)).encode() for i in range(a.requests)]
                 url = "/v2/inference/karlo/t2i"
-                limits = httpx.Limits(max_connections=a.requests)
+                # Under uvicorn's 5 s keep-alive timeout: a connection idle since an early answer is not reused
+                # just as the server closes it (httpx.ReadError).
+                limits = httpx.Limits(max_connections=a.requests, keepalive_expiry=3)
                 async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
                     assert (await client.post(url, content=bodies[0], headers=headers)).status_code == 200
                     for r in range(a.rounds):
                         latencies: list[float] = []
+                        stages: list[dict[str, float]] = []
 
                         async def one(i):
                             t = time.perf_counter()
                             answer = await client.post(url, content=bodies[i], headers=headers)
                             assert answer.status_code == 200, answer.text[:300]
                             latencies.append(time.perf_counter() - t)
+                            got = stages_of(answer)
+                            got["client-app"] = latencies[-1] * 1e3 - got["app"]
+                            got["client-engine"] = latencies[-1] * 1e3 - got["engine"]
+                            stages.append(got)
 
                         await asyncio.sleep(0.5)
                         await asyncio.gather(*(one(i) for i in range(a.requests)))
                         print(f"round {r + 1}: p50 {p50(latencies):.2f} s, batches {clusters(latencies)}")
                         print("  " + " ".join(f"{x:.2f}" for x in sorted(latencies)))
+                        # Server-Timing per stage (ms), p50 and max over the round's requests.
+                        print("  stages p50/max ms: " + ", ".join(
+                            f"{k} {p50([s[k] for s in stages]):.1f}/{max(s[k] for s in stages):.1f}"
+                            for k in stages[0] if k not in ("app", "engine")))
 
             asyncio.run(go())
 

@@ -245,7 +245,9 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                 headers = {"Authorization": f"KakaoAK {key}", "Content-Type": "application/json"}
                 bodies = [json.dumps(karlo_body(i)).encode() for i in range(n)]
                 url = "/v2/inference/karlo/t2i"
-                async with httpx.AsyncClient(base_url=base, timeout=600, limits=httpx.Limits(max_connections=n)) as c:
+                # keep-alive under uvicorn's 5 s: an idle connection is never reused as the server closes it
+                limits = httpx.Limits(max_connections=n, keepalive_expiry=3)
+                async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as c:
                     warm = await c.post(url, content=bodies[0], headers=headers)
                     assert warm.status_code == 200 and warm.json()["images"][0]["image"], warm.text[:300]
                     size = len(warm.content)
