@@ -335,3 +335,53 @@ def test_out_of_memory_alone_is_a_clear_retryable_error(tiny_cache, monkeypatch)
     error = run(go())
     assert "out of memory on cpu for 2 image(s) of 128x96" in str(error) and "smaller" in str(error)
     assert status_of(error) == 503 and error.retry_after
+
+
+def test_a_cpu_device_encodes_the_answers_before_it_takes_the_next_batch(tiny_cache, monkeypatch):
+    import io
+    import time
+
+    import numpy as np
+    from PIL import Image
+
+    from pixelserve.core.request import PostProcess
+    from pixelserve.engine import post
+
+    events = []
+    real_encode = post.encode_image
+
+    def slow_encode(image, fmt, quality):
+        time.sleep(0.2)  # long enough that a next batch started meanwhile would show
+        data = real_encode(image, fmt, quality)
+        events.append(("encoded", time.perf_counter()))
+        return data
+
+    monkeypatch.setattr(post, "encode_image", slow_encode)
+
+    async def go():
+        engine = await started(tiny_cache)
+        real_run = engine._run
+
+        def recording_run(batch, device, loop):
+            events.append(("run", time.perf_counter()))
+            return real_run(batch, device, loop)
+
+        monkeypatch.setattr(engine, "_run", recording_run)
+        try:
+            # Different steps: two batches, the second queued while the first runs.
+            first, second, plain = await asyncio.gather(
+                engine.submit("a", req(seeds=(1, 2), num_images=2, post=PostProcess(encode=("png", None)))),
+                engine.submit("b", req(steps=2, post=PostProcess(encode=("webp", 80)))),
+                engine.submit("c", req(steps=4)))
+        finally:
+            await engine.stop()
+        return first, second, plain
+
+    first, second, plain = run(go())
+    assert len(first.encoded) == 2 and len(second.encoded) == 1 and plain.encoded is None
+    for data, image in zip(first.encoded, first.images):  # lossless: the very pixels returned
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), np.asarray(image))
+    assert Image.open(io.BytesIO(second.encoded[0])).format == "WEBP"
+    # Each batch's encodes end before the next batch starts running.
+    kinds = [kind for kind, _ in sorted(events, key=lambda e: e[1])]
+    assert kinds == ["run", "encoded", "encoded", "run", "encoded", "run"]
