@@ -241,7 +241,9 @@ class LocalEngine:
         started = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executors[device], self._run, batch, device, loop)
+            done = time.perf_counter()
             encoded = await self._encode_on_cpu(batch, outputs, device, loop)
+            encode_ms = (time.perf_counter() - done) * 1e3
         except JobCancelled:
             for job in batch:
                 _settle(job.future, exc=Cancelled("cancelled while running"))
@@ -263,7 +265,6 @@ class LocalEngine:
             for job in batch:
                 _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
         else:
-            done = time.perf_counter()
             if len(outputs) != len(batch):  # a family bug: fail the jobs, keep the worker
                 outputs = [EngineFailure("generation returned no result for this job")] * len(batch)
             for job, out, data in zip(batch, outputs, encoded):
@@ -275,7 +276,7 @@ class LocalEngine:
                     result = GenerationResult(
                         images=out, seeds=list(job.request.seeds), model=job.request.model,
                         timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3,
-                                    "batch_size": float(len(batch))},
+                                    "batch_size": float(len(batch)), **({"encode": encode_ms} if data else {})},
                         encoded=data,
                     )
                     if job.request.post.nsfw_check:  # scored off the device thread; the worker goes on

@@ -110,6 +110,8 @@ class GenerationService:
             with timing.stage("engine"):
                 submitted = request.with_(post=replace(request.post, encode=(output.format, output.quality)))
                 result = await self.engine.submit(job_id, submitted, on_progress)
+            if "encode" in result.timings_ms:  # inside "engine": the part of it that is the answer's encoding
+                timing.record("encode", result.timings_ms["encode"])
             with timing.stage("store"):
                 images = await asyncio.get_running_loop().run_in_executor(self._encoders, self._store_images, job_id,
                                                                           result, output)
