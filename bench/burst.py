@@ -21,7 +21,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.perf_common import clusters, p50, running_server, tiny_folder  # noqa: E402
-from bench.perf_cpu import karlo_body, server_added, stages_of  # noqa: E402
+from bench.perf_cpu import karlo_body, stages_of  # noqa: E402
 
 
 def main() -> None:
@@ -60,7 +60,7 @@ def main() -> None:
                             latencies.append(time.perf_counter() - t)
                             got = stages_of(answer)
                             got["client-app"] = latencies[-1] * 1e3 - got["app"]
-                            got["added"] = server_added(latencies[-1] * 1e3, got)
+                            got["client-engine"] = latencies[-1] * 1e3 - got["engine"]
                             stages.append(got)
 
                         await asyncio.sleep(0.5)

@@ -209,13 +209,6 @@ def stages_of(answer) -> dict[str, float]:
     return {k: float(v) for k, v in (x.split(";dur=") for x in answer.headers["server-timing"].split(", "))}
 
 
-def server_added(client_ms: float, stages: dict[str, float]) -> float:
-    """What the server added to one request: its latency minus its engine call, where the answer's
-    encoding (done inside the engine call on a CPU device) counts as server work: the direct side
-    does not encode."""
-    return client_ms - stages["engine"] + stages.get("encode", 0.0)
-
-
 def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
     """``n`` concurrent HTTP clients vs ``n`` direct engine submits, rounds alternating ABBA.
 
@@ -269,7 +262,7 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                             lat.append(time.perf_counter() - t)
                             assert r.status_code == 200 and abs(len(r.content) - size) < size // 10, r.text[:300]
                             # What the server added around this request's own engine call, in ms.
-                            around_engine.append(server_added(lat[-1] * 1e3, stages_of(r)))
+                            around_engine.append(lat[-1] * 1e3 - stages_of(r)["engine"])
 
                         t = time.perf_counter()
                         await asyncio.gather(*(one(i) for i in range(n)))
@@ -323,7 +316,7 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
     for side, lat in one_client.items():
         out[side]["one_client_p50"], out[side]["one_client_n"] = p50(lat), len(lat)
     out["http"]["stages_p50_ms"] = {k: p50([s[k] for s in stage_ms if k in s]) for k in stage_ms[0]}
-    out["http"]["around_engine_p50_ms"] = {"one_client": p50([server_added(s["client"], s) for s in stage_ms]),
+    out["http"]["around_engine_p50_ms"] = {"one_client": p50([s["client"] - s["engine"] for s in stage_ms]),
                                            "concurrent": p50(around_engine)}
     return out
 

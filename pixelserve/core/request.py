@@ -40,10 +40,6 @@ class PostProcess:
     upscale: int | None = None  # 2 or 4
     max_side: int = 2048  # an upscaled side never exceeds this
     nsfw_check: bool = False
-    #: The answer's encoding, (format, quality), set by the service just before it submits: an engine
-    #: whose device shares the CPU cores encodes the images itself (GenerationResult.encoded). Not a
-    #: batching constraint (engine/batching.py) and not part of the job record.
-    encode: tuple[str, int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ class GenerationRequest:
         images = ("init_image", "mask_image", "reference_image")
         nested = ("post", "loras", "textual_inversions", "controlnet", "image_prompt")
         out = {k: v for k, v in self.__dict__.items() if k not in images and k not in nested}
-        out["post"] = {k: v for k, v in asdict(self.post).items() if k != "encode"}  # how it was sent, not asked
+        out["post"] = asdict(self.post)
         out["loras"] = [asdict(x) for x in self.loras]
         out["textual_inversions"] = [asdict(x) for x in self.textual_inversions]
         if self.controlnet is not None:
@@ -154,5 +150,3 @@ class GenerationResult:
     nsfw_scores: list[float] | None = None
     #: Which worker ran it, when the engine has several (a Ray Serve replica's id); for logs.
     worker: str | None = None
-    #: The images encoded as post.encode asked, when the engine did it (else None: the caller encodes).
-    encoded: list[bytes] | None = None

@@ -1,10 +1,9 @@
 """Where a request's time goes, as a W3C ``Server-Timing`` response header (off by default).
 
 With ``PIXELSERVE_SERVER_TIMING=true`` every HTTP answer carries e.g.
-``Server-Timing: auth;dur=0.7, admit;dur=2.1, engine;dur=267.6, encode;dur=3.8, store;dur=0.8,
-finish;dur=2.0, app;dur=275.9`` (milliseconds; ``encode``, on a CPU device only, is the part of
-``engine`` that encoded the answer; ``app`` is the whole time inside the application, from the
-request's first byte to the answer's headers). Browsers' developer tools show it, and
+``Server-Timing: auth;dur=0.7, admit;dur=2.1, engine;dur=265.9, store;dur=4.2, finish;dur=2.0,
+app;dur=277.6`` (milliseconds; ``app`` is the whole time inside the application,
+from the request's first byte to the answer's headers). Browsers' developer tools show it, and
 bench/perf_cpu.py reads it to say what the server adds around the engine. It is off by default
 because it tells a caller how long internal steps (the key check among them) took.
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from dataclasses import astuple, replace
+from dataclasses import astuple
 from typing import Any, Callable, Hashable
 
 from pixelserve.core.request import GenerationRequest
@@ -39,7 +39,7 @@ def batch_key(request: GenerationRequest) -> Hashable | None:
         if name in PER_IMAGE:
             continue
         if name == "post":
-            value = astuple(replace(value, encode=None))  # each job's answer is encoded on its own
+            value = astuple(value)
         elif isinstance(value, tuple):
             value = tuple(astuple(v) if hasattr(v, "__dataclass_fields__") else v for v in value)
         shared.append((name, value))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -96,8 +95,6 @@ class LocalEngine:
         self._executors = {d: ThreadPoolExecutor(1, thread_name_prefix=f"engine-{d}") for d in self.devices}
         # NSFW scoring (onnxruntime, CPU) runs here, off the device threads, while the next batch denoises.
         self._post_executor = ThreadPoolExecutor(1, thread_name_prefix="engine-post")
-        # Answers encoded on a CPU device (_encode_on_cpu): the encoder releases the GIL, so a few threads.
-        self._encode_pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="engine-encode")
         self._post_tasks: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._ready = False
@@ -142,7 +139,7 @@ class LocalEngine:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*self._post_tasks, return_exceptions=True)
-        for ex in [*self._executors.values(), self._post_executor, self._encode_pool]:
+        for ex in [*self._executors.values(), self._post_executor]:
             ex.shutdown(wait=True, cancel_futures=True)
         self.registry.unload_all()
 
@@ -241,9 +238,6 @@ class LocalEngine:
         started = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executors[device], self._run, batch, device, loop)
-            done = time.perf_counter()
-            encoded = await self._encode_on_cpu(batch, outputs, device, loop)
-            encode_ms = (time.perf_counter() - done) * 1e3
         except JobCancelled:
             for job in batch:
                 _settle(job.future, exc=Cancelled("cancelled while running"))
@@ -265,9 +259,10 @@ class LocalEngine:
             for job in batch:
                 _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
         else:
+            done = time.perf_counter()
             if len(outputs) != len(batch):  # a family bug: fail the jobs, keep the worker
                 outputs = [EngineFailure("generation returned no result for this job")] * len(batch)
-            for job, out, data in zip(batch, outputs, encoded):
+            for job, out in zip(batch, outputs):
                 if isinstance(out, Exception):
                     _settle(job.future, exc=out)
                 elif job.cancel.is_set():  # cancelled while its batch-mates kept it running
@@ -276,8 +271,7 @@ class LocalEngine:
                     result = GenerationResult(
                         images=out, seeds=list(job.request.seeds), model=job.request.model,
                         timings_ms={"queue": (started - job.queued_at) * 1e3, "run": (done - started) * 1e3,
-                                    "batch_size": float(len(batch)), **({"encode": encode_ms} if data else {})},
-                        encoded=data,
+                                    "batch_size": float(len(batch))},
                     )
                     if job.request.post.nsfw_check:  # scored off the device thread; the worker goes on
                         task = loop.create_task(self._score_and_settle(job, result, loop))
@@ -287,15 +281,6 @@ class LocalEngine:
                         _settle(job.future, result=result)
         finally:
             self._running.difference_update(ids)
-
-    async def _encode_on_cpu(self, batch: list[_Job], outputs: list, device: str,
-                             loop: asyncio.AbstractEventLoop) -> list[list[bytes] | None]:
-        """Each job's answer bytes (post.encode), encoded before the worker takes the next batch
-        when the device is the CPU (engine/post: why); None each on a GPU, where the service encodes
-        while the next batch runs."""
-        if torch.device(device).type != "cpu":
-            return [None] * len(batch)
-        return await post.encode_answers([job.request for job in batch], outputs, self._encode_pool, loop)
 
     async def _score_and_settle(self, job: _Job, result: GenerationResult, loop: asyncio.AbstractEventLoop) -> None:
         t = time.perf_counter()

@@ -7,7 +7,7 @@ import logging
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -108,10 +108,7 @@ class GenerationService:
 
         try:
             with timing.stage("engine"):
-                submitted = request.with_(post=replace(request.post, encode=(output.format, output.quality)))
-                result = await self.engine.submit(job_id, submitted, on_progress)
-            if "encode" in result.timings_ms:  # inside "engine": the part of it that is the answer's encoding
-                timing.record("encode", result.timings_ms["encode"])
+                result = await self.engine.submit(job_id, request, on_progress)
             with timing.stage("store"):
                 images = await asyncio.get_running_loop().run_in_executor(self._encoders, self._store_images, job_id,
                                                                           result, output)
@@ -161,13 +158,9 @@ class GenerationService:
     def _store_images(self, job_id: str, result, output: OutputOptions) -> list[ServedImage]:
         out = []
         scores = result.nsfw_scores or [None] * len(result.images)
-        # Bytes the engine encoded already (a CPU device does, before its next batch: engine/post).
-        encoded = result.encoded if result.encoded is not None and len(result.encoded) == len(result.images) \
-            else [None] * len(result.images)
-        for image, seed, score, data in zip(result.images, result.seeds, scores, encoded):
+        for image, seed, score in zip(result.images, result.seeds, scores):
             image_id = str(uuid.uuid4())
-            if data is None:
-                data = encode_image(image, output.format, output.quality)
+            data = encode_image(image, output.format, output.quality)
             key = f"{job_id}/{image_id}.{output.format}"
             self.store.put(key, data, CONTENT_TYPES[output.format])
             out.append(ServedImage(image_id, seed, data, CONTENT_TYPES[output.format], key, score))

@@ -30,12 +30,8 @@ def test_quick_bench_run_writes_the_documented_json(tmp_path):
     assert {"added_p50_ms", "p50_ms", "peak_mib"} <= set(overhead)
     assert overhead["peak_mib"]["plain"] > 0 and overhead["peak_mib"]["pixelserve"] > 0
     stages = overhead["one_client_stages_p50_ms"]  # read from the server's Server-Timing headers
-    # "encode": the answer's encoding, inside the engine call on a CPU device (engine/post)
-    assert set(stages) == {"auth", "admit", "engine", "encode", "store", "finish", "app", "client"}
-    assert 0 < stages["encode"] < stages["engine"] < stages["app"] <= stages["client"]
-    # What the server added counts that encoding: the direct side does not encode.
-    paired = overhead["added_p50_paired_ms"]
-    assert paired["one_client"] >= stages["encode"] and paired["concurrent"] > 0
+    assert set(stages) == {"auth", "admit", "engine", "store", "finish", "app", "client"}
+    assert 0 < stages["engine"] < stages["app"] <= stages["client"]
     for name in ("sdxl_b1_latency", "sd15_throughput"):  # GPU rows: measured only where CUDA is
         assert name in rows
 

@@ -200,8 +200,3 @@ def test_a_batch_out_of_memory_is_retried_one_job_at_a_time(tiny_cache, monkeypa
     results, sizes = run(go())
     assert sizes == [3, 1, 1, 1]
     assert all(len(r.images) == 1 and r.timings_ms["batch_size"] == 1.0 for r in results)
-
-
-def test_the_answer_format_is_not_a_batching_constraint():
-    assert batch_key(req(post=PostProcess(encode=("png", None)))) == \
-        batch_key(req(post=PostProcess(encode=("jpeg", 80))))

@@ -1,15 +1,11 @@
-"""Post-processing of generated images, in order: face refinement, upscale, NSFW scoring; and the
-answers' encoding where the engine does it (encode_answers)."""
+"""Post-processing of generated images, in order: face refinement, upscale, NSFW scoring."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
-from concurrent.futures import Executor
 from typing import Any
 
-from pixelserve.core.images import encode_image
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.families.base import Family
 
@@ -57,23 +53,3 @@ def img2img(model: Any, family: Family, request: GenerationRequest, image: Any, 
             callback_on_step_end=family.step_callback(1, None, cancel),
         )
     return out.images[0]
-
-
-async def encode_answers(requests: list[GenerationRequest], outputs: list, pool: Executor,
-                         loop: asyncio.AbstractEventLoop) -> list[list[bytes] | None]:
-    """The images of each request that asks for it (post.encode) encoded on ``pool``, all at once;
-    None for the others and for failed outputs (an Exception in ``outputs``).
-
-    The local engine calls this on a CPU device before it takes the next batch. There denoising and
-    encoding share the same cores: encoded here, on all of them, the answers leave first; left to
-    the service, each answer's encode queued behind the next batch's denoising threads (a 32-client
-    burst measured its "store" stage at 35-40 ms p50). The cores do the same work either way.
-    """
-    wanted = [(i, image, r.post.encode) for i, (r, out) in enumerate(zip(requests, outputs))
-              if r.post.encode is not None and not isinstance(out, Exception) for image in out]
-    encoded: list[list[bytes] | None] = [None] * len(requests)
-    data = await asyncio.gather(*(loop.run_in_executor(pool, encode_image, image, fmt, quality)
-                                  for _, image, (fmt, quality) in wanted))
-    for (i, _, _), d in zip(wanted, data):
-        encoded[i] = (encoded[i] or []) + [d]
-    return encoded

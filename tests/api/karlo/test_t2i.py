@@ -94,21 +94,3 @@ def test_a_successful_job_is_recorded_with_its_images(karlo, app_client):
         assert job.status == "succeeded" and job.dialect == "karlo" and job.model == "tiny-sd"
         assert [(im.id, im.seed) for im in job.images] == [(im["id"], im["seed"]) for im in r.json()["images"]]
         assert job.request["steps"] == 10 and job.request["scheduler"] == "ddim"
-
-
-def test_the_engine_encodes_the_answer_on_a_cpu_device(karlo, app_client, monkeypatch):
-    # On a CPU the engine encodes before it takes the next batch (engine/post.encode_answers); the
-    # service then stores those bytes instead of encoding again.
-    from pixelserve.db.crud.jobs import get_job
-    from pixelserve.service import generation
-
-    def not_here(*args, **kwargs):
-        raise AssertionError("the service encoded an image the engine had encoded")
-
-    monkeypatch.setattr(generation, "encode_image", not_here)
-    r = karlo(small(seed=[5], image_format="jpeg", image_quality=90, return_type="base64_string"))
-    assert r.status_code == 200, r.text
-    im = decode(r.json()["images"][0]["image"])
-    assert (im.format, im.size) == ("JPEG", (384, 384))
-    with app_client.app.state.sessions() as s:
-        assert "encode" not in get_job(s, r.json()["id"]).request["post"]  # how it was sent is not recorded
