@@ -13,6 +13,8 @@ import io
 import struct
 import warnings
 from dataclasses import replace
+from types import ModuleType
+from typing import Callable
 
 from PIL import Image
 from zlib_ng import zlib_ng
@@ -55,7 +57,7 @@ def encode_image(image: Image.Image, fmt: str, quality: int | None = None) -> by
 _PNG_COLOR_TYPES = {"RGB": 2, "RGBA": 6}
 
 
-def fast_png(image: Image.Image) -> bytes:
+def fast_png(image: Image.Image, deflate_with: ModuleType = zlib_ng) -> bytes:
     """A lossless 8-bit RGB(A) PNG: every row Up-filtered, then zlib level 1 with the RLE strategy.
 
     Written by hand because Pillow's PNG encoder tries all five row filters on every row and
@@ -64,6 +66,7 @@ def fast_png(image: Image.Image) -> bytes:
     and smaller on smooth (generated) images. Any PNG decoder reads it (a test round-trips it).
     Deflate and CRC come from zlib-ng: the same stream, byte for byte, as the standard zlib at the
     same settings, 1.8-2.4x faster (2.2 -> 1.2 ms for a 384² answer, 34 -> 14 ms at 1024² here).
+    ``deflate_with``: the module (zlib_ng or the standard zlib: the same API) the bench compares.
     """
     import numpy as np
 
@@ -75,14 +78,16 @@ def fast_png(image: Image.Image) -> bytes:
     filtered[0, 0] = 0  # the first row has no row above: unfiltered
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # wraps modulo 256, as PNG defines
-    deflate = zlib_ng.compressobj(1, zlib_ng.DEFLATED, 15, 9, zlib_ng.Z_RLE)
+    z = deflate_with
+    deflate = z.compressobj(1, z.DEFLATED, 15, 9, z.Z_RLE)
     idat = deflate.compress(filtered.data) + deflate.flush()
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[image.mode], 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(kind, data, z.crc32)
+                                           for kind, data in ((b"IHDR", header), (b"IDAT", idat), (b"IEND", b"")))
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib_ng.crc32(kind + data))
+def _png_chunk(kind: bytes, data: bytes, crc32: Callable[[bytes], int]) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc32(kind + data))
 
 
 def decode_base64_image(value: str, *, field: str, max_bytes: int, max_pixels: int,
