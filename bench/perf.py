@@ -35,9 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import perf_cpu, perf_gpu  # noqa: E402
-from bench.perf_common import pct, run_part, running_server, tiny_folder  # noqa: E402,F401  (bench/load.py)
+from bench.perf_common import RESULTS, pct, run_part, running_server, tiny_folder  # noqa: E402,F401  (bench/load.py)
 
-RESULTS = ROOT / "bench" / "results"
 PARTS = {**perf_cpu.PARTS, **perf_gpu.PARTS}
 CPU_ROWS = ("cpu_server_overhead", "cpu_batching", "cpu_compile", "restart_to_ready")
 GPU_ROWS = ("sdxl_b1_latency", "sdxl_throughput", "sd15_b1_latency", "sd15_throughput")

@@ -21,6 +21,10 @@ TEST_DB = os.environ.get("PIXELSERVE_TEST_DB", "sqlite")
 #: "s3": every server's files go to a SeaweedFS bucket (a folder per data dir) instead of local disk;
 #: image URLs still go through pixelserve's signed route, which the URL tests exercise.
 TEST_STORE = os.environ.get("PIXELSERVE_TEST_STORE", "local")
+#: Servers and engines built from settings here do not gc.freeze() the test process once ready (a full
+#: collection of pytest's heap each time, and a growing permanent generation between starts and
+#: stops); tests/engine/test_heap.py turns it on where the freeze itself is under test.
+os.environ.setdefault("PIXELSERVE_GC_FREEZE", "false")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pixelserve.core.request import LoraRef, TextualInversionRef
-from pixelserve.engine import lora_slots
+from pixelserve.engine import heap, lora_slots
 from pixelserve.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -163,12 +163,10 @@ def _load_checkpoint(model: Any, path: Path) -> Any:
 
 
 def _release(model: Any, base: Base) -> None:
-    import gc
-
     import torch
 
     del base.pipe
-    gc.collect()
+    heap.collect_all()  # cycles among objects frozen at start too
     if model.device.startswith("cuda"):
         torch.cuda.empty_cache()
 

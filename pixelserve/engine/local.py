@@ -11,7 +11,6 @@ Later engines (supervised worker process, Ray Serve) implement the same ``Engine
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import threading
 import time
@@ -24,7 +23,7 @@ import torch
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine import approx, checks, optimize, post
+from pixelserve.engine import approx, checks, heap, optimize, post
 from pixelserve.engine.batching import AllSet, BatchQueue, batch_key, run_batch
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
@@ -60,7 +59,8 @@ class LocalEngine:
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
                  vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0, deadline_s: float = 0.0,
                  compile_mode: str | None = None, fuse_qkv: bool = False, model_cache_gib: float = 0.0,
-                 fp8: bool = False, step_cache_interval: int = 0, tiny_vae: dict[str, Path] | None = None):
+                 fp8: bool = False, step_cache_interval: int = 0, tiny_vae: dict[str, Path] | None = None,
+                 gc_freeze: bool = False):
         import diffusers
         import transformers
 
@@ -87,6 +87,10 @@ class LocalEngine:
         self.vae_tiling_pixels = vae_tiling_pixels
         self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
         self.deadline_s = deadline_s  # 0: no limit on a job's total time (queue + run)
+        # engine/heap.py: once ready, freeze what the process keeps for good, so that the collector's
+        # full passes (300+ ms with every thread stopped) stop walking it.
+        self.gc_freeze = gc_freeze
+        self._frozen = False
         if compile:
             optimize.use_compile_cache(Path(cache_dir) / "compile")
         self._queue: BatchQueue | None = None
@@ -126,6 +130,12 @@ class LocalEngine:
         await self._optimize_and_warm_up()
         if self._loading_error is not None:
             return
+        if self.gc_freeze:
+            started = time.perf_counter()
+            frozen = heap.freeze()
+            self._frozen = True
+            log.info("froze %d long-lived objects out of the garbage collector's passes (%.0f ms)", frozen,
+                     (time.perf_counter() - started) * 1e3)
         self._ready = True
         self._tasks += [asyncio.create_task(self._worker(d), name=f"engine-worker-{d}") for d in self.devices]
         log.info("engine ready: %d model(s) on %s", len(self.registry.specs), ", ".join(self.devices))
@@ -141,6 +151,9 @@ class LocalEngine:
         await asyncio.gather(*self._post_tasks, return_exceptions=True)
         for ex in [*self._executors.values(), self._post_executor]:
             ex.shutdown(wait=True, cancel_futures=True)
+        if self._frozen:  # the models and everything else frozen at start become collectable again
+            heap.unfreeze()
+            self._frozen = False
         self.registry.unload_all()
 
     # -- jobs --------------------------------------------------------------------------------
@@ -359,7 +372,7 @@ class LocalEngine:
 
     @staticmethod
     def _recover_memory(device: str) -> None:
-        gc.collect()
+        heap.collect_all()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import gc
 import json
 import logging
 import struct
@@ -28,7 +27,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine import tiny
+from pixelserve.engine import heap, tiny
 from pixelserve.engine.families import family_for
 
 log = logging.getLogger(__name__)
@@ -219,7 +218,7 @@ class ModelRegistry:
         self._sizes.pop(k, None)
         if model is not None:
             del model
-            gc.collect()
+            heap.collect_all()  # cycles among objects frozen at start too (engine/heap.py)
             if k[1].startswith("cuda"):
                 torch.cuda.empty_cache()
 

@@ -55,3 +55,14 @@ def test_batching_settings_reach_the_local_engine(monkeypatch, tmp_path):
     monkeypatch.setenv("PIXELSERVE_MAX_BATCH_WAIT_MS", "75")
     engine = build_engine(Settings(data_dir=tmp_path))
     assert (engine.max_batch_delay_s, engine.max_batch_wait_s) == (0.012, 0.075)
+
+
+def test_gc_freeze_is_on_by_default_and_reaches_every_engine(monkeypatch, tmp_path):
+    from pixelserve.app import build_engine
+
+    monkeypatch.delenv("PIXELSERVE_GC_FREEZE", raising=False)  # tests/conftest.py turns it off for the suite
+    settings = Settings(data_dir=tmp_path)
+    assert settings.gc_freeze is True and build_engine(settings).gc_freeze is True
+    assert settings.pipeline_options()["gc_freeze"] is True  # the process worker and Ray replicas get these
+    monkeypatch.setenv("PIXELSERVE_GC_FREEZE", "false")
+    assert build_engine(Settings(data_dir=tmp_path)).gc_freeze is False
