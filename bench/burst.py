@@ -2,7 +2,9 @@
 
 The ``cpu_server_overhead`` row of bench/perf.py sends 32 Karlo t2i requests at once. Their p50
 moves by hundreds of ms from round to round; this shows why. Each round prints the sorted
-latencies (s); requests that finished together shared a batch, so the clusters are the batches.
+latencies (s); requests that finished together shared a batch, so the clusters are the batches;
+then each Server-Timing stage (p50/max) and the server's CPU per request (all threads, and the
+event loop's main thread alone).
 
     .venv/bin/python bench/burst.py [--rounds 3] [--requests 32] [--batch-delay-ms 10] [--batch-wait-ms 50]
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.perf_common import clusters, p50, running_server, tiny_folder  # noqa: E402
+from bench.perf_common import clusters, cpu_seconds_of, p50, running_server, tiny_folder  # noqa: E402
 from bench.perf_cpu import karlo_body, stages_of  # noqa: E402
 
 
@@ -39,7 +41,7 @@ def main() -> None:
            "PIXELSERVE_SERVER_TIMING": "true"}
     with tempfile.TemporaryDirectory() as cache:
         tiny_folder(Path(cache))
-        with running_server(Path(cache), env) as (base, key, _):
+        with running_server(Path(cache), env) as (base, key, proc):
             async def go():
                 headers = {"Authorization": f"KakaoAK {key}", "Content-Type": "application/json"}
                 bodies = [json.dumps(karlo_body(i)).encode() for i in range(a.requests)]
@@ -49,6 +51,7 @@ def main() -> None:
                 limits = httpx.Limits(max_connections=a.requests, keepalive_expiry=3)
                 async with httpx.AsyncClient(base_url=base, timeout=600, limits=limits) as client:
                     assert (await client.post(url, content=bodies[0], headers=headers)).status_code == 200
+                    cpu_total: list[tuple[float, float]] = []
                     for r in range(a.rounds):
                         latencies: list[float] = []
                         stages: list[dict[str, float]] = []
@@ -64,13 +67,22 @@ def main() -> None:
                             stages.append(got)
 
                         await asyncio.sleep(0.5)
+                        # The server's CPU: all threads, and its main thread alone (uvicorn's event loop).
+                        cpu = cpu_seconds_of(proc.pid), cpu_seconds_of(proc.pid, thread=proc.pid)
                         await asyncio.gather(*(one(i) for i in range(a.requests)))
+                        cpu = cpu_seconds_of(proc.pid) - cpu[0], cpu_seconds_of(proc.pid, thread=proc.pid) - cpu[1]
                         print(f"round {r + 1}: p50 {p50(latencies):.2f} s, batches {clusters(latencies)}")
                         print("  " + " ".join(f"{x:.2f}" for x in sorted(latencies)))
                         # Server-Timing per stage (ms), p50 and max over the round's requests.
                         print("  stages p50/max ms: " + ", ".join(
                             f"{k} {p50([s[k] for s in stages]):.1f}/{max(s[k] for s in stages):.1f}"
                             for k in stages[0] if k not in ("app", "engine")))
+                        print(f"  server CPU per request: {cpu[0] / a.requests * 1e3:.1f} ms, of it on the event loop "
+                              f"{cpu[1] / a.requests * 1e3:.2f} ms")
+                        cpu_total.append(cpu)
+                    n = a.requests * len(cpu_total)
+                    print(f"all rounds: server CPU per request {sum(c[0] for c in cpu_total) / n * 1e3:.1f} ms, "
+                          f"event loop {sum(c[1] for c in cpu_total) / n * 1e3:.2f} ms (/proc counts 10 ms ticks)")
 
             asyncio.run(go())
 

@@ -37,9 +37,11 @@ def peak_rss_of(pid: int) -> float | None:
     return None
 
 
-def cpu_seconds_of(pid: int) -> float:
-    """CPU time (user + system, all threads) another live process has used so far (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def cpu_seconds_of(pid: int, thread: int | None = None) -> float:
+    """CPU time (user + system) another live process has used so far, all its threads or only
+    ``thread`` (a thread id; the main thread's is the pid) (Linux)."""
+    stat = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(stat).read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -30,6 +30,16 @@ from pixelserve.service import idempotency
 
 log = logging.getLogger(__name__)
 
+
+async def client_gone(request: Request) -> None:
+    """Returns once the client has closed the connection (for service.generation.cancel_on_disconnect).
+
+    After the body has been read, the server's next ASGI message for this request is
+    ``http.disconnect``: it arrives when the connection drops (or the answer has gone out), so one
+    waiting ``receive()`` replaces polling ``request.is_disconnected()``."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
 #: HTTP errors FastAPI raises itself, as the domain errors a dialect renders.
 FRAMEWORK_ERRORS: dict[int, type[PixelserveError]] = {
     400: InvalidRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 413: PayloadTooLarge,

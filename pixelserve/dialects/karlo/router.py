@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from pixelserve.db.crud.keys import KeyInfo
-from pixelserve.dialects.base import DialectRoute
+from pixelserve.dialects.base import DialectRoute, client_gone
 from pixelserve.dialects.karlo import translate
 from pixelserve.dialects.karlo.protocol import (ErrorBody, InpaintingRequest, KarloResponse, T2IRequest,
                                                 VariationsRequest)
@@ -75,7 +75,7 @@ def model_for(request: Request, version: str) -> str:
 
 async def _run(request: Request, service: GenerationService, key: KeyInfo | None, body, gen) -> JSONResponse:
     result = await cancel_on_disconnect(
-        request.is_disconnected,
+        client_gone(request),
         service.generate(gen, dialect="karlo", key=key, output=translate.output_options(body)),
     )
     root = base_url(request)

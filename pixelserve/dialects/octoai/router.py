@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 
 from pixelserve.db.crud.keys import KeyInfo
-from pixelserve.dialects.base import DialectRoute
+from pixelserve.dialects.base import DialectRoute, client_gone
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import ENGINES, ErrorBody, HTTPValidationError, ImageGenerationRequest, \
     ImageGenerationResponse
@@ -113,7 +113,7 @@ async def generate(body: ImageGenerationRequest, request: Request, key: Key, eng
     gen = await asyncio.to_thread(translate.request_from_wire, body, engine, resolved,
                                   max_pixels=service.limits.max_pixels, extra_sizes=settings.octoai_sizes)
     started = time.perf_counter()
-    result = await cancel_on_disconnect(request.is_disconnected, service.generate(
+    result = await cancel_on_disconnect(client_gone(request), service.generate(
         gen, dialect="octoai", key=key, output=translate.output_options(body), record_prompt=body.log_prompt))
     run_ms = result.timings_ms.get("run", (time.perf_counter() - started) * 1e3)
     return JSONResponse(translate.result_to_wire(result, run_ms, settings.nsfw_threshold))

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from pixelserve.db.crud.keys import KeyInfo
-from pixelserve.dialects.base import DialectRoute, phrase
+from pixelserve.dialects.base import DialectRoute, client_gone, phrase
 from pixelserve.dialects.studio import translate
 from pixelserve.core.request import LoraRef
 from pixelserve.dialects.studio.protocol import (RATIO_ALIASES, CreateRequest, Credits, ErrorBody, ImagesResponse,
@@ -112,7 +112,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
         views = await asyncio.to_thread(studio.views, ids, with_data=False)
         request.app.state.studio_jobs.enqueue(job_id)
         return JSONResponse(translate.response(views, reserved, owner))
-    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id, resumable=False))
+    await cancel_on_disconnect(client_gone(request), studio.run_job(job_id, resumable=False))
     return await _answer(studio, ids, owner)
 
 
@@ -160,7 +160,7 @@ async def upscale(imageId: RecordId, body: UpscaleRequest, request: Request, key
     owner = owner_of(key)
     cost = studio.credits.cost_of_upscale(body.scaleSize)
     job_id, ids, _ = await studio.upscale(owner, key.id if key else None, imageId, body.scaleSize, cost)
-    await cancel_on_disconnect(request.is_disconnected, studio.run_job(job_id, resumable=False))
+    await cancel_on_disconnect(client_gone(request), studio.run_job(job_id, resumable=False))
     return await _answer(studio, ids, owner)
 
 
