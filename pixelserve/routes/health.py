@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+from pixelserve.core.json_response import JSONResponse
 
 router = APIRouter(tags=["health"])
 

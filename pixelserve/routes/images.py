@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from pixelserve.core.images import CONTENT_TYPES
+from pixelserve.core.json_response import JSONResponse
 from pixelserve.errors import PixelserveError, status_of
 from pixelserve.storage.base import check_key
 

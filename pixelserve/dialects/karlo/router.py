@@ -6,8 +6,8 @@ import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse
 
+from pixelserve.core.json_response import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone
 from pixelserve.dialects.karlo import translate

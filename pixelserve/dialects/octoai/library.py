@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 
+from pixelserve.core.json_response import JSONResponse
 from pixelserve.core.models import ASSET_NAME
 from pixelserve.db.crud.assets import AssetFilter
 from pixelserve.dialects.octoai import translate

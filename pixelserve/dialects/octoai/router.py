@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Request
-from fastapi.responses import JSONResponse
 
+from pixelserve.core.json_response import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone
 from pixelserve.dialects.octoai import translate

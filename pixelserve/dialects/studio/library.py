@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
+from pixelserve.core.json_response import JSONResponse
 from pixelserve.dialects.studio import translate
 from pixelserve.dialects.studio.protocol import (CollectionBody, CollectionOut, CollectionsResponse, RecordId, StyleBody,
                                                  StyleOut, StylesResponse)

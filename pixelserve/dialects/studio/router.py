@@ -10,8 +10,8 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
-from fastapi.responses import JSONResponse
 
+from pixelserve.core.json_response import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone, phrase
 from pixelserve.dialects.studio import translate
