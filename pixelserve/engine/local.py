@@ -183,6 +183,10 @@ class LocalEngine:
             raise error from None
         except asyncio.CancelledError:
             self.cancel(job_id)
+            # Nobody awaits the job any more, and asyncio.shield dropped its own reader with the cancelled
+            # waiter: the job's settling ("cancelled while running") is read here, not logged by asyncio
+            # as "Future exception was never retrieved" when the job is dropped.
+            job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise
         finally:
             self._jobs.pop(job_id, None)

@@ -1,6 +1,7 @@
 """The in-process engine: queue bounds, cancellation, progress, failures that leave it serving."""
 
 import asyncio
+import gc
 import threading
 
 import pytest
@@ -132,6 +133,31 @@ def test_abandoned_waiter_cancels_its_job(tiny_cache):
         return n
 
     assert run(go()) < 300
+
+
+def test_an_abandoned_job_leaves_no_unretrieved_exception(tiny_cache):
+    """The job's settling after its waiter left ("cancelled while running") is read by the engine:
+    asyncio.shield drops its own reader when the waiter is cancelled first, and asyncio would log
+    "Future exception was never retrieved" when the job is dropped."""
+    reported = []
+
+    async def go():
+        asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(context["message"]))
+        engine = await started(tiny_cache)
+        seen = []
+        task = asyncio.create_task(engine.submit("gone", req(steps=300), lambda s, t: seen.append(s)))
+        while not seen:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        while engine.health().running:
+            await asyncio.sleep(0.01)
+        await engine.stop()
+        return len(seen)
+
+    assert run(go()) < 300
+    gc.collect()  # the engine and its jobs are dropped here: an unread exception would be reported now
+    assert not [m for m in reported if "never retrieved" in m], reported
 
 
 def test_out_of_memory_fails_the_job_not_the_engine(tiny_cache, monkeypatch):
