@@ -3,8 +3,8 @@
 CPython's oldest-generation collection walks every object the collector tracks, and it holds the
 GIL while it does: the event loop and the device threads all stop. A process holding torch,
 diffusers, transformers, the pipelines and the web stack tracks about 600,000 objects. On the
-2-core test machine each such collection took 310-350 ms, and a burst of 32 requests set one off
-about every other burst.
+2-core test machine each such collection took 310-378 ms, about once per 200-400 requests under
+bursts of 32 (bench/gc_pauses.py).
 
 ``gc.freeze()`` (CPython's own API for this, 3.7+) moves every object alive at that moment into a
 permanent generation that collections skip. The engine calls ``freeze`` once it is ready (models
