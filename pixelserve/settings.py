@@ -119,7 +119,8 @@ class Settings(BaseSettings):
     model_cache_gib: float = Field(0.0, ge=0)
     #: Once the engine is ready, move every object alive into a generation the garbage collector's
     #: full passes skip (gc.freeze): a full pass then takes about 1 ms instead of 300+ ms with every
-    #: thread stopped. Dropped models are still reclaimed in full. See engine/heap.py.
+    #: thread stopped. Dropped models are still reclaimed in full. With the process or Ray engine the
+    #: API process freezes its own start-up state (app.py). See engine/heap.py.
     gc_freeze: bool = True
     #: Add a W3C Server-Timing header (auth, admit, engine, store, finish, app; ms) to every answer.
     #: Off by default: it tells callers how long internal steps took. See core/timing.py.

@@ -85,3 +85,22 @@ def test_a_model_dropped_after_the_freeze_is_reclaimed_even_inside_a_cycle(tiny_
 
     reclaimed, still_frozen = asyncio.run(go())
     assert reclaimed and still_frozen
+
+
+def test_the_api_process_freezes_itself_when_the_pipelines_run_elsewhere(tmp_path, tiny_cache):
+    """PIXELSERVE_ENGINE=process or ray: no engine in the API process freezes it, so the app does,
+    and gives everything back to the collector at shutdown. A local engine's server leaves it to the
+    engine (tested above)."""
+    from fastapi.testclient import TestClient
+
+    from pixelserve.app import create_app
+    from tests.conftest import make_settings
+    from tests.security.test_fuzz import InstantEngine
+
+    gc.unfreeze()
+    for engine, expect_frozen in (("process", True), ("local", False)):
+        settings = make_settings(tmp_path / engine, tiny_cache, engine=engine, gc_freeze=True)
+        with TestClient(create_app(settings, engine=InstantEngine())) as client:
+            assert client.get("/health/live").status_code == 200
+            assert (gc.get_freeze_count() > 0) is expect_frozen
+        assert gc.get_freeze_count() == 0
