@@ -1,5 +1,16 @@
 """Helpers for the engine tests."""
 
+from pixelserve.core.models import demo_config
+from pixelserve.engine.local import LocalEngine
+
+
+async def started(tiny_cache, **kw) -> LocalEngine:
+    """A LocalEngine on the tiny demo models, started and ready."""
+    engine = LocalEngine(demo_config().models, tiny_cache, **kw)
+    await engine.start()
+    await engine.wait_ready()
+    return engine
+
 
 def cancel_at(engine, job_id: str, step: int = 2):
     """A progress callback that cancels ``job_id`` when ``step`` is reached; returns (callback, steps seen)."""

@@ -5,10 +5,9 @@ import asyncio
 import gc
 import weakref
 
-from pixelserve.core.models import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine import heap
-from pixelserve.engine.local import LocalEngine
+from tests.engine.helpers import started
 
 
 class Node:
@@ -42,16 +41,9 @@ def test_collect_all_without_a_freeze_is_a_plain_full_collection():
     assert alive() is None and gc.get_freeze_count() == 0
 
 
-async def frozen_engine(tiny_cache) -> LocalEngine:
-    engine = LocalEngine(demo_config().models, tiny_cache, gc_freeze=True)
-    await engine.start()
-    await engine.wait_ready()
-    return engine
-
-
 def test_a_ready_engine_freezes_and_its_stop_unfreezes(tiny_cache):
     async def go():
-        engine = await frozen_engine(tiny_cache)
+        engine = await started(tiny_cache, gc_freeze=True)
         try:
             frozen = gc.get_freeze_count()
             # Objects of the loaded models are in the permanent generation: gen 0-2 no longer list them.
@@ -71,7 +63,7 @@ def test_a_ready_engine_freezes_and_its_stop_unfreezes(tiny_cache):
 
 def test_a_model_dropped_after_the_freeze_is_reclaimed_even_inside_a_cycle(tiny_cache):
     async def go():
-        engine = await frozen_engine(tiny_cache)
+        engine = await started(tiny_cache, gc_freeze=True)
         try:
             model = engine.registry.get("tiny-sd", "cpu")
             model.state["cycle"] = model  # frozen at ready, so a plain gc.collect() would never free it

@@ -11,7 +11,7 @@ from pixelserve.core.models import ModelSpec, demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.local import LocalEngine
 from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
-from tests.engine.helpers import cancel_at
+from tests.engine.helpers import cancel_at, started
 
 
 def req(**kw):
@@ -22,13 +22,6 @@ def req(**kw):
 
 def run(coro):
     return asyncio.run(coro)
-
-
-async def started(tiny_cache, **kw):
-    engine = LocalEngine(demo_config().models, tiny_cache, **kw)
-    await engine.start()
-    await engine.wait_ready()
-    return engine
 
 
 def test_generates_with_progress_in_order(tiny_cache):
