@@ -3,6 +3,7 @@ inside the prefix, pre-signed GET and PUT URLs that the server itself honours an
 
 from __future__ import annotations
 
+import calendar
 import io
 import os
 import time
@@ -74,9 +75,12 @@ def test_presigned_get_serves_for_its_ttl_then_403(store):
     assert urlsplit(url).path.endswith("job-2/a.webp")
     assert httpx.get(url.replace("job-2/a.webp", "job-2/b.webp")).status_code == 403  # another key
     assert httpx.get(url.split("?")[0]).status_code == 403  # no signature
-    short = store.presigned_get("job-2/a.webp", 1)
+    # The signature's time is whole seconds (X-Amz-Date), so a URL lives between ttl - 1 and ttl seconds:
+    # 3 s leaves a loaded CI machine 2 s to fetch it while it is still valid.
+    short = store.presigned_get("job-2/a.webp", 3)
     assert httpx.get(short).status_code == 200
-    time.sleep(2.2)
+    signed = calendar.timegm(time.strptime(parse_qs(urlsplit(short).query)["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ"))
+    time.sleep(max(0.0, signed + 3 + 1.2 - time.time()))
     r = httpx.get(short)
     assert r.status_code == 403 and "expired" in r.text.lower()
 
