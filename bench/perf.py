@@ -42,7 +42,8 @@ CPU_ROWS = ("cpu_server_overhead", "cpu_batching", "cpu_compile", "restart_to_re
 GPU_ROWS = ("sdxl_b1_latency", "sdxl_throughput", "sd15_b1_latency", "sd15_throughput")
 
 
-def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool, gpu_tiny: bool) -> list[dict]:
+def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool, gpu_tiny: bool,
+            fp8: bool = True) -> list[dict]:
     rows: list[dict] = []
     done: set = set()
     for name in names:
@@ -55,7 +56,7 @@ def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool,
             done.add(builder)
             rows += [r for r in builder(run_part, cache, repeat, quick) if r["workload"] in names]
         elif cuda or gpu_tiny:
-            rows += perf_gpu.row(name, run_part, cache, repeat, quick, tiny=gpu_tiny)
+            rows += perf_gpu.row(name, run_part, cache, repeat, quick, tiny=gpu_tiny, fp8=fp8)
         else:
             rows.append({"workload": name, "unit": "s" if "latency" in name else "img/s", "plain": None,
                          "pixelserve": None, "note": "not measured: no CUDA device on this machine"})
@@ -84,6 +85,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, small rows, no compile rows")
     ap.add_argument("--gpu-tiny", action="store_true",
                     help="GPU rows on the tiny models, on whatever device there is (a smoke test of that code)")
+    ap.add_argument("--no-fp8", action="store_true",
+                    help="sdxl_b1_latency without its FP8 figure (one compile less; bench/gpu/run.sh takes it last)")
     ap.add_argument("--out", type=Path, help="JSON path (default: bench/results/<cpu|gpu>-<date>.json; "
                                               "--quick and --gpu-tiny write only when given)")
     ap.add_argument("--cache", type=Path, help="keep built models here between runs (default: a temporary folder)")
@@ -105,10 +108,10 @@ def main() -> None:
         f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     if a.cache is not None:
         a.cache.mkdir(parents=True, exist_ok=True)
-        rows = collect(names, a.cache, repeat, a.quick, cuda, a.gpu_tiny)
+        rows = collect(names, a.cache, repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = collect(names, Path(tmp), repeat, a.quick, cuda, a.gpu_tiny)
+            rows = collect(names, Path(tmp), repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8)
     print_table(rows, device, repeat)
     out = a.out
     if out is None and not a.quick and not a.gpu_tiny:

@@ -206,7 +206,7 @@ def fp8_available() -> bool:
             and torch.cuda.get_device_capability(0) >= FP8_MIN_CAPABILITY)
 
 
-def row(name: str, run_part, cache: Path, repeat: int, quick: bool, tiny: bool) -> list[dict]:
+def row(name: str, run_part, cache: Path, repeat: int, quick: bool, tiny: bool, fp8: bool = True) -> list[dict]:
     family = FAMILY[name]
     mode = "latency" if "latency" in name else "throughput"
     size, steps = (TINY_SHAPES if tiny else SHAPES)[family]
@@ -222,7 +222,7 @@ def row(name: str, run_part, cache: Path, repeat: int, quick: bool, tiny: bool) 
     if mode == "latency":
         out.update(plain=plain["s"], pixelserve=ours["s"], ratio=plain["s"] / ours["s"],
                    p99_s={"plain": plain["p99"], "pixelserve": ours["p99"]})
-        if name == "sdxl_b1_latency" and not tiny and fp8_available():
+        if name == "sdxl_b1_latency" and fp8 and not tiny and fp8_available():
             fp8 = run_part("gpu_engine", cache, family=family, mode=mode, repeat=repeat, tiny=tiny, fp8=True)
             out.update(pixelserve_fp8=fp8["s"], ratio_fp8=plain["s"] / fp8["s"])
     else:
