@@ -43,7 +43,7 @@ GPU_ROWS = ("sdxl_b1_latency", "sdxl_throughput", "sd15_b1_latency", "sd15_throu
 
 
 def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool, gpu_tiny: bool,
-            fp8: bool = True) -> list[dict]:
+            fp8: bool = True, compile_mode: str | None = None) -> list[dict]:
     rows: list[dict] = []
     done: set = set()
     for name in names:
@@ -56,7 +56,8 @@ def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool,
             done.add(builder)
             rows += [r for r in builder(run_part, cache, repeat, quick) if r["workload"] in names]
         elif cuda or gpu_tiny:
-            rows += perf_gpu.row(name, run_part, cache, repeat, quick, tiny=gpu_tiny, fp8=fp8)
+            rows += perf_gpu.row(name, run_part, cache, repeat, quick, tiny=gpu_tiny, fp8=fp8,
+                                 compile_mode=compile_mode)
         else:
             rows.append({"workload": name, "unit": "s" if "latency" in name else "img/s", "plain": None,
                          "pixelserve": None, "note": "not measured: no CUDA device on this machine"})
@@ -87,6 +88,8 @@ def main() -> None:
                     help="GPU rows on the tiny models, on whatever device there is (a smoke test of that code)")
     ap.add_argument("--no-fp8", action="store_true",
                     help="sdxl_b1_latency without its FP8 figure (one compile less; bench/gpu/run.sh takes it last)")
+    ap.add_argument("--compile-mode", choices=("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                    help="GPU rows: the engine's torch.compile mode (PIXELSERVE_COMPILE_MODE; default: torch's)")
     ap.add_argument("--out", type=Path, help="JSON path (default: bench/results/<cpu|gpu>-<date>.json; "
                                               "--quick and --gpu-tiny write only when given)")
     ap.add_argument("--cache", type=Path, help="keep built models here between runs (default: a temporary folder)")
@@ -108,10 +111,12 @@ def main() -> None:
         f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     if a.cache is not None:
         a.cache.mkdir(parents=True, exist_ok=True)
-        rows = collect(names, a.cache, repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8)
+        rows = collect(names, a.cache, repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8,
+                       compile_mode=a.compile_mode)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = collect(names, Path(tmp), repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8)
+            rows = collect(names, Path(tmp), repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8,
+                           compile_mode=a.compile_mode)
     print_table(rows, device, repeat)
     out = a.out
     if out is None and not a.quick and not a.gpu_tiny:

@@ -206,16 +206,18 @@ def fp8_available() -> bool:
             and torch.cuda.get_device_capability(0) >= FP8_MIN_CAPABILITY)
 
 
-def row(name: str, run_part, cache: Path, repeat: int, quick: bool, tiny: bool, fp8: bool = True) -> list[dict]:
+def row(name: str, run_part, cache: Path, repeat: int, quick: bool, tiny: bool, fp8: bool = True,
+        compile_mode: str | None = None) -> list[dict]:
     family = FAMILY[name]
     mode = "latency" if "latency" in name else "throughput"
     size, steps = (TINY_SHAPES if tiny else SHAPES)[family]
     run_part("gpu_build", cache, family=family, tiny=tiny)  # built once, outside the timed parts
     plain = run_part("gpu_plain", cache, family=family, mode=mode, repeat=repeat, tiny=tiny)
-    ours = run_part("gpu_engine", cache, family=family, mode=mode, repeat=repeat, tiny=tiny)
+    ours = run_part("gpu_engine", cache, family=family, mode=mode, repeat=repeat, tiny=tiny, compile_mode=compile_mode)
     note = (f"{'TINY smoke (not the GPU figure): ' if tiny else ''}{family} {size} px {steps} steps, random weights; "
             + ("batch 1" if mode == "latency" else f"plain: batches of {PLAIN_BATCH}; pixelserve: {CONCURRENT} "
-               f"concurrent requests, batches up to {ENGINE_BATCH}"))
+               f"concurrent requests, batches up to {ENGINE_BATCH}")
+            + (f"; pixelserve compiled with mode={compile_mode}" if compile_mode else ""))
     out = {"workload": name, "unit": "s" if mode == "latency" else "img/s", "target": TARGETS[name], "note": note,
            "peak_mib": {"plain": plain["peak_mib"], "pixelserve": ours["peak_mib"]},
            "ready_s": ours["ready_s"]}
@@ -223,7 +225,8 @@ def row(name: str, run_part, cache: Path, repeat: int, quick: bool, tiny: bool, 
         out.update(plain=plain["s"], pixelserve=ours["s"], ratio=plain["s"] / ours["s"],
                    p99_s={"plain": plain["p99"], "pixelserve": ours["p99"]})
         if name == "sdxl_b1_latency" and fp8 and not tiny and fp8_available():
-            fp8 = run_part("gpu_engine", cache, family=family, mode=mode, repeat=repeat, tiny=tiny, fp8=True)
+            fp8 = run_part("gpu_engine", cache, family=family, mode=mode, repeat=repeat, tiny=tiny, fp8=True,
+                           compile_mode=compile_mode)
             out.update(pixelserve_fp8=fp8["s"], ratio_fp8=plain["s"] / fp8["s"])
     else:
         out.update(plain=plain["img_s"], pixelserve=ours["img_s"], ratio=ours["img_s"] / plain["img_s"],

@@ -9,9 +9,11 @@
 #   sd15_b1_latency sd15_throughput sdxl_b1_latency sdxl_throughput   bench/perf.py's GPU rows
 #   fp8                   sdxl_b1_latency once more, now with its FP8 figure (torchao, capability 8.9+);
 #                         the rows before run with --no-fp8, and the compile cache makes this one quicker
-# Everything lands in $OUT: run.log and gpu.json (perf.py merges each row into it). Built models and
-# the compile cache stay in /tmp/pixelserve-bench while the machine is warm, so a second call with
-# the steps left over starts where the first ended.
+#   cudagraphs            both batch-1 latency rows with PIXELSERVE_COMPILE_MODE=reduce-overhead (CUDA
+#                         graphs), into gpu-reduce-overhead.json: whether it should be the GPU default
+# Everything lands in $OUT: run.log and gpu.json (perf.py merges each row into it; cudagraphs writes
+# its own file). Built models and the compile cache stay in /tmp/pixelserve-bench while the machine
+# is warm, so a second call with the steps left over starts where the first ended.
 # Dry run here on a CPU: PYV=3.11 bash bench/gpu/fetch_wheels.sh, then with a python3 on PATH that has
 # only the GPU image's packages, PERF_ARGS="--gpu-tiny --quick" bash bench/gpu/run.sh.
 set -uo pipefail
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/../.."
 DEADLINE=${1:-540}
 shift || true
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(tests sd15_b1_latency sd15_throughput sdxl_b1_latency sdxl_throughput fp8)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(tests sd15_b1_latency sd15_throughput sdxl_b1_latency sdxl_throughput fp8 cudagraphs)
 OUT=${OUT:-/tmp/pixelserve-out}
 PERF_ARGS=${PERF_ARGS:-}  # e.g. "--gpu-tiny --quick": the dry run of this script on a CPU machine
 CACHE=/tmp/pixelserve-bench
@@ -51,6 +53,8 @@ for step in "${STEPS[@]}"; do
     t0=$(date +%s)
     case $step in
         tests) timeout -k 5 "$left" python3 -m pytest -q -p no:cacheprovider tests/gpu ;;
+        cudagraphs) timeout -k 5 "$left" python3 bench/perf.py --rows sd15_b1_latency,sdxl_b1_latency --no-fp8 \
+                        --compile-mode reduce-overhead $PERF_ARGS --cache "$CACHE" --out "$OUT/gpu-reduce-overhead.json" ;;
         fp8) timeout -k 5 "$left" python3 bench/perf.py --rows sdxl_b1_latency $PERF_ARGS --cache "$CACHE" --out "$OUT/gpu.json" ;;
         *) timeout -k 5 "$left" python3 bench/perf.py --rows "$step" --no-fp8 $PERF_ARGS --cache "$CACHE" --out "$OUT/gpu.json" ;;
     esac
