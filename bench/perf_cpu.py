@@ -283,6 +283,11 @@ def part_server_overhead(cache: Path, n: int, repeat: int, batch: int) -> dict:
                     stage_ms: list[dict[str, float]] = []
                     around_engine: list[float] = []
                     sides = {"direct": [], "http": [], "direct_one_client": [], "http_one_client": []}
+                    # One untimed round on each side first, so the timed rounds start with batches of 8
+                    # at this size already run once (the warm-up request above runs at batch 1).
+                    direct_round()
+                    await http_round()
+                    around_engine.clear()
                     for r in range(repeat):
                         for side in (("direct", "http") if r % 2 == 0 else ("http", "direct")):
                             await asyncio.sleep(0.3)  # the other side's idle threads settle
