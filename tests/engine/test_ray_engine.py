@@ -156,7 +156,7 @@ def test_a_replica_killed_mid_stream_loses_no_job_and_charges_once(deployed, tmp
     # one mid-run, which the engine must send again (at 64 px and 20 jobs CI once caught only gaps).
     settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
                              **{**SMALL_SETTINGS, "studio_steps": 150,
-                                "studio_resolutions": {family: {**SMALL, "1:1": "128x128"} for family in ("sd", "sdxl")}})
+                                "studio_resolutions": {f: {**SMALL, "1:1": "128x128"} for f in ("sd", "sdxl")}})
     with TestClient(create_app(settings)) as client:
         wait_ready(client, timeout=60)
         _, key = new_key(client.app)
