@@ -23,6 +23,7 @@ Every measurement runs in its own process (bench/perf_common.run_part).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -111,12 +112,9 @@ def main() -> None:
         f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     if a.cache is not None:
         a.cache.mkdir(parents=True, exist_ok=True)
-        rows = collect(names, a.cache, repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8,
+    with contextlib.nullcontext(a.cache) if a.cache is not None else tempfile.TemporaryDirectory() as cache:
+        rows = collect(names, Path(cache), repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8,
                        compile_mode=a.compile_mode)
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            rows = collect(names, Path(tmp), repeat, a.quick, cuda, a.gpu_tiny, fp8=not a.no_fp8,
-                           compile_mode=a.compile_mode)
     print_table(rows, device, repeat)
     out = a.out
     if out is None and not a.quick and not a.gpu_tiny:
