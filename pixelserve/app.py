@@ -23,6 +23,7 @@ from pixelserve.routes.health import router as health_router
 from pixelserve.routes.images import router as images_router
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
+from pixelserve.service.events import EventBus, log_finished
 from pixelserve.service.generation import GenerationService
 from pixelserve.service.studio import open_studio
 from pixelserve.settings import Settings
@@ -81,6 +82,9 @@ def drain_left(app: FastAPI, settings: Settings) -> float:
 def create_app(settings: Settings | None = None, engine: EngineClient | None = None) -> FastAPI:
     settings = settings or Settings()
     _ = settings.models  # a bad model config fails here, at start, not on the first request
+    # Every job publishes here (service/events.py); cross-cutting features attach as subscribers.
+    bus = EventBus()
+    bus.subscribe("log", log_finished)  # one log line per ended job
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -98,15 +102,16 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled)
         app.state.service = GenerationService(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
-                                              settings.quota_limits())
+                                              settings.quota_limits(), bus)
         app.state.assets = AssetService(sessions, settings.asset_dir, settings.models, settings.cache_dir,
                                         max_bytes=settings.asset_max_bytes, store=store)
         app.state.assets.sync_config()  # the configured public assets (octoai:canny_sdxl ...)
         warn_if_demo(settings)
         if not settings.auth_enabled:
             log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")
-        app.state.studio, app.state.studio_jobs = open_studio(settings, eng, sessions, store,
-                                                             app.state.service.check)
+        app.state.studio, app.state.studio_jobs = open_studio(settings, app.state.service, sessions, store,
+                                                             app.state.assets)
+        await bus.start()
         await eng.start()
         await app.state.studio_jobs.start()  # resumes the Studio jobs a stopped server left
         # engine/heap.py: a local engine freezes the whole process once its models are ready; with the
@@ -123,10 +128,12 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             await app.state.studio_jobs.stop(grace_s=drain_left(app, settings))  # the rest resume at the next start
             await eng.stop()
             app.state.service.close()
+            await bus.stop()
             sessions.kw["bind"].dispose()  # every connection closed: SQLite checkpoints its WAL into the file
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
+    app.state.events = bus
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)
     app.include_router(health_router)

@@ -7,7 +7,7 @@ and answers with a ``GenerationResult``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 #: "post" runs only the post-processing on ``init_image`` (EngineClient.postprocess).
@@ -77,6 +77,10 @@ class ImagePromptRef:
     trigger: str | None = None  # OctoAI transfer_images: the trigger word in the prompt
 
 
+IMAGE_FIELDS = ("init_image", "mask_image", "reference_image")
+NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt")
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     model: str
@@ -121,10 +125,9 @@ class GenerationRequest:
         return replace(self, **changes)
 
     def describe(self) -> dict[str, Any]:
-        """JSON-safe summary for job records and logs (no image bytes)."""
-        images = ("init_image", "mask_image", "reference_image")
-        nested = ("post", "loras", "textual_inversions", "controlnet", "image_prompt")
-        out = {k: v for k, v in self.__dict__.items() if k not in images and k not in nested}
+        """The request as JSON (no image bytes): job records, Studio job plans and logs.
+        ``from_description`` rebuilds it, given the images."""
+        out = {k: v for k, v in self.__dict__.items() if k not in IMAGE_FIELDS and k not in NESTED_FIELDS}
         out["post"] = asdict(self.post)
         out["loras"] = [asdict(x) for x in self.loras]
         out["textual_inversions"] = [asdict(x) for x in self.textual_inversions]
@@ -133,11 +136,36 @@ class GenerationRequest:
             out["controlnet"] = {"name": c.name, "preprocess": c.preprocess,
                                  "conditioning_scale": c.conditioning_scale, "end": c.end}
         out["has_image_prompt"] = self.image_prompt is not None
+        if self.image_prompt is not None:
+            out["image_prompt_scale"] = self.image_prompt.scale
         out["seeds"] = list(self.seeds) if self.seeds is not None else None
         out["has_init_image"] = self.init_image is not None
         out["has_mask_image"] = self.mask_image is not None
         out["has_reference_image"] = self.reference_image is not None
         return out
+
+    @classmethod
+    def from_description(cls, d: dict[str, Any], *, init_image: Any = None, mask_image: Any = None,
+                         reference_image: Any = None, image_prompt: tuple = ()) -> "GenerationRequest":
+        """``describe()``'s inverse; the images come from wherever the caller kept them (``image_prompt``:
+        the reference images of an image prompt, at the described scale). A ControlNet is not rebuilt:
+        its description has no file path."""
+        if d.get("controlnet") is not None:
+            raise ValueError("a described ControlNet request cannot be rebuilt (no control image or path)")
+        names = {f.name for f in fields(cls)} - set(IMAGE_FIELDS) - set(NESTED_FIELDS)
+        values = {k: v for k, v in d.items() if k in names}
+        post = dict(d.get("post") or {"nsfw_check": d.get("nsfw_check", False)})  # older Studio plans: the flag alone
+        if post.get("face_refine") is not None:
+            post["face_refine"] = FaceRefine(**post["face_refine"])
+        if values.get("seeds") is not None:
+            values["seeds"] = tuple(values["seeds"])
+        prompt_ref = None
+        if image_prompt:
+            prompt_ref = ImagePromptRef(images=tuple(image_prompt), scale=d.get("image_prompt_scale", 0.6))
+        return cls(**values, post=PostProcess(**post), init_image=init_image, mask_image=mask_image,
+                   reference_image=reference_image, image_prompt=prompt_ref,
+                   loras=tuple(LoraRef(**x) for x in d.get("loras", ())),
+                   textual_inversions=tuple(TextualInversionRef(**x) for x in d.get("textual_inversions", ())))
 
 
 @dataclass

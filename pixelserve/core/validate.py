@@ -7,8 +7,8 @@ run at all, whatever dialect it came from, and fills the random seeds.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 from pixelserve.core.models import FAMILY_SCHEDULERS
 from pixelserve.core.request import MAX_SEED, SCHEDULERS, GenerationRequest
@@ -23,12 +23,44 @@ class Limits:
     max_pixels: int = 4096 * 4096
 
 
+_ISSUED = object()  # only validated() makes a ValidRequest
+
+
+@dataclass(frozen=True)
+class ValidRequest:
+    """A request that passed the field checks and the model-aware checks: the only kind the service
+    pipeline admits (the way TGI separates ValidGenerateRequest from GenerateRequest)."""
+
+    request: GenerationRequest
+    model: Any  # the engine's ModelInfo of request.model
+    _issued: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self._issued is not _ISSUED:
+            raise TypeError("a ValidRequest comes only from core.validate.validated()")
+
+
+def validated(request: GenerationRequest, models: Iterable, limits: Limits,
+              model_check: Callable[[GenerationRequest], None]) -> ValidRequest:
+    """``validate`` (fields against the model), then ``model_check`` (the engine's model-aware checks:
+    token limits, adapter files, family features); either raises before anything is recorded."""
+    models = list(models)
+    request = validate(request, models, limits)
+    model_check(request)
+    model = next(m for m in models if m.id == request.model)
+    return ValidRequest(request, model, _ISSUED)
+
+
 def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limits()) -> GenerationRequest:
     """Returns the request with seeds filled; raises InvalidRequest/NotFound/NotSupported."""
     by_id = {m.id: m for m in models}
     model = by_id.get(request.model)
     if model is None:
         raise NotFound(f"unknown model {request.model!r}", field="model")
+    if request.task == "post":  # post-processing of an existing image (Studio upscales)
+        if request.post.upscale is not None and request.post.upscale not in (2, 4):
+            raise InvalidRequest("must be 2 or 4", field="scale")
+        return request
     if request.task not in model.tasks:
         raise NotSupported(f"model {model.id} ({model.family}) cannot do {request.task}", field="task")
     if request.task == "txt2img" and not request.prompt.strip():

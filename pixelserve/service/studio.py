@@ -8,30 +8,31 @@ settle (refunding failed images) + write the final records in ONE transaction.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import math
 import os
 import re
 import secrets
 import socket
-import uuid
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core.images import encode_image, open_image_bytes
-from pixelserve.core.request import GenerationRequest, ImagePromptRef, LoraRef, PostProcess
-from pixelserve.db.crud import quotas
+from pixelserve.core.request import GenerationRequest, LoraRef, PostProcess
 from pixelserve.db.crud import studio as crud
 from pixelserve.db.crud.credits import Balances
 from pixelserve.db.models_studio import StudioImage
-from pixelserve.engine.client import EngineClient, ModelInfo
-from pixelserve.errors import InvalidRequest, NotFound, NotSupported, PixelserveError, QuotaExceeded
+from pixelserve.engine.client import ModelInfo
+from pixelserve.errors import InvalidRequest, NotFound, NotSupported
+from pixelserve.service.assets import AssetService, scope_of
 from pixelserve.service.credits import CreditService
 from pixelserve.service.jobs import JobRunner
+from pixelserve.service.pipeline import Job, Pipeline
+from pixelserve.service.studio_library import StudioLibrary
+from pixelserve.service.studio_policy import MIME, StudioPolicy, request_of_plan
 from pixelserve.storage.base import ImageStore
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,6 @@ log = logging.getLogger(__name__)
 #: files; no "%", NUL or backslash, so no encoded traversal either).
 REFERENCE_PATH = r"^[0-9]{1,12}/[A-Za-z0-9_-][A-Za-z0-9_.-]{0,150}$"
 UPLOAD_MAX_BYTES = 10 * 1024 * 1024
-#: scaleSize -> the engine's passes (it upscales by 2 or 4; 8x is 4x then 2x; 1x is a copy).
-SCALE_PASSES = {"1x": (), "2x": (2,), "4x": (4,), "8x": (4, 2)}
-MIME = "image/webp"
 #: Runs of one job before it is failed and refunded (each replica that took it died or stopped).
 MAX_ATTEMPTS = 3
 
@@ -71,28 +69,41 @@ class ImageView:
     data: bytes | None  # the stored image, for base64; None until COMPLETED
 
 
-class StudioService:
-    def __init__(self, engine: EngineClient, sessions: sessionmaker[Session], store: ImageStore,
-                 credits: CreditService, check: Callable[[GenerationRequest], GenerationRequest], *,
-                 model_id: str | None = None, nsfw_check: bool = True, nsfw_threshold: float = 0.5,
-                 max_pixels: int = 4096 * 4096, quota: quotas.QuotaLimits = quotas.QuotaLimits(),
+@dataclass
+class CreateInputs:
+    model: ModelInfo
+    style: Any | None  # the style row
+    reference_key: str | None
+    reference: Image.Image | None
+    translated: str | None
+    style_lora: LoraRef | None
+
+
+class StudioService(StudioLibrary):
+    """Studio's records, styles, collections and uploads; its jobs go through the service pipeline with a
+    StudioPolicy (service/studio_policy.py)."""
+
+    def __init__(self, pipeline: Pipeline, sessions: sessionmaker[Session], store: ImageStore,
+                 credits: CreditService, assets: AssetService, *, model_id: str | None = None,
+                 nsfw_check: bool = True, nsfw_threshold: float = 0.5, max_pixels: int = 4096 * 4096,
                  worker_id: str | None = None, lease_seconds: float = crud.DEFAULT_LEASE_SECONDS):
-        self.engine = engine
+        self.pipeline = pipeline
+        self.engine = pipeline.engine
         self.sessions = sessions
         self.store = store
         self.credits = credits
-        self.check = check  # GenerationService.check: validation before anything is written
+        self.assets = assets
         self.model_id = model_id
         self.nsfw_check = nsfw_check
         self.nsfw_threshold = nsfw_threshold
         self.max_pixels = max_pixels
-        self.quota = quota
-        self.stopping = lambda: False  # set by the app: True while shutting down
+        self.stopping = lambda: False  # set by open_studio: True while shutting down
+        self.runner: JobRunner | None = None  # set by open_studio
         # Leases (db/crud/studio.py): several API replicas may share the database.
         self.worker_id = worker_id or default_worker_id()
         self.lease_seconds = lease_seconds
         self.running: set[str] = set()
-        self.translator = None  # engine.translation.Translator when a translation model is configured
+        self.translator = None  # a prompt translator when a translation model is configured
 
     def translate(self, text: str) -> str | None:
         """English for a Korean prompt; None without a translation model (or when it gives nothing)."""
@@ -145,156 +156,129 @@ class StudioService:
         return f"{owner_id}/{name}"
 
     # -- create ---------------------------------------------------------------------------------
-    async def create(self, owner_id: int, key_id: int | None, request: GenerationRequest, info: RecordInfo, *,
-                     reference_key: str | None, cost_per_image: int) -> tuple[str, list[int], Balances]:
-        """Validate, then reserve the credits and write the job and its PENDING records together."""
-        request = self.check(request.with_(post=PostProcess(nsfw_check=self.nsfw_check)))
-        plan = {"request": _plan(request), "reference_key": reference_key}
-        images = [dict(index=i, seed=seed, resolution=f"{request.width}x{request.height}", mime_type=MIME,
-                       platform=info.platform, api_type=info.api_type, ratio=info.ratio, prompts=info.prompts,
-                       group_id=info.group_id, variation_id=i) for i, seed in enumerate(request.seeds)]
-        return await asyncio.to_thread(self._open_job, owner_id, key_id, "create", plan, cost_per_image, images)
+    async def inputs(self, owner_id: int, caller, *, style_id: int | None, collection_id: int | None,
+                     image: str | None, prompt_to_translate: str | None, lora_field: str) -> CreateInputs:
+        """What a create request names, looked up for its caller: the model, the style (its own or the
+        collection's), the reference image (``image``, else the collection's first), the translated
+        prompt and the style's LoRA from the asset library."""
+        model = self.model()
+        style = reference = reference_key = None
+        if style_id is not None:
+            style = self.style(owner_id, style_id)
+        if collection_id is not None:
+            collection = self.collection(owner_id, collection_id)
+            if collection.style_id is not None:
+                style = self.style(owner_id, collection.style_id, "collectionId")
+            if collection.images:  # the collection's first reference image guides every sample
+                reference_key, reference = await asyncio.to_thread(
+                    self.load_reference, owner_id, collection.images[0], "collectionId")
+        if image is not None:
+            reference_key, reference = await asyncio.to_thread(self.load_reference, owner_id, image)
+        translated = None
+        if prompt_to_translate is not None:
+            translated = await asyncio.to_thread(self.translate, prompt_to_translate)
+        style_lora = None
+        if style is not None and style.lora:
+            style_lora = self._style_lora(caller, style.lora, model.family, lora_field)
+        return CreateInputs(model, style, reference_key, reference, translated, style_lora)
 
-    def _open_job(self, owner_id: int, key_id: int | None, kind: str, plan: dict, cost: int,
-                  images: list[dict]) -> tuple[str, list[int], Balances]:
-        """The job id, its image ids and the balances right after the reservation."""
-        job_id = str(uuid.uuid4())
-        with self.sessions() as s:
-            if key_id is not None:
-                exhausted = quotas.consume(s, key_id, job_id, self.quota)
-                if exhausted:
-                    raise QuotaExceeded(f"quota per {exhausted} exceeded for this key",
-                                        retry_after=quotas.seconds_until_next(exhausted))
+    def _style_lora(self, caller, lora: dict, family: str, field_name: str) -> LoraRef:
+        """A style's LoRA from the asset library: the caller's own asset of that name, else the public
+        one. Unknown or not ready: 404; not a LoRA for this model's family: 400."""
+        name, weight = lora["name"], lora.get("weight", 1.0)
+        common = dict(name=name, kind="lora", family=family, field=field_name, shown=name)
         try:
-            with self.sessions() as s:
-                balances = self.credits.reserve(s, owner_id, job_id, cost * len(images))
-                rows = crud.add_job(s, job_id, owner_id, kind, plan, cost, images)
-                ids = [r.id for r in rows]
-                s.commit()
-        except Exception:
-            with self.sessions() as s:
-                quotas.release(s, job_id)
-            raise
-        return job_id, ids, balances
+            found = self.assets.resolve(scope_of(caller), public=False, **common)
+        except NotFound:
+            found = self.assets.resolve(scope_of(caller), public=True, **common)
+        return LoraRef(name=name, path=found.path, weight=weight)
+
+    async def create(self, owner_id: int, caller_id: int | None, request: GenerationRequest, info: RecordInfo, *,
+                     reference_key: str | None, ratio: str, wait: bool) -> Job:
+        """Validate, then reserve the credits and write the job and its PENDING records together; a job
+        nobody waits for goes to the background runner (its backlog is bounded: 503 before any charge),
+        with its records as accepted in ``job.extra["accepted"]``."""
+        valid = self.pipeline.validate(request.with_(post=PostProcess(nsfw_check=self.nsfw_check)))
+        request = valid.request
+        cost = self.credits.cost_per_image(valid.model.family, ratio)
+        if not wait and self.runner is not None:
+            self.runner.check_capacity()
+        plan = {"request": request.describe(), "reference_key": reference_key}
+        records = [dict(index=i, seed=seed, resolution=f"{request.width}x{request.height}", mime_type=MIME,
+                        platform=info.platform, api_type=info.api_type, ratio=info.ratio, prompts=info.prompts,
+                        group_id=info.group_id, variation_id=i) for i, seed in enumerate(request.seeds)]
+        job = await self.pipeline.admit(valid, dialect="studio", caller_id=caller_id,
+                                        policy=self._policy(owner_id, "create", plan, cost, records))
+        if not wait and self.runner is not None:
+            # The answer shows the records as accepted (PENDING): read before the runner can take the job.
+            job.extra["accepted"] = await asyncio.to_thread(self.views, job.admitted.image_ids, with_data=False)
+            self.runner.enqueue(job.id)
+        return job
+
+    def _policy(self, owner_id: int, kind: str, plan: dict, cost: int, records: list[dict] = (),
+                resumable: bool = True) -> StudioPolicy:
+        return StudioPolicy(self.credits, owner_id=owner_id, kind=kind, plan=plan, cost_per_image=cost,
+                            records=list(records), nsfw_threshold=self.nsfw_threshold, max_pixels=self.max_pixels,
+                            stopping=self.stopping, resumable=resumable)
 
     # -- running a job (here, or in the background by service/jobs.JobRunner) ----------------------
     async def run_job(self, job_id: str, *, resumable: bool = True) -> None:
         """Run a job (claiming it first). Cancelled while the server stops, a ``resumable``
         (background) job stays IN_PROGRESS for the next start or another replica; otherwise (a client
         that hung up, a request cut off by the shutdown drain) it is failed and refunded."""
-        job = await asyncio.to_thread(self._db, crud.claim, job_id, self.worker_id, self.lease_seconds)
-        if job is None:
+        claimed = await asyncio.to_thread(self._db, crud.claim, job_id, self.worker_id, self.lease_seconds)
+        if claimed is None:
             return  # already run (or running) elsewhere
-        await self._run(job, resumable)
+        await self._run(claimed, resumable)
 
     async def run_next(self) -> bool:
         """Claim and run the oldest job no replica runs (one queued elsewhere, or whose replica died)."""
-        job = await asyncio.to_thread(self._db, crud.claim_next, self.worker_id, self.lease_seconds)
-        if job is None:
+        claimed = await asyncio.to_thread(self._db, crud.claim_next, self.worker_id, self.lease_seconds)
+        if claimed is None:
             return False
-        await self._run(job)
+        await self._run(claimed)
         return True
 
     def renew_leases(self) -> int:
         """Called every few seconds by the JobRunner: this replica still runs these jobs."""
         return self._db(crud.renew_leases, self.worker_id, list(self.running), self.lease_seconds)
 
-    async def _run(self, job, resumable: bool = True) -> None:
-        job_id = job.id
+    async def _run(self, claimed, resumable: bool = True) -> None:
+        """The pipeline's submit -> store -> settle -> record stages for a claimed Studio job."""
+        job_id = claimed.id
         self.running.add(job_id)
+        policy = self._policy(claimed.owner_id, claimed.kind, claimed.plan, claimed.cost_per_image,
+                              resumable=resumable)
         try:
-            if job.attempts > MAX_ATTEMPTS:  # it took down (or outlived) its replica every time: give up
-                await asyncio.to_thread(self._fail, job_id, f"gave up after {MAX_ATTEMPTS} attempts")
+            request, extra = await asyncio.to_thread(self._job_inputs, claimed)
+            job = Job(job_id, request, "studio", claimed.owner_id or None, policy, extra=extra)
+            if claimed.attempts > MAX_ATTEMPTS:  # it took down (or outlived) its replica every time: give up
+                await self.pipeline.fail(job, f"gave up after {MAX_ATTEMPTS} attempts")
                 return
-            if job.kind == "upscale":
-                images, scores = await self._run_upscale(job), None
-            else:
-                result = await self.engine.submit(job_id, await asyncio.to_thread(self._request_of, job.plan))
-                images, scores = result.images, result.nsfw_scores
-            stored = await asyncio.to_thread(self._store_images, job, images, scores)
-        except asyncio.CancelledError:
-            if not (resumable and self.stopping()):
-                await asyncio.shield(asyncio.to_thread(self._fail, job_id, "cancelled"))
-            raise
-        except PixelserveError as e:
-            await asyncio.to_thread(self._fail, job_id, str(e))
-            raise
-        except Exception as e:
-            await asyncio.to_thread(self._fail, job_id, f"{type(e).__name__}: {e}")
-            raise
-        else:
-            await asyncio.to_thread(self._complete, job_id, stored)
+            await self.pipeline.execute(job)
         finally:
             self.running.discard(job_id)
             # Not finished (shutdown, or recording the result failed): the lease ends now, so the
             # next start or another replica takes the job over instead of waiting for it to lapse.
-            await asyncio.shield(asyncio.to_thread(self._db, crud.release_lease, job_id, self.worker_id))
+            await asyncio.shield(self.pipeline.record(crud.release_lease, job_id, self.worker_id))
 
-    def _request_of(self, plan: dict) -> GenerationRequest:
-        p = dict(plan["request"])
-        nsfw = p.pop("nsfw_check")
-        p["loras"] = tuple(LoraRef(**x) for x in p.pop("loras", ()))
-        scale = p.pop("image_prompt_scale", None)
-        reference = {}
+    def _job_inputs(self, claimed) -> tuple[GenerationRequest, dict]:
+        """The request a stored plan describes, with its images read back from the store."""
+        plan = claimed.plan
+        with self.sessions() as s:
+            records = crud.job_images(s, claimed.id)
+        if claimed.kind == "upscale":
+            w, h = (int(v) for v in records[0].resolution.split("x")) if records else (64, 64)
+            request = GenerationRequest(model=plan["model"], prompt=plan["prompt"], task="post", width=w, height=h,
+                                        seeds=(plan["seed"],), steps=plan["steps"])
+            return request, {"records": records, "parent": self.store.get(plan["parent_key"])}
+        reference = None
         if plan.get("reference_key"):
             raw = self.store.get(plan["reference_key"])
             image = open_image_bytes(raw, field="image", max_bytes=UPLOAD_MAX_BYTES, max_pixels=self.max_pixels)
-            image = fit(image, p["width"], p["height"])
-            reference = ({"init_image": image} if scale is None
-                         else {"image_prompt": ImagePromptRef(images=(image,), scale=scale)})
-        return GenerationRequest(**{**p, "seeds": tuple(p["seeds"])}, **reference, post=PostProcess(nsfw_check=nsfw))
-
-    async def _run_upscale(self, job) -> list[Image.Image]:
-        plan = job.plan
-        image = Image.open(io.BytesIO(await asyncio.to_thread(self.store.get, plan["parent_key"]))).convert("RGB")
-        max_side = math.isqrt(self.max_pixels)
-        for i, factor in enumerate(SCALE_PASSES[plan["scale"]]):
-            req = GenerationRequest(model=plan["model"], prompt=plan["prompt"], task="post", width=image.width,
-                                    height=image.height, seeds=(plan["seed"],), steps=plan["steps"],
-                                    post=PostProcess(upscale=factor, max_side=max_side))
-            image = (await self.engine.postprocess(f"{job.id}-{i}", req, image)).images[0]
-        return [image]
-
-    def _store_images(self, job, images: list, scores: list[float] | None) -> list[dict]:
-        out = []
-        with self.sessions() as s:
-            records = crud.job_images(s, job.id)
-        for record, image, score in zip(records, images, scores or [None] * len(images)):
-            blur = None
-            if score is not None and score >= self.nsfw_threshold:
-                image = image.filter(ImageFilter.GaussianBlur(radius=max(8, max(image.size) / 10)))  # unrecognisable
-                blur = f"nsfw (score {score:.2f})"
-            key = f"studio/{job.owner_id}/{job.id}/{record.id}.webp"
-            self.store.put(key, encode_image(image, "webp", 90), MIME)
-            out.append(dict(id=record.id, storage_key=key, blur_reason=blur, resolution=f"{image.width}x{image.height}"))
-        return out
-
-    def _complete(self, job_id: str, stored: list[dict]) -> None:
-        """Records COMPLETED and the reservation settled, in one transaction."""
-        with self.sessions() as s:
-            job = crud.finish_job(s, job_id, None)
-            done = {d["id"]: d for d in stored}
-            failed = 0
-            for record in crud.job_images(s, job_id):
-                if record.id in done:
-                    d = done[record.id]
-                    record.status, record.storage_key = "COMPLETED", d["storage_key"]
-                    record.blur_reason, record.resolution = d["blur_reason"], d["resolution"]
-                else:
-                    record.status, record.error, failed = "FAILED", "no image came back", failed + 1
-            self.credits.settle(s, job_id, failed * job.cost_per_image)
-            s.commit()
-
-    def _fail(self, job_id: str, error: str) -> None:
-        """Records FAILED and every image refunded, in one transaction."""
-        with self.sessions() as s:
-            job = crud.finish_job(s, job_id, error)
-            records = crud.job_images(s, job_id)
-            for record in records:
-                record.status, record.error = "FAILED", error
-            self.credits.settle(s, job_id, len(records) * job.cost_per_image)
-            s.commit()
-            quotas.release(s, job_id)
+            described = plan["request"]
+            reference = fit(image, described["width"], described["height"])
+        return request_of_plan(plan, reference), {"records": records}
 
     # -- records --------------------------------------------------------------------------------
     def views(self, image_ids: list[int], *, with_data: bool = True) -> list[ImageView]:
@@ -328,8 +312,8 @@ class StudioService:
         self.owned_image(owner_id, image_id)
         self._db(crud.set_bookmark, image_id, owner_id, on)
 
-    async def upscale(self, owner_id: int, key_id: int | None, image_id: int, scale: str,
-                      cost: int) -> tuple[str, list[int], Balances]:
+    async def upscale(self, owner_id: int, caller_id: int | None, image_id: int, scale: str) -> Job:
+        """Admits an upscale of a completed generated image (charged by factor); run it with run_job."""
         parent = self.owned_image(owner_id, image_id)
         if parent.status != "COMPLETED" or parent.parent_id is not None:
             raise InvalidRequest(f"image {image_id} is {parent.status.lower()}; only a completed generated "
@@ -347,51 +331,11 @@ class StudioService:
                       platform=parent.platform, api_type=parent.api_type, ratio=parent.ratio, prompts=parent.prompts,
                       group_id=parent.group_id, variation_id=parent.variation_id, parent_id=parent.id,
                       scale_size=scale)
-        return await asyncio.to_thread(self._open_job, owner_id, key_id, "upscale", plan, cost, [record])
-
-    # -- styles and collections -------------------------------------------------------------------
-    def styles(self, owner_id: int) -> list:
-        return self._db(crud.list_styles, owner_id)
-
-    def style(self, owner_id: int, style_id: int, field_name: str = "styleId"):
-        row = self._db(crud.get_style, owner_id, style_id)
-        if row is None:
-            raise NotFound(f"no style {style_id}", field=field_name)
-        return row
-
-    def save_style(self, owner_id: int, values: dict, style_id: int | None = None):
-        row = self._db(crud.save_style, owner_id, values, style_id)
-        if row is None:
-            raise NotFound(f"no style {style_id} of yours (built-in styles are read-only)")
-        return row
-
-    def delete_style(self, owner_id: int, style_id: int) -> None:
-        if not self._db(crud.delete_style, owner_id, style_id):
-            raise NotFound(f"no style {style_id} of yours (built-in styles are read-only)")
-
-    def collections(self, owner_id: int) -> list:
-        return self._db(crud.list_collections, owner_id)
-
-    def collection(self, owner_id: int, collection_id: int, field_name: str = "collectionId"):
-        row = self._db(crud.get_collection, owner_id, collection_id)
-        if row is None:
-            raise NotFound(f"no collection {collection_id}", field=field_name)
-        return row
-
-    def save_collection(self, owner_id: int, values: dict, collection_id: int | None = None):
-        if values.get("style_id") is not None:
-            self.style(owner_id, values["style_id"])
-        for i, path in enumerate(values.get("images", ())):
-            self._reference_key(owner_id, path, f"images.{i}")
-            self.load_reference(owner_id, path, f"images.{i}")  # exists and is a readable image
-        row = self._db(crud.save_collection, owner_id, values, collection_id)
-        if row is None:
-            raise NotFound(f"no collection {collection_id}")
-        return row
-
-    def delete_collection(self, owner_id: int, collection_id: int) -> None:
-        if not self._db(crud.delete_collection, owner_id, collection_id):
-            raise NotFound(f"no collection {collection_id}")
+        request = GenerationRequest(model=plan["model"], prompt=plan["prompt"], task="post", width=w, height=h,
+                                    seeds=(plan["seed"],), steps=plan["steps"])
+        valid = self.pipeline.validate(request)
+        return await self.pipeline.admit(valid, dialect="studio", caller_id=caller_id, policy=self._policy(
+            owner_id, "upscale", plan, self.credits.cost_of_upscale(scale), [record]))
 
     def balances(self, owner_id: int) -> Balances:
         return self.credits.balances(owner_id)
@@ -401,38 +345,27 @@ class StudioService:
             return fn(session, *args)
 
 
-def open_studio(settings, engine: EngineClient, sessions: sessionmaker[Session], store: ImageStore,
-                check: Callable[[GenerationRequest], GenerationRequest]) -> tuple[StudioService, JobRunner]:
+def open_studio(settings, pipeline: Pipeline, sessions: sessionmaker[Session], store: ImageStore,
+                assets: AssetService) -> tuple[StudioService, JobRunner]:
     """The Studio service and its background job runner, from settings (called in the app's lifespan)."""
-    studio = StudioService(engine, sessions, store, CreditService.from_settings(sessions, settings), check,
+    studio = StudioService(pipeline, sessions, store, CreditService.from_settings(sessions, settings), assets,
                            model_id=settings.studio_model, nsfw_check=settings.studio_nsfw_check,
                            nsfw_threshold=settings.nsfw_threshold, max_pixels=settings.max_image_pixels,
-                           quota=settings.quota_limits(), lease_seconds=settings.job_lease_seconds)
+                           lease_seconds=settings.job_lease_seconds)
     if settings.studio_translation_model is not None:
         from pixelserve.engine.translation import Translator
 
         studio.translator = Translator(settings.studio_translation_model)
+    engine = pipeline.engine
     runner = JobRunner(studio.run_job, lambda: studio._db(crud.requeue_interrupted),
                        workers=settings.studio_job_workers, is_ready=lambda: engine.health().ready,
                        run_next=studio.run_next, heartbeat=studio.renew_leases,
                        sweep_seconds=settings.job_lease_seconds / 4, capacity=settings.max_queue)
     studio.stopping = lambda: runner.stopping
+    studio.runner = runner
     return studio, runner
 
 
 def fit(image: Image.Image, width: int, height: int) -> Image.Image:
     """A reference image cropped to the output's aspect ratio (centred) and resized to it."""
     return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
-
-
-def _plan(request: GenerationRequest) -> dict:
-    """The JSON that rebuilds ``request`` after a restart (the reference image is reloaded by key)."""
-    keep = ("model", "task", "prompt", "negative_prompt", "width", "height", "num_images", "steps",
-            "guidance_scale", "scheduler", "strength")
-    out = {k: getattr(request, k) for k in keep}
-    out["seeds"] = list(request.seeds)
-    out["nsfw_check"] = asdict(request.post)["nsfw_check"]
-    out["loras"] = [asdict(x) for x in request.loras]  # a style's LoRA, already resolved to its file
-    # The reference image (reloaded by key) is an image prompt of this scale, or else the img2img start.
-    out["image_prompt_scale"] = request.image_prompt.scale if request.image_prompt is not None else None
-    return out

@@ -21,10 +21,12 @@ class StoredImage:
 
 
 def create_job(session: Session, job_id: str, *, dialect: str, model: str, request: dict,
-               api_key_id: int | None) -> None:
+               api_key_id: int | None, commit: bool = True) -> None:
+    """``commit=False``: part of a larger admission transaction (the caller commits)."""
     session.add(Job(id=job_id, dialect=dialect, model=model, status="queued", progress=0.0,
                     request=request, api_key_id=api_key_id, attempts=0))
-    session.commit()
+    if commit:
+        session.commit()
 
 
 def mark_running(session: Session, job_id: str, worker_id: str | None = None) -> None:
@@ -44,8 +46,11 @@ def set_progress(session: Session, job_id: str, progress: float) -> None:
 
 
 def finish_job(session: Session, job_id: str, images: list[StoredImage]) -> None:
-    """Succeeded, with all its images, in one transaction."""
+    """Succeeded, with all its images, in one transaction (with what the session holds already)."""
     job = session.get(Job, job_id)
+    if job is None:  # a Studio job admitted before Studio jobs had job records
+        session.commit()
+        return
     for im in images:
         session.add(JobImage(id=im.id, job_id=job_id, index=im.index, seed=im.seed,
                              storage_key=im.storage_key, content_type=im.content_type))
@@ -56,6 +61,7 @@ def finish_job(session: Session, job_id: str, images: list[StoredImage]) -> None
 def fail_job(session: Session, job_id: str, error: str, *, cancelled: bool = False) -> None:
     job = session.get(Job, job_id)
     if job is None or job.status in FINAL:
+        session.commit()  # what the session holds already (a policy's refunds) is written all the same
         return
     job.status = "cancelled" if cancelled else "failed"
     job.error, job.finished_at = error, utcnow()

@@ -15,12 +15,10 @@ from pixelserve.core.json_response import JSONResponse
 from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone, phrase
 from pixelserve.dialects.studio import translate
-from pixelserve.core.request import LoraRef
 from pixelserve.dialects.studio.protocol import (RATIO_ALIASES, CreateRequest, Credits, ErrorBody, ImagesResponse,
                                                  RecordId, UploadResponse, UpscaleRequest)
-from pixelserve.errors import InvalidRequest, NotFound, PaymentRequired, PixelserveError
+from pixelserve.errors import InvalidRequest, PaymentRequired, PixelserveError
 from pixelserve.routes.deps import get_auth
-from pixelserve.service.assets import AssetService, scope_of
 from pixelserve.service.generation import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
@@ -80,53 +78,22 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
     if x_type is not None and len(x_type) > 100:
         raise InvalidRequest("must be at most 100 characters", field="X-Type")
     owner = owner_of(key)
-    model = studio.model()
-    style = reference = reference_key = None
-    if body.styleId is not None:
-        style = translate.style_spec(studio.style(owner, body.styleId))
-    if body.collectionId is not None:
-        collection = studio.collection(owner, body.collectionId)
-        if collection.style_id is not None:
-            style = translate.style_spec(studio.style(owner, collection.style_id, "collectionId"))
-        if collection.images:  # the collection's first reference image guides every sample
-            reference_key, reference = await asyncio.to_thread(
-                studio.load_reference, owner, collection.images[0], "collectionId")
-    if body.image is not None:
-        reference_key, reference = await asyncio.to_thread(studio.load_reference, owner, body.image)
-    translated = None
-    if translate.needs_translation(body):
-        translated = await asyncio.to_thread(studio.translate, body.prompt)
-    style_lora = None
-    if style is not None and style.lora:
-        style_lora = _style_lora(request.app.state.assets, key, style, model.family, translate.style_field(body))
-    gen = translate.create_to_request(body, model_id=model.id, family=model.family, defaults=defaults(request),
-                                      style=style, reference=reference, translated=translated,
-                                      style_lora=style_lora, image_prompt=model.image_prompt)
-    cost = studio.credits.cost_per_image(model.family, RATIO_ALIASES.get(body.ratio, body.ratio))
-    if body.async_:
-        request.app.state.studio_jobs.check_capacity()  # a bounded backlog: 503 before anything is charged
-    job_id, ids, reserved = await studio.create(owner, key.id if key else None, gen,
-                                                translate.record_info(body, platform, x_type, style, translated),
-                                                reference_key=reference_key, cost_per_image=cost)
+    inputs = await studio.inputs(owner, key, style_id=body.styleId, collection_id=body.collectionId, image=body.image,
+                                 prompt_to_translate=body.prompt if translate.needs_translation(body) else None,
+                                 lora_field=translate.style_field(body))
+    style = translate.style_spec(inputs.style) if inputs.style is not None else None
+    gen = translate.create_to_request(body, model_id=inputs.model.id, family=inputs.model.family,
+                                      defaults=defaults(request), style=style, reference=inputs.reference,
+                                      translated=inputs.translated, style_lora=inputs.style_lora,
+                                      image_prompt=inputs.model.image_prompt)
+    job = await studio.create(owner, key.id if key else None, gen,
+                              translate.record_info(body, platform, x_type, style, inputs.translated),
+                              reference_key=inputs.reference_key, ratio=RATIO_ALIASES.get(body.ratio, body.ratio),
+                              wait=not body.async_)
     if body.async_:  # answers the records as accepted (PENDING) and the balances after the reservation
-        views = await asyncio.to_thread(studio.views, ids, with_data=False)
-        request.app.state.studio_jobs.enqueue(job_id)
-        return JSONResponse(translate.response(views, reserved, owner))
-    await cancel_on_disconnect(client_gone(request), studio.run_job(job_id, resumable=False))
-    return await _answer(studio, ids, owner)
-
-
-def _style_lora(assets: AssetService, key: KeyInfo | None, style: translate.StyleSpec, family: str,
-                field: str) -> LoraRef:
-    """A style's LoRA from the asset library (/v1/assets): the caller's own asset of that name, else
-    the public one. Unknown or not ready: 404; not a LoRA for this model's family: 400."""
-    name, weight = style.lora["name"], style.lora.get("weight", 1.0)
-    common = dict(name=name, kind="lora", family=family, field=field, shown=name)
-    try:
-        found = assets.resolve(scope_of(key), public=False, **common)
-    except NotFound:
-        found = assets.resolve(scope_of(key), public=True, **common)
-    return LoraRef(name=name, path=found.path, weight=weight)
+        return JSONResponse(translate.response(job.extra["accepted"], job.admitted.balances, owner))
+    await cancel_on_disconnect(client_gone(request), studio.run_job(job.id, resumable=False))
+    return await _answer(studio, job.admitted.image_ids, owner)
 
 
 @router.post("/api/images/upload", response_model=UploadResponse)  # not in Studio spec
@@ -158,10 +125,9 @@ async def get_image(imageId: RecordId, key: Key, studio: Studio) -> JSONResponse
 async def upscale(imageId: RecordId, body: UpscaleRequest, request: Request, key: Key, studio: Studio) -> JSONResponse:
     """Creates an Upscaled record of the image (scaleSize 1x, 2x, 4x, 8x); charged by factor."""
     owner = owner_of(key)
-    cost = studio.credits.cost_of_upscale(body.scaleSize)
-    job_id, ids, _ = await studio.upscale(owner, key.id if key else None, imageId, body.scaleSize, cost)
-    await cancel_on_disconnect(client_gone(request), studio.run_job(job_id, resumable=False))
-    return await _answer(studio, ids, owner)
+    job = await studio.upscale(owner, key.id if key else None, imageId, body.scaleSize)
+    await cancel_on_disconnect(client_gone(request), studio.run_job(job.id, resumable=False))
+    return await _answer(studio, job.admitted.image_ids, owner)
 
 
 @router.post("/api/images/{imageId}/bookmark", response_model=ImagesResponse)  # not in Studio spec

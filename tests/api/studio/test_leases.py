@@ -16,7 +16,6 @@ from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.db.crud import studio as crud
 from pixelserve.db.models import utcnow
 from pixelserve.db.models_studio import StudioJob
-from pixelserve.service.studio import _plan
 from tests.api.karlo.test_engine_errors import FailingEngine
 from tests.api.studio.conftest import SMALL_SETTINGS, new_key
 from tests.api.studio.helpers import balances
@@ -43,14 +42,14 @@ class SlowEngine(FailingEngine):
 def _job_held_elsewhere(app, owner_id: int, lease_left: float) -> str:
     """A paid job that another replica claimed, as that replica wrote it (one transaction)."""
     studio = app.state.studio
-    request = studio.check(GenerationRequest(model=studio.model().id, prompt="a cat", width=64, height=64,
-                                             steps=2, num_images=2, seeds=(1, 2)))
+    request = studio.pipeline.validate(GenerationRequest(model=studio.model().id, prompt="a cat", width=64,
+                                                         height=64, steps=2, num_images=2, seeds=(1, 2))).request
     images = [dict(index=i, seed=s, resolution="64x64", platform="web", ratio="1:1", prompts={}, variation_id=i)
               for i, s in enumerate(request.seeds)]
     job_id = "job-of-a-dead-replica"
     with app.state.sessions() as s:
         studio.credits.reserve(s, owner_id, job_id, 2)
-        crud.add_job(s, job_id, owner_id, "create", {"request": _plan(request), "reference_key": None}, 1, images)
+        crud.add_job(s, job_id, owner_id, "create", {"request": request.describe(), "reference_key": None}, 1, images)
         job = s.get(StudioJob, job_id)
         job.status, job.worker_id, job.attempts = "IN_PROGRESS", "replica-that-died", 1
         job.lease_expires_at = utcnow() + timedelta(seconds=lease_left)
