@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core.models import ModelsConfig, ModelSpec
 from pixelserve.db.crud import assets as crud
-from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.db.models_assets import KINDS, AssetRecord
 from pixelserve.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotSupported, PayloadTooLarge
+from pixelserve.service.auth import Caller
 from pixelserve.storage.base import ImageStore
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class ResolvedAsset:
     trigger_words: tuple[str, ...] = ()
 
 
-def scope_of(key: KeyInfo | None) -> str:
+def scope_of(key: Caller | None) -> str:
     """Whose private assets a caller sees: its API key's, or everyone's ``local`` with auth disabled."""
     return "local" if key is None else f"key:{key.id}"
 

@@ -17,9 +17,9 @@ from pixelserve.core.images import CONTENT_TYPES, encode_image
 from pixelserve.core.request import GenerationRequest
 from pixelserve.core.validate import Limits, validate
 from pixelserve.db.crud import jobs, quotas
-from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.engine.client import EngineClient
 from pixelserve.errors import Cancelled, NotFound, PixelserveError, QuotaExceeded
+from pixelserve.service.auth import Caller
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
 from pixelserve.storage.urls import download_url
@@ -90,7 +90,7 @@ class GenerationService:
         self.engine.check(request)
         return request
 
-    async def generate(self, request: GenerationRequest, *, dialect: str, key: KeyInfo | None,
+    async def generate(self, request: GenerationRequest, *, dialect: str, key: Caller | None,
                        output: OutputOptions = OutputOptions(), record_prompt: bool = True) -> ServiceResult:
         """``record_prompt=False`` keeps the prompts out of the job record (OctoAI's log_prompt)."""
         request = self.check(request)
@@ -146,7 +146,7 @@ class GenerationService:
         with self.sessions() as session:
             return fn(session, *args, **kwargs)
 
-    def _admit(self, job_id: str, model: str, described: dict, dialect: str, key: KeyInfo | None) -> str | None:
+    def _admit(self, job_id: str, model: str, described: dict, dialect: str, key: Caller | None) -> str | None:
         """Count the request against the key's quota, then record the job queued (one thread hop,
         one session); returns the exhausted quota window, with nothing recorded, or None."""
         with self.sessions() as session:

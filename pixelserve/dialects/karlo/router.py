@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Request
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone
 from pixelserve.dialects.karlo import translate
 from pixelserve.dialects.karlo.protocol import (ErrorBody, InpaintingRequest, KarloResponse, T2IRequest,
@@ -18,6 +17,7 @@ from pixelserve.errors import (
     PayloadTooLarge, PixelserveError, QuotaExceeded, Unauthorized,
 )
 from pixelserve.routes.deps import base_url, get_auth, get_service
+from pixelserve.service.auth import Caller
 from pixelserve.service.generation import GenerationService, cancel_on_disconnect
 
 # Kakao's "Common" error codes, with the HTTP status Kakao answers them with (None: errors.STATUS's).
@@ -57,7 +57,7 @@ class KarloRoute(DialectRoute):
 router = APIRouter(route_class=KarloRoute, tags=["Karlo"])
 
 
-def karlo_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> KeyInfo | None:
+def karlo_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller | None:
     """``Authorization: KakaoAK <key>``."""
     auth = get_auth(request)
     scheme, _, key = (authorization or "").strip().partition(" ")
@@ -73,7 +73,7 @@ def model_for(request: Request, version: str) -> str:
     return model_id
 
 
-async def _run(request: Request, service: GenerationService, key: KeyInfo | None, body, gen) -> JSONResponse:
+async def _run(request: Request, service: GenerationService, key: Caller | None, body, gen) -> JSONResponse:
     result = await cancel_on_disconnect(
         client_gone(request),
         service.generate(gen, dialect="karlo", key=key, output=translate.output_options(body)),
@@ -87,7 +87,7 @@ async def _run(request: Request, service: GenerationService, key: KeyInfo | None
     return JSONResponse(translate.result_to_wire(body, result, value, threshold))
 
 
-Key = Annotated[KeyInfo | None, Depends(karlo_key)]
+Key = Annotated[Caller | None, Depends(karlo_key)]
 Service = Annotated[GenerationService, Depends(get_service)]
 
 

@@ -16,7 +16,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Request
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import ENGINES, ErrorBody, HTTPValidationError, ImageGenerationRequest, \
@@ -24,6 +23,7 @@ from pixelserve.dialects.octoai.protocol import ENGINES, ErrorBody, HTTPValidati
 from pixelserve.errors import InvalidRequest, NotFound, PixelserveError, Unauthorized
 from pixelserve.routes.deps import get_auth, get_service
 from pixelserve.service.assets import AssetService, ResolvedAsset, scope_of
+from pixelserve.service.auth import Caller
 from pixelserve.service.generation import GenerationService, cancel_on_disconnect
 
 
@@ -49,7 +49,7 @@ router = APIRouter(route_class=OctoAIRoute, tags=["OctoAI"])
 ERRORS = {422: {"model": HTTPValidationError}}
 
 
-def octoai_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> KeyInfo | None:
+def octoai_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller | None:
     """``Authorization: Bearer <token>``."""
     auth = get_auth(request)
     scheme, _, token = (authorization or "").strip().partition(" ")
@@ -74,7 +74,7 @@ def engine_target(request: Request,
     return translate.EngineTarget(engine_id=engine_id, model_id=model.id, family=model.family)
 
 
-Key = Annotated[KeyInfo | None, Depends(octoai_key)]
+Key = Annotated[Caller | None, Depends(octoai_key)]
 Engine = Annotated[translate.EngineTarget, Depends(engine_target)]
 Service = Annotated[GenerationService, Depends(get_service)]
 Assets = Annotated[AssetService, Depends(get_assets)]

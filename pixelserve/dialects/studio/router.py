@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.dialects.base import DialectRoute, client_gone, phrase
 from pixelserve.dialects.studio import translate
 from pixelserve.core.request import LoraRef
@@ -21,6 +20,7 @@ from pixelserve.dialects.studio.protocol import (RATIO_ALIASES, CreateRequest, C
 from pixelserve.errors import InvalidRequest, NotFound, PaymentRequired, PixelserveError
 from pixelserve.routes.deps import get_auth
 from pixelserve.service.assets import AssetService, scope_of
+from pixelserve.service.auth import Caller
 from pixelserve.service.generation import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
@@ -41,7 +41,7 @@ class StudioRoute(DialectRoute):
 router = APIRouter(route_class=StudioRoute, tags=["Studio"])
 
 
-def studio_key(request: Request, x_api_key: Annotated[str | None, Header(alias="X-Api-Key")] = None) -> KeyInfo | None:
+def studio_key(request: Request, x_api_key: Annotated[str | None, Header(alias="X-Api-Key")] = None) -> Caller | None:
     return get_auth(request).check((x_api_key or "").strip())
 
 
@@ -49,11 +49,11 @@ def get_studio(request: Request) -> StudioService:
     return request.app.state.studio
 
 
-Key = Annotated[KeyInfo | None, Depends(studio_key)]
+Key = Annotated[Caller | None, Depends(studio_key)]
 Studio = Annotated[StudioService, Depends(get_studio)]
 
 
-def owner_of(key: KeyInfo | None) -> int:
+def owner_of(key: Caller | None) -> int:
     """The API key's id owns images and credits; 0 when auth is disabled (one shared owner)."""
     return key.id if key is not None else 0
 
@@ -116,7 +116,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
     return await _answer(studio, ids, owner)
 
 
-def _style_lora(assets: AssetService, key: KeyInfo | None, style: translate.StyleSpec, family: str,
+def _style_lora(assets: AssetService, key: Caller | None, style: translate.StyleSpec, family: str,
                 field: str) -> LoraRef:
     """A style's LoRA from the asset library (/v1/assets): the caller's own asset of that name, else
     the public one. Unknown or not ready: 404; not a LoRA for this model's family: 400."""
