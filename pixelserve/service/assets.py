@@ -58,6 +58,19 @@ class ResolvedAsset:
     trigger_words: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class AssetFilter:
+    """Which assets a listing shows (``AssetService.listing``)."""
+
+    scopes: tuple[str, ...]  # the scopes the caller may see (and asked for); empty: none
+    name: str | None = None
+    kinds: tuple[str, ...] = ()  # empty: every kind
+    families: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    limit: int = 20
+    offset: int = 0
+
+
 def scope_of(key: Caller | None) -> str:
     """Whose private assets a caller sees: its API key's, or everyone's ``local`` with auth disabled."""
     return "local" if key is None else f"key:{key.id}"
@@ -246,9 +259,10 @@ class AssetService:
             raise Forbidden("public assets are managed by an admin (pixelserve assets)")
         return row
 
-    def listing(self, f: crud.AssetFilter) -> tuple[list[AssetRecord], int]:
+    def listing(self, f: AssetFilter) -> tuple[list[AssetRecord], int]:
         with self.sessions() as s:
-            return crud.listing(s, f)
+            return crud.listing(s, scopes=f.scopes, name=f.name, kinds=f.kinds, families=f.families, ids=f.ids,
+                                limit=f.limit, offset=f.offset)
 
     def all_rows(self) -> list[AssetRecord]:
         """Every scope's assets (the admin CLI)."""
