@@ -70,7 +70,7 @@ def assets_add(
     description: str = "",
 ) -> None:
     """Copy a weights file into the library and validate it (status ready, or rejected and why)."""
-    from pixelserve.core.models import ASSET_NAME
+    from pixelserve.core.model_config import ASSET_NAME
     from pixelserve.errors import PixelserveError
     from pixelserve.service.assets import PUBLIC
 

@@ -25,7 +25,7 @@ from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pixelserve.core.models import ModelsConfig, ModelSpec
+from pixelserve.core.model_config import ModelsConfig, ModelSpec
 from pixelserve.db.crud import assets as crud
 from pixelserve.db.models_assets import KINDS, AssetRecord
 from pixelserve.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotSupported, PayloadTooLarge

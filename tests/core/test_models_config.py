@@ -1,6 +1,6 @@
 import pytest
 
-from pixelserve.core.models import ConfigError, demo_config, load_models_config
+from pixelserve.core.model_config import ConfigError, demo_config, load_models_config
 
 
 def write(tmp_path, text):

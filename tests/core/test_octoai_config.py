@@ -2,7 +2,7 @@
 
 import pytest
 
-from pixelserve.core.models import ConfigError, demo_config, load_models_config
+from pixelserve.core.model_config import ConfigError, demo_config, load_models_config
 
 MODELS = """
 [models.xl]

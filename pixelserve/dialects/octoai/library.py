@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.core.models import ASSET_NAME
+from pixelserve.core.model_config import ASSET_NAME
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, AssetEngine, AssetType, CompleteAssetUploadResponse,
                                                 CompleteUploadRequest, CreateAssetRequest, CreateAssetResponse, DataType,

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pixelserve.core.models import ASSET_NAME
+from pixelserve.core.model_config import ASSET_NAME
 from pixelserve.dialects.base import not_blank
 from pixelserve.dialects.octoai.styles import STYLES
 
