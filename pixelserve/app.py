@@ -11,7 +11,9 @@ from fastapi import FastAPI
 from pixelserve.core.timing import ServerTimingMiddleware
 from pixelserve.core.validate import Limits
 from pixelserve.db.session import open_database
+from pixelserve.dialects.karlo import config as karlo_config
 from pixelserve.dialects.karlo.router import router as karlo_router
+from pixelserve.dialects.octoai import config as octoai_config
 from pixelserve.dialects.octoai.library import files_router as octoai_files_router
 from pixelserve.dialects.octoai.library import router as octoai_library_router
 from pixelserve.dialects.octoai.router import router as octoai_router
@@ -80,7 +82,9 @@ def drain_left(app: FastAPI, settings: Settings) -> float:
 
 def create_app(settings: Settings | None = None, engine: EngineClient | None = None) -> FastAPI:
     settings = settings or Settings()
-    _ = settings.models  # a bad model config fails here, at start, not on the first request
+    models = settings.models  # a bad model config fails here, at start, not on the first request
+    karlo = karlo_config.load(models)  # and so does a bad dialect table
+    octoai = octoai_config.load(models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -99,8 +103,9 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.service = GenerationService(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits())
-        app.state.assets = AssetService(sessions, settings.asset_dir, settings.models, settings.cache_dir,
-                                        max_bytes=settings.asset_max_bytes, store=store)
+        app.state.assets = AssetService(sessions, settings.asset_dir, models, settings.cache_dir,
+                                        max_bytes=settings.asset_max_bytes, store=store,
+                                        configured=octoai.public_assets(models), family_models=octoai.family_models())
         app.state.assets.sync_config()  # the configured public assets (octoai:canny_sdxl ...)
         warn_if_demo(settings)
         if not settings.auth_enabled:
@@ -127,6 +132,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
+    app.state.karlo_config, app.state.octoai_config = karlo, octoai
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)
     app.include_router(health_router)

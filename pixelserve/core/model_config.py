@@ -18,28 +18,13 @@ Example::
     family = "unclip"                       # a diffusers folder only (see engine/families/unclip.py)
     path = "/models/karlo-v1-alpha"         # UnCLIPPipeline + image_encoder/ + feature_extractor/
 
-    [karlo]                                 # Karlo version -> model id
-    "v2.1" = "sdxl"
-    "v2.0" = "sd15"
-    inpainting = "sd15"                     # optional; default: the v2.0 model
-
-    [octoai.engines]                        # OctoAI engine id -> model id (each optional; default:
-    sdxl = "sdxl"                           # the first model of the engine's family; the
-    sd = "sd15"                             # controlnet-* engines default to sdxl / sd)
-    "controlnet-sdxl" = "sdxl"
-
-    [octoai.controlnets.canny_sdxl]         # the public asset octoai:canny_sdxl
-    family = "sdxl"
-    path = "/models/controlnet-canny-sdxl"  # a diffusers ControlNet folder or one .safetensors file
-    preprocess = "canny"                    # control map made from controlnet_image (omit: used as sent)
-
-    [octoai.checkpoints]                    # public checkpoints -> model ids (default: RealVisXL = the
-    RealVisXL = "sdxl"                      # sdxl engine's model)
+Every other top-level table is a dialect's model mapping, named after the dialect: it is handed
+on raw in ``ModelsConfig.dialect_tables`` and parsed by ``dialects/<name>/config.py`` (whose
+docstring shows it) when the app is created, so a bad one still fails at start.
 """
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,58 +70,33 @@ class ModelSpec:
         return self.path is None
 
 
-#: OctoAI engine id -> the model family it serves (dialects/octoai).
-OCTOAI_ENGINES = {"sdxl": "sdxl", "sd": "sd", "controlnet-sdxl": "sdxl", "controlnet-sd15": "sd"}
-#: Asset names (OctoAI asset library): never a path, no '/' or ':' (owner/name and octoai:name refer to them).
-ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-#: ControlNet preprocessors a configured ControlNet may name (engine side: the control map maker).
-PREPROCESSORS = ("canny",)
-
-
-@dataclass(frozen=True)
-class ControlNetSpec:
-    """A public ControlNet asset (``octoai:<name>``) of one family."""
-
-    name: str
-    family: str
-    path: Path | None  # None: the tiny demo ControlNet of the family, built on first use
-    preprocess: str | None = None  # what controlnet_preprocess makes of controlnet_image
-
-
-@dataclass(frozen=True)
-class OctoAIConfig:
-    engines: dict[str, str] = field(default_factory=dict)  # engine id -> model id
-    controlnets: dict[str, ControlNetSpec] = field(default_factory=dict)
-    checkpoints: dict[str, str] = field(default_factory=dict)  # public checkpoint name -> model id
-
-
 @dataclass(frozen=True)
 class ModelsConfig:
     models: dict[str, ModelSpec]
-    karlo: dict[str, str] = field(default_factory=dict)
-    octoai: OctoAIConfig = field(default_factory=OctoAIConfig)
+    #: Every other top-level table of the TOML, raw, by name: each dialect's ``config.py`` parses its own.
+    dialect_tables: dict[str, dict] = field(default_factory=dict)
+    #: The TOML file's folder: relative paths in the dialect tables are relative to it.
+    base_dir: Path = Path(".")
+    #: The tiny demo models (no configuration given): each dialect maps its names onto them itself.
+    demo: bool = False
+
+    def first_of_family(self) -> dict[str, str]:
+        """family -> the id of the first configured model of that family."""
+        first: dict[str, str] = {}
+        for m in self.models.values():
+            first.setdefault(m.family, m.id)
+        return first
 
 
 def demo_config() -> ModelsConfig:
     """The tiny random-weight models served when no configuration is given."""
     models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None), "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None),
               "tiny-unclip": ModelSpec("tiny-unclip", "unclip", None)}
-    controlnets = {name: ControlNetSpec(name, family, None, "canny")
-                   for name, family in (("canny_sdxl", "sdxl"), ("canny_sd15", "sd"))}
-    octoai = OctoAIConfig(engines=_default_engines(models), controlnets=controlnets,
-                          checkpoints={"RealVisXL": "tiny-sdxl"})
-    return ModelsConfig(models=models, karlo={"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"}, octoai=octoai)
+    return ModelsConfig(models=models, demo=True)
 
 
-def _default_engines(models: dict[str, ModelSpec]) -> dict[str, str]:
-    """Each OctoAI engine served by the first configured model of its family."""
-    first: dict[str, str] = {}
-    for m in models.values():
-        first.setdefault(m.family, m.id)
-    return {engine: first[family] for engine, family in OCTOAI_ENGINES.items() if family in first}
-
-
-def _path(base: Path, value: object, where: str) -> Path:
+def config_path(base: Path, value: object, where: str) -> Path:
+    """A path of the TOML (relative ones to ``base``), resolved; it must exist."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where} must be a non-empty path string")
     p = Path(value).expanduser()
@@ -168,7 +128,7 @@ def load_models_config(file: Path) -> ModelsConfig:
         if "refiner" in entry and family != "sdxl":
             raise ConfigError(f"{where}.refiner is only for the sdxl family")
         def optional(key: str) -> Path | None:
-            return _path(base, entry[key], f"{where}.{key}") if key in entry else None
+            return config_path(base, entry[key], f"{where}.{key}") if key in entry else None
 
         refiner, refiner_config = optional("refiner"), optional("refiner_config")
         if refiner is not None and refiner.is_file() and refiner_config is None:
@@ -186,63 +146,11 @@ def load_models_config(file: Path) -> ModelsConfig:
             if not (image_encoder / "config.json").is_file():
                 raise ConfigError(f"{where}.image_encoder must be a folder with config.json and safetensors weights")
         models[mid] = ModelSpec(
-            id=mid, family=family, path=_path(base, entry.get("path"), f"{where}.path"),
+            id=mid, family=family, path=config_path(base, entry.get("path"), f"{where}.path"),
             refiner=refiner, config=optional("config"), refiner_config=refiner_config,
             ip_adapter=ip_adapter, image_encoder=image_encoder,
         )
     if not models:
         raise ConfigError(f"{file} configures no [models.<id>] table")
-    karlo = dict(raw.get("karlo") or {})
-    for version, mid in karlo.items():
-        if version not in ("v2.0", "v2.1", "inpainting"):
-            raise ConfigError(f"karlo: unknown key {version!r} (v2.0, v2.1 or inpainting)")
-        if mid not in models:
-            raise ConfigError(f"karlo.{version} names unknown model {mid!r}")
-    return ModelsConfig(models=models, karlo=karlo, octoai=_octoai(raw.get("octoai") or {}, models, base))
-
-
-def _octoai(raw: dict, models: dict[str, ModelSpec], base: Path) -> OctoAIConfig:
-    unknown = set(raw) - {"engines", "controlnets", "checkpoints"}
-    if unknown:
-        raise ConfigError(f"octoai: unknown keys {sorted(unknown)} (engines, controlnets, checkpoints)")
-
-    def model_of(mid: object, where: str, family: str) -> str:
-        if mid not in models:
-            raise ConfigError(f"{where} names unknown model {mid!r}")
-        if models[mid].family != family:
-            raise ConfigError(f"{where}: model {mid!r} is {models[mid].family}, the engine needs {family}")
-        return mid
-
-    engines = _default_engines(models)
-    for engine, mid in (raw.get("engines") or {}).items():
-        if engine not in OCTOAI_ENGINES:
-            raise ConfigError(f"octoai.engines: unknown engine {engine!r} (one of {', '.join(OCTOAI_ENGINES)})")
-        engines[engine] = model_of(mid, f"octoai.engines.{engine}", OCTOAI_ENGINES[engine])
-    if "engines" in raw:  # a controlnet engine follows its family's engine unless named itself
-        for cn, plain in (("controlnet-sdxl", "sdxl"), ("controlnet-sd15", "sd")):
-            if cn not in raw["engines"] and plain in engines:
-                engines[cn] = engines[plain]
-    controlnets = {}
-    for name, entry in (raw.get("controlnets") or {}).items():
-        where = f"octoai.controlnets.{name}"
-        if not isinstance(entry, dict) or set(entry) - {"family", "path", "preprocess"}:
-            raise ConfigError(f"{where} must be a table of family, path and optional preprocess")
-        if entry.get("family") not in ("sd", "sdxl"):
-            raise ConfigError(f"{where}.family must be sd or sdxl")
-        if entry.get("preprocess") not in (None, *PREPROCESSORS):
-            raise ConfigError(f"{where}.preprocess must be one of {PREPROCESSORS}")
-        controlnets[name] = ControlNetSpec(name, entry["family"], _path(base, entry.get("path"), f"{where}.path"),
-                                           entry.get("preprocess"))
-    if "checkpoints" in raw:
-        checkpoints = {}
-        for name, mid in raw["checkpoints"].items():
-            family = models[mid].family if mid in models else "sd"
-            checkpoints[name] = model_of(mid, f"octoai.checkpoints.{name}", family if family != "unclip" else "sd")
-    else:
-        checkpoints = {"RealVisXL": engines["sdxl"]} if "sdxl" in engines else {}
-    for name in [*controlnets, *checkpoints]:
-        if not ASSET_NAME.fullmatch(name):
-            raise ConfigError(f"octoai: asset name {name!r} must match {ASSET_NAME.pattern}")
-    if set(controlnets) & set(checkpoints):
-        raise ConfigError(f"octoai: {sorted(set(controlnets) & set(checkpoints))} named twice")
-    return OctoAIConfig(engines=engines, controlnets=controlnets, checkpoints=checkpoints)
+    tables = {name: table for name, table in raw.items() if name != "models"}
+    return ModelsConfig(models=models, dialect_tables=tables, base_dir=base)

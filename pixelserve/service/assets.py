@@ -6,9 +6,10 @@ is checked by ``engine/asset_check.py`` (safetensors only, by content; names and
 declared kind and the family's configured model) before anything may load it.
 
 Public assets (scope ``public``) come from the model configuration (ControlNets, checkpoints
-standing for configured models; ``sync_config``) or from an admin (``pixelserve assets add
---public``); API keys create private ones only. Names never become paths: files are
-``<asset id>.safetensors`` in one folder, and every path is resolved and checked to stay inside it.
+standing for configured models: ``ConfiguredAsset``s a dialect's config hands in; ``sync_config``)
+or from an admin (``pixelserve assets add --public``); API keys create private ones only. Names
+never become paths: files are ``<asset id>.safetensors`` in one folder, and every path is resolved
+and checked to stay inside it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PUBLIC = "public"
 ASSET_ID = re.compile(r"asset_[0-9a-f]{32}")
+#: Asset names: never a path, no '/' or ':' (dialects refer to them as owner/name and prefix:name).
+ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 #: A PUT may (re)send the file in these states; complete-upload turns "uploaded" into ready or rejected.
 PUT_STATES = ("ready_to_upload", "uploading", "uploaded")
 
@@ -43,6 +46,19 @@ PUT_STATES = ("ready_to_upload", "uploading", "uploaded")
 Checker = Callable[[Path, str, str, ModelSpec], None]
 #: (kind, family) -> the tiny demo adapter's path (engine/tiny_adapters.py).
 TinyBuilder = Callable[[str, str], Path]
+
+
+@dataclass(frozen=True)
+class ConfiguredAsset:
+    """A public asset of the server's configuration (the app hands them in from a dialect's config)."""
+
+    name: str
+    kind: str  # controlnet | checkpoint
+    family: str
+    path: Path | None  # None: the tiny demo adapter of the kind and family, or a checkpoint's model_id
+    model_id: str | None = None  # a checkpoint that stands for this configured model
+    preprocess: str | None = None  # ControlNet: what makes its control map
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,14 +99,19 @@ def new_id() -> str:
 class AssetService:
     def __init__(self, sessions: sessionmaker[Session], root: Path, models: ModelsConfig, cache_dir: Path, *,
                  max_bytes: int, checker: Checker | None = None, tiny_builder: TinyBuilder | None = None,
-                 store: ImageStore | None = None):
+                 store: ImageStore | None = None, configured: Sequence[ConfiguredAsset] = (),
+                 family_models: Mapping[str, str] | None = None):
         """``store``: where clients PUT asset files directly when it has pre-signed URLs (S3), and
-        the durable copy of each uploaded asset; ``root`` keeps the local copy the engine loads."""
+        the durable copy of each uploaded asset; ``root`` keeps the local copy the engine loads.
+        ``configured``: the public assets ``sync_config`` lists; ``family_models``: family -> the
+        model an asset of that family is checked against (default: the family's first model)."""
         self.sessions = sessions
         self.store = store
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.models = models
+        self.configured = tuple(configured)
+        self.family_models = dict(family_models or {})
         self.cache_dir = Path(cache_dir)
         self.max_bytes = max_bytes
         self._checker = checker or self._engine_check
@@ -146,9 +167,9 @@ class AssetService:
         return True
 
     def model_for(self, family: str) -> ModelSpec:
-        """The model an asset of ``family`` is checked against: the OctoAI engine's, else the first of the family."""
+        """The model an asset of ``family`` is checked against: the one configured for the family, else its first."""
         specs = self.models.models
-        mid = self.models.octoai.engines.get("sdxl" if family == "sdxl" else "sd")
+        mid = self.family_models.get(family)
         if mid in specs:
             return specs[mid]
         for spec in specs.values():
@@ -323,19 +344,13 @@ class AssetService:
 
     # -- the model configuration's public assets ------------------------------------------------
     def sync_config(self) -> None:
-        """Public rows for the configured ControlNets and checkpoints (added, updated, removed)."""
-        octo = self.models.octoai
+        """Public rows for the configured assets (added, updated, removed)."""
         wanted: dict[str, dict] = {}
-        for name, cn in octo.controlnets.items():
-            wanted[name] = dict(kind="controlnet", family=cn.family, path=str(cn.path) if cn.path else None,
-                                model_id=None, preprocess=cn.preprocess, size_bytes=_size(cn.path),
-                                description=f"ControlNet configured on this server ({cn.preprocess or 'no'} "
-                                            "preprocessing)" if cn.path else
-                                            f"tiny random-weight demo ControlNet ({cn.preprocess})")
-        for name, mid in octo.checkpoints.items():
-            spec = self.models.models[mid]
-            wanted[name] = dict(kind="checkpoint", family=spec.family, path=None, model_id=mid, preprocess=None,
-                                size_bytes=_size(spec.path), description=f"the configured model {mid}")
+        for a in self.configured:
+            path = self.models.models[a.model_id].path if a.model_id is not None else a.path
+            wanted[a.name] = dict(kind=a.kind, family=a.family, path=str(a.path) if a.path else None,
+                                  model_id=a.model_id, preprocess=a.preprocess, size_bytes=_size(path),
+                                  description=a.description)
         with self.sessions() as s:
             existing = {r.name: r for r in crud.in_scopes(s, (PUBLIC,))}
             for name, row in existing.items():

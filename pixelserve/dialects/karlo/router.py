@@ -67,10 +67,7 @@ def karlo_key(request: Request, authorization: Annotated[str | None, Header()] =
 
 
 def model_for(request: Request, version: str) -> str:
-    model_id = request.app.state.settings.models.karlo.get(version)
-    if model_id is None:
-        raise NotSupported(f"Karlo {version} is not configured on this server")
-    return model_id
+    return request.app.state.karlo_config.model_for(version)
 
 
 async def _run(request: Request, service: GenerationService, key: Caller | None, body, gen) -> JSONResponse:
@@ -109,8 +106,7 @@ async def variations(body: VariationsRequest, request: Request, key: Key, servic
 @router.post("/v2/inference/karlo/inpainting", response_model=KarloResponse)
 async def inpainting(body: InpaintingRequest, request: Request, key: Key, service: Service) -> JSONResponse:
     """Modify image (version v2.0 only)."""
-    karlo = request.app.state.settings.models.karlo
-    model = service.model_info(karlo.get("inpainting") or model_for(request, body.version))
+    model = service.model_info(request.app.state.karlo_config.inpainting_model(body.version))
     if "inpaint" not in model.tasks:
         raise NotSupported(f"the model serving Karlo {body.version} ({model.family}) cannot inpaint")
     gen = translate.inpainting_to_request(body, model.id, service.limits.max_pixels)

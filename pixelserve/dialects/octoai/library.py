@@ -18,7 +18,6 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.core.model_config import ASSET_NAME
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, AssetEngine, AssetType, CompleteAssetUploadResponse,
                                                 CompleteUploadRequest, CreateAssetRequest, CreateAssetResponse, DataType,
@@ -28,7 +27,7 @@ from pixelserve.dialects.octoai.router import ERRORS, Assets, Key, OctoAIRoute
 from pixelserve.dialects.base import phrase
 from pixelserve.errors import Forbidden, NotFound, PayloadTooLarge, PixelserveError, status_of
 from pixelserve.routes.deps import base_url
-from pixelserve.service.assets import ASSET_ID, PUBLIC, PUT_STATES, AssetFilter, AssetService, scope_of
+from pixelserve.service.assets import ASSET_ID, ASSET_NAME, PUBLIC, PUT_STATES, AssetFilter, AssetService, scope_of
 
 router = APIRouter(route_class=OctoAIRoute, tags=["OctoAI asset library"])
 #: The signed upload and download URLs: plain routes, so a PUT streams to disk instead of into memory.

@@ -67,7 +67,7 @@ def engine_target(request: Request,
     """The configured model behind an engine id; unknown engines are 404 whatever the body says."""
     if engine_id not in ENGINES:
         raise NotFound(f"unknown engine {engine_id!r}; one of {', '.join(ENGINES)}")
-    model_id = request.app.state.settings.models.octoai.engines.get(engine_id)
+    model_id = request.app.state.octoai_config.engines.get(engine_id)
     if model_id is None:
         raise NotFound(f"engine {engine_id} is not configured on this server")
     model = get_service(request).model_info(model_id)
