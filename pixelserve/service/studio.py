@@ -19,10 +19,10 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 from sqlalchemy.orm import Session, sessionmaker
 
-from pixelserve.core.images import encode_image, open_image_bytes
+from pixelserve.core.images import encode_image, fit, open_image_bytes
 from pixelserve.core.request import GenerationRequest, ImagePromptRef, LoraRef, PostProcess
 from pixelserve.db.crud import quotas
 from pixelserve.db.crud import studio as crud
@@ -418,11 +418,6 @@ def open_studio(settings, engine: EngineClient, sessions: sessionmaker[Session],
                        sweep_seconds=settings.job_lease_seconds / 4, capacity=settings.max_queue)
     studio.stopping = lambda: runner.stopping
     return studio, runner
-
-
-def fit(image: Image.Image, width: int, height: int) -> Image.Image:
-    """A reference image cropped to the output's aspect ratio (centred) and resized to it."""
-    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
 def _plan(request: GenerationRequest) -> dict:
