@@ -15,7 +15,7 @@ from pixelserve.core.json_response import JSONResponse
 from pixelserve.dialects.base import DialectRoute, client_gone, phrase
 from pixelserve.dialects.studio import translate
 from pixelserve.core.request import LoraRef
-from pixelserve.dialects.studio.protocol import (RATIO_ALIASES, CreateRequest, Credits, ErrorBody, ImagesResponse,
+from pixelserve.dialects.studio.protocol import (CreateRequest, Credits, ErrorBody, ImagesResponse,
                                                  RecordId, UploadResponse, UpscaleRequest)
 from pixelserve.errors import InvalidRequest, NotFound, PaymentRequired, PixelserveError
 from pixelserve.routes.deps import get_auth
@@ -102,7 +102,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
     gen = translate.create_to_request(body, model_id=model.id, family=model.family, defaults=defaults(request),
                                       style=style, reference=reference, translated=translated,
                                       style_lora=style_lora, image_prompt=model.image_prompt)
-    cost = studio.credits.cost_per_image(model.family, RATIO_ALIASES.get(body.ratio, body.ratio))
+    cost = studio.credits.cost_per_image(model.family, translate.ratio_of(body.ratio))
     if body.async_:
         request.app.state.studio_jobs.check_capacity()  # a bounded backlog: 503 before anything is charged
     job_id, ids, reserved = await studio.create(owner, key.id if key else None, gen,
