@@ -22,7 +22,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -85,6 +85,30 @@ class AssetFilter:
     ids: tuple[str, ...] = ()
     limit: int = 20
     offset: int = 0
+
+
+#: (field, name as the request wrote it) -> resolve()'s keywords for it: name, public, kind, field, shown.
+Lookup = Callable[[str, str], dict]
+
+
+class LazyAssets(Mapping):
+    """(field, name as written) -> the ResolvedAsset, resolved when first read (so a request's own
+    field checks run first, and only the assets it uses are looked up)."""
+
+    def __init__(self, service: "AssetService", scope: str, family: str, lookup: Lookup):
+        self._service, self._scope, self._family, self._lookup = service, scope, family, lookup
+        self._done: dict[tuple[str, str], ResolvedAsset] = {}
+
+    def __getitem__(self, ref: tuple[str, str]) -> ResolvedAsset:
+        if ref not in self._done:
+            self._done[ref] = self._service.resolve(self._scope, family=self._family, **self._lookup(*ref))
+        return self._done[ref]
+
+    def __iter__(self):
+        return iter(self._done)
+
+    def __len__(self) -> int:
+        return len(self._done)
 
 
 def scope_of(key: Caller | None) -> str:
@@ -341,6 +365,10 @@ class AssetService:
         words = tuple((row.meta or {}).get("trigger_words") or ())
         return ResolvedAsset(name=name, kind=kind, family=family, path=path, model_id=row.model_id,
                              preprocess=row.preprocess, trigger_words=words)
+
+    def lazy(self, scope: str, family: str, lookup: Lookup) -> LazyAssets:
+        """The assets a request names, resolved on first use for ``scope`` and the model's ``family``."""
+        return LazyAssets(self, scope, family, lookup)
 
     # -- the model configuration's public assets ------------------------------------------------
     def sync_config(self) -> None:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from pixelserve.core.model_config import ConfigError, ModelsConfig, config_path
 from pixelserve.core.request import PREPROCESSORS
-from pixelserve.dialects.octoai.protocol import ENGINE_FAMILIES
+from pixelserve.dialects.octoai.protocol import ENGINE_FAMILIES, ENGINES
+from pixelserve.errors import NotFound
 from pixelserve.service.assets import ASSET_NAME, ConfiguredAsset
 
 
@@ -44,6 +45,15 @@ class OctoAIConfig:
     engines: dict[str, str] = field(default_factory=dict)  # engine id -> model id
     controlnets: dict[str, ControlNetSpec] = field(default_factory=dict)
     checkpoints: dict[str, str] = field(default_factory=dict)  # public checkpoint name -> model id
+
+    def engine_model(self, engine_id: str) -> str:
+        """The model id serving an engine; NotFound for an unknown or unconfigured engine."""
+        if engine_id not in ENGINES:
+            raise NotFound(f"unknown engine {engine_id!r}; one of {', '.join(ENGINES)}")
+        model_id = self.engines.get(engine_id)
+        if model_id is None:
+            raise NotFound(f"engine {engine_id} is not configured on this server")
+        return model_id
 
     def public_assets(self, models: ModelsConfig) -> list[ConfiguredAsset]:
         """The configured ControlNets and checkpoints, for the asset library (service/assets.py)."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import MAX_SEED
-from pixelserve.dialects.base import not_blank
+from pixelserve.http.body import not_blank
 from pixelserve.dialects.octoai.styles import STYLES
 from pixelserve.service.assets import ASSET_NAME
 

@@ -13,7 +13,7 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import SCHEDULERS
-from pixelserve.dialects.base import not_blank
+from pixelserve.http.body import not_blank
 from pixelserve.service.studio import REFERENCE_PATH  # the service mints (upload) and resolves these paths
 
 #: Record ids (images, styles, collections): database integers, so bounded like one.
