@@ -78,7 +78,8 @@ class UpscaleRequest(StudioModel):  # not in Studio spec (the Upscaled[] records
 
 
 class StyleLora(StudioModel):  # not in Studio spec
-    """A LoRA a style applies: stored now, refused (501) at generation until the engine applies LoRAs."""
+    """A LoRA a style applies: the asset of that name in the asset library, the caller's own first,
+    else the public one (404 unknown or not ready, 400 not for the model's family; see __init__)."""
 
     name: str = Field(..., min_length=1, max_length=200)
     weight: float = Field(1.0, ge=0, le=2)
