@@ -62,7 +62,7 @@ def side(name: str, work: Path) -> list[dict]:
     import torch
     from torch._dynamo.utils import counters
 
-    from pixelserve.core.models import demo_config
+    from pixelserve.core.model_config import demo_config
     from pixelserve.engine import optimize, tiny
 
     tiny.ensure_tiny_model("sd", work)

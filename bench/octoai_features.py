@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import (ControlNetRef, GenerationRequest, ImagePromptRef, LoraRef,
                                      TextualInversionRef)
 from pixelserve.engine import tiny, tiny_adapters

@@ -53,7 +53,7 @@ def plain_pipe(cache: Path):
 
 
 async def started_engine(cache: Path, **kw):
-    from pixelserve.core.models import demo_config
+    from pixelserve.core.model_config import demo_config
     from pixelserve.engine.local import LocalEngine
 
     engine = LocalEngine(demo_config().models, cache, **kw)

@@ -139,7 +139,7 @@ def part_gpu_plain(cache: Path, family: str, mode: str, repeat: int, tiny: bool)
 def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool, fp8: bool = False,
                     compile_mode: str | None = None) -> dict:
     """The pixelserve engine as the server runs it: registry load, exact optimisations, warm-up, batching."""
-    from pixelserve.core.models import ModelSpec
+    from pixelserve.core.model_config import ModelSpec
     from pixelserve.core.request import GenerationRequest
     from pixelserve.engine.local import LocalEngine
 

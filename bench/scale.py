@@ -60,7 +60,7 @@ async def ray_rate(cache: Path, replicas: int, requests: int, concurrency: int) 
     """Images/s through the Ray engine with ``replicas`` replicas; and how many replicas served."""
     from ray import serve
 
-    from pixelserve.core.models import demo_config
+    from pixelserve.core.model_config import demo_config
     from pixelserve.core.request import GenerationRequest
     from pixelserve.engine.ray_engine import RayEngine, ReplicaOptions
 

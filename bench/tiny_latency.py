@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from diffusers import DiffusionPipeline
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine import tiny
 from pixelserve.engine.local import LocalEngine

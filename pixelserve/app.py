@@ -11,16 +11,12 @@ from fastapi import FastAPI
 from pixelserve.core.timing import ServerTimingMiddleware
 from pixelserve.core.validate import Limits
 from pixelserve.db.session import open_database
-from pixelserve.dialects.karlo.router import router as karlo_router
-from pixelserve.dialects.octoai.library import files_router as octoai_files_router
-from pixelserve.dialects.octoai.library import router as octoai_library_router
-from pixelserve.dialects.octoai.router import router as octoai_router
-from pixelserve.dialects.studio.library import router as studio_library_router
-from pixelserve.dialects.studio.router import router as studio_router
+from pixelserve.dialects.karlo import router as karlo
+from pixelserve.dialects.octoai import router as octoai
+from pixelserve.dialects.studio import router as studio
 from pixelserve.engine import heap
 from pixelserve.engine.client import EngineClient
-from pixelserve.routes.health import router as health_router
-from pixelserve.routes.images import router as images_router
+from pixelserve.http import health, images
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
@@ -81,7 +77,7 @@ def drain_left(app: FastAPI, settings: Settings) -> float:
 
 def create_app(settings: Settings | None = None, engine: EngineClient | None = None) -> FastAPI:
     settings = settings or Settings()
-    _ = settings.models  # a bad model config fails here, at start, not on the first request
+    models = settings.models  # a bad model config fails here, at start, not on the first request
     # Every job publishes here (service/events.py); cross-cutting features attach as subscribers.
     bus = EventBus()
     bus.subscribe("log", log_finished)  # one log line per ended job
@@ -103,8 +99,10 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.service = GenerationService(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits(), bus)
-        app.state.assets = AssetService(sessions, settings.asset_dir, settings.models, settings.cache_dir,
-                                        max_bytes=settings.asset_max_bytes, store=store)
+        app.state.assets = AssetService(sessions, settings.asset_dir, models, settings.cache_dir,
+                                        max_bytes=settings.asset_max_bytes, store=store,
+                                        # octo: OctoAI's parsed config (octoai.mount, below, before any start)
+                                        configured=octo.public_assets(models), family_models=octo.family_models())
         app.state.assets.sync_config()  # the configured public assets (octoai:canny_sdxl ...)
         warn_if_demo(settings)
         if not settings.auth_enabled:
@@ -136,12 +134,10 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.state.events = bus
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)
-    app.include_router(health_router)
-    app.include_router(images_router)
-    app.include_router(karlo_router)
-    app.include_router(studio_router)
-    app.include_router(studio_library_router)
-    app.include_router(octoai_router)
-    app.include_router(octoai_files_router)  # before the library's GET /v1/assets/{ref:path}
-    app.include_router(octoai_library_router)
+    app.include_router(health.router)
+    app.include_router(images.router)
+    # Each dialect: its routes, and its table of the models TOML parsed (a bad one fails here, at start).
+    karlo.mount(app, models)
+    studio.mount(app, models)
+    octo = octoai.mount(app, models)  # its public ControlNets and checkpoints go to the asset library
     return app

@@ -187,9 +187,11 @@ def keys_revoke(key_id: int) -> None:
 
 @models.command("list")
 def models_list() -> None:
+    from pixelserve.dialects.karlo import config as karlo_config
+
     settings = Settings()
     cfg = settings.models
-    versions = {mid: v for v, mid in cfg.karlo.items()}
+    versions = {mid: v for v, mid in karlo_config.load(cfg).models.items()}
     for m in cfg.models.values():
         where = str(m.path) if m.path else "tiny random-weight demo model (draws noise)"
         extra = f"\tkarlo {versions[m.id]}" if m.id in versions else ""

@@ -22,12 +22,15 @@ WIRE_ENGINE = {("controlnet", "sd"): "image/controlnet-sd15", ("controlnet", "sd
 
 def _service():
     from pixelserve.db.session import open_database
+    from pixelserve.dialects.octoai import config as octoai_config
     from pixelserve.service.assets import AssetService
 
     settings = Settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    octoai = octoai_config.load(settings.models)
     service = AssetService(open_database(settings.db_url), settings.asset_dir, settings.models, settings.cache_dir,
-                           max_bytes=settings.asset_max_bytes)
+                           max_bytes=settings.asset_max_bytes, configured=octoai.public_assets(settings.models),
+                           family_models=octoai.family_models())
     service.sync_config()
     return service
 
@@ -70,7 +73,7 @@ def assets_add(
     description: str = "",
 ) -> None:
     """Copy a weights file into the library and validate it (status ready, or rejected and why)."""
-    from pixelserve.core.models import ASSET_NAME
+    from pixelserve.service.assets import ASSET_NAME
     from pixelserve.errors import PixelserveError
     from pixelserve.service.assets import PUBLIC
 

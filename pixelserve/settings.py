@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pixelserve.core.models import ModelsConfig, demo_config, load_models_config
+from pixelserve.core.model_config import ModelsConfig, demo_config, load_models_config
 
 
 #: Placeholder secrets copied from examples; refused outside demo mode.
@@ -22,7 +22,7 @@ class Settings(BaseSettings):
 
     #: Holds the database, the image store, the tiny-model cache and generated secrets.
     data_dir: Path = Path("data")
-    #: TOML model configuration (see core/models.py); unset: tiny demo models that draw noise.
+    #: TOML model configuration (see core/model_config.py); unset: tiny demo models that draw noise.
     models_config: Path | None = None
     #: SQLAlchemy URL; default: SQLite in data_dir. PostgreSQL: postgresql+psycopg://user:pw@host/db
     #: (several API replicas may share it). PIXELSERVE_DB_URL is the same setting.

@@ -16,7 +16,7 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Callable
 
-from PIL import Image
+from PIL import Image, ImageOps
 from zlib_ng import zlib_ng
 
 from pixelserve.core.fetch import FetchPolicy, fetch
@@ -84,6 +84,11 @@ def fast_png(image: Image.Image, deflate_with: ModuleType = zlib_ng) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOR_TYPES[image.mode], 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + b"".join(_png_chunk(kind, data, z.crc32)
                                            for kind, data in ((b"IHDR", header), (b"IDAT", idat), (b"IEND", b"")))
+
+
+def fit(image: Image.Image, width: int, height: int) -> Image.Image:
+    """``image`` cropped to the aspect ratio of width x height (centred) and resized to it, as RGB."""
+    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
 
 
 def _png_chunk(kind: bytes, data: bytes, crc32: Callable[[bytes], int]) -> bytes:

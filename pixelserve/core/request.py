@@ -20,6 +20,8 @@ SCHEDULERS = (
     "dpm++_2m", "dpm++_2m_karras", "dpm++_2m_sde", "dpm++_2m_sde_karras", "dpm_single",
     "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras", "dpm++_sde_karras", "unipc", "lcm",
 )
+#: What a ControlNet's control map can be made with (``ControlNetRef.preprocess``; engine/controlnet.py).
+PREPROCESSORS = ("canny",)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from pixelserve.core.models import FAMILY_SCHEDULERS
+from pixelserve.core.model_config import FAMILY_SCHEDULERS
 from pixelserve.core.request import MAX_SEED, SCHEDULERS, GenerationRequest
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.engine.registry import WeightsFormatError, detect_format
 
 MAX_TENSORS = 100_000

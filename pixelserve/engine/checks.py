@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine import controlnet, prompts
 from pixelserve.engine.registry import WeightsFormatError, detect_format

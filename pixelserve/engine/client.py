@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 
 #: Called as ``on_progress(step, total_steps)``; always on the event loop, never from a worker thread.

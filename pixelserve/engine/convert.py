@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from pixelserve.core.models import SINGLE_FILE_FAMILIES
+from pixelserve.core.model_config import SINGLE_FILE_FAMILIES
 
 _WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)(-\d+-of-\d+)?\.safetensors$")
 

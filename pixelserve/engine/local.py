@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine import approx, checks, heap, optimize, post

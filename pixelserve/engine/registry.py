@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.engine import heap, tiny
 from pixelserve.engine.families import family_for
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pixelserve import errors
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded, PixelserveError

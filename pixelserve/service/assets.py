@@ -6,9 +6,10 @@ is checked by ``engine/asset_check.py`` (safetensors only, by content; names and
 declared kind and the family's configured model) before anything may load it.
 
 Public assets (scope ``public``) come from the model configuration (ControlNets, checkpoints
-standing for configured models; ``sync_config``) or from an admin (``pixelserve assets add
---public``); API keys create private ones only. Names never become paths: files are
-``<asset id>.safetensors`` in one folder, and every path is resolved and checked to stay inside it.
+standing for configured models: ``ConfiguredAsset``s a dialect's config hands in; ``sync_config``)
+or from an admin (``pixelserve assets add --public``); API keys create private ones only. Names
+never become paths: files are ``<asset id>.safetensors`` in one folder, and every path is resolved
+and checked to stay inside it.
 """
 
 from __future__ import annotations
@@ -21,21 +22,23 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from pixelserve.core.models import ModelsConfig, ModelSpec
+from pixelserve.core.model_config import ModelsConfig, ModelSpec
 from pixelserve.db.crud import assets as crud
-from pixelserve.db.crud.keys import KeyInfo
 from pixelserve.db.models_assets import KINDS, AssetRecord
 from pixelserve.errors import Conflict, Forbidden, InvalidRequest, NotFound, NotSupported, PayloadTooLarge
+from pixelserve.service.auth import Caller
 from pixelserve.storage.base import ImageStore
 
 log = logging.getLogger(__name__)
 
 PUBLIC = "public"
 ASSET_ID = re.compile(r"asset_[0-9a-f]{32}")
+#: Asset names: never a path, no '/' or ':' (dialects refer to them as owner/name and prefix:name).
+ASSET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 #: A PUT may (re)send the file in these states; complete-upload turns "uploaded" into ready or rejected.
 PUT_STATES = ("ready_to_upload", "uploading", "uploaded")
 
@@ -43,6 +46,19 @@ PUT_STATES = ("ready_to_upload", "uploading", "uploaded")
 Checker = Callable[[Path, str, str, ModelSpec], None]
 #: (kind, family) -> the tiny demo adapter's path (engine/tiny_adapters.py).
 TinyBuilder = Callable[[str, str], Path]
+
+
+@dataclass(frozen=True)
+class ConfiguredAsset:
+    """A public asset of the server's configuration (the app hands them in from a dialect's config)."""
+
+    name: str
+    kind: str  # controlnet | checkpoint
+    family: str
+    path: Path | None  # None: the tiny demo adapter of the kind and family, or a checkpoint's model_id
+    model_id: str | None = None  # a checkpoint that stands for this configured model
+    preprocess: str | None = None  # ControlNet: what makes its control map
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,7 +74,44 @@ class ResolvedAsset:
     trigger_words: tuple[str, ...] = ()
 
 
-def scope_of(key: KeyInfo | None) -> str:
+@dataclass(frozen=True)
+class AssetFilter:
+    """Which assets a listing shows (``AssetService.listing``)."""
+
+    scopes: tuple[str, ...]  # the scopes the caller may see (and asked for); empty: none
+    name: str | None = None
+    kinds: tuple[str, ...] = ()  # empty: every kind
+    families: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()
+    limit: int = 20
+    offset: int = 0
+
+
+#: (field, name as the request wrote it) -> resolve()'s keywords for it: name, public, kind, field, shown.
+Lookup = Callable[[str, str], dict]
+
+
+class LazyAssets(Mapping):
+    """(field, name as written) -> the ResolvedAsset, resolved when first read (so a request's own
+    field checks run first, and only the assets it uses are looked up)."""
+
+    def __init__(self, service: "AssetService", scope: str, family: str, lookup: Lookup):
+        self._service, self._scope, self._family, self._lookup = service, scope, family, lookup
+        self._done: dict[tuple[str, str], ResolvedAsset] = {}
+
+    def __getitem__(self, ref: tuple[str, str]) -> ResolvedAsset:
+        if ref not in self._done:
+            self._done[ref] = self._service.resolve(self._scope, family=self._family, **self._lookup(*ref))
+        return self._done[ref]
+
+    def __iter__(self):
+        return iter(self._done)
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
+def scope_of(key: Caller | None) -> str:
     """Whose private assets a caller sees: its API key's, or everyone's ``local`` with auth disabled."""
     return "local" if key is None else f"key:{key.id}"
 
@@ -70,14 +123,19 @@ def new_id() -> str:
 class AssetService:
     def __init__(self, sessions: sessionmaker[Session], root: Path, models: ModelsConfig, cache_dir: Path, *,
                  max_bytes: int, checker: Checker | None = None, tiny_builder: TinyBuilder | None = None,
-                 store: ImageStore | None = None):
+                 store: ImageStore | None = None, configured: Sequence[ConfiguredAsset] = (),
+                 family_models: Mapping[str, str] | None = None):
         """``store``: where clients PUT asset files directly when it has pre-signed URLs (S3), and
-        the durable copy of each uploaded asset; ``root`` keeps the local copy the engine loads."""
+        the durable copy of each uploaded asset; ``root`` keeps the local copy the engine loads.
+        ``configured``: the public assets ``sync_config`` lists; ``family_models``: family -> the
+        model an asset of that family is checked against (default: the family's first model)."""
         self.sessions = sessions
         self.store = store
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.models = models
+        self.configured = tuple(configured)
+        self.family_models = dict(family_models or {})
         self.cache_dir = Path(cache_dir)
         self.max_bytes = max_bytes
         self._checker = checker or self._engine_check
@@ -133,9 +191,9 @@ class AssetService:
         return True
 
     def model_for(self, family: str) -> ModelSpec:
-        """The model an asset of ``family`` is checked against: the OctoAI engine's, else the first of the family."""
+        """The model an asset of ``family`` is checked against: the one configured for the family, else its first."""
         specs = self.models.models
-        mid = self.models.octoai.engines.get("sdxl" if family == "sdxl" else "sd")
+        mid = self.family_models.get(family)
         if mid in specs:
             return specs[mid]
         for spec in specs.values():
@@ -246,9 +304,10 @@ class AssetService:
             raise Forbidden("public assets are managed by an admin (pixelserve assets)")
         return row
 
-    def listing(self, f: crud.AssetFilter) -> tuple[list[AssetRecord], int]:
+    def listing(self, f: AssetFilter) -> tuple[list[AssetRecord], int]:
         with self.sessions() as s:
-            return crud.listing(s, f)
+            return crud.listing(s, scopes=f.scopes, name=f.name, kinds=f.kinds, families=f.families, ids=f.ids,
+                                limit=f.limit, offset=f.offset)
 
     def all_rows(self) -> list[AssetRecord]:
         """Every scope's assets (the admin CLI)."""
@@ -307,21 +366,19 @@ class AssetService:
         return ResolvedAsset(name=name, kind=kind, family=family, path=path, model_id=row.model_id,
                              preprocess=row.preprocess, trigger_words=words)
 
+    def lazy(self, scope: str, family: str, lookup: Lookup) -> LazyAssets:
+        """The assets a request names, resolved on first use for ``scope`` and the model's ``family``."""
+        return LazyAssets(self, scope, family, lookup)
+
     # -- the model configuration's public assets ------------------------------------------------
     def sync_config(self) -> None:
-        """Public rows for the configured ControlNets and checkpoints (added, updated, removed)."""
-        octo = self.models.octoai
+        """Public rows for the configured assets (added, updated, removed)."""
         wanted: dict[str, dict] = {}
-        for name, cn in octo.controlnets.items():
-            wanted[name] = dict(kind="controlnet", family=cn.family, path=str(cn.path) if cn.path else None,
-                                model_id=None, preprocess=cn.preprocess, size_bytes=_size(cn.path),
-                                description=f"ControlNet configured on this server ({cn.preprocess or 'no'} "
-                                            "preprocessing)" if cn.path else
-                                            f"tiny random-weight demo ControlNet ({cn.preprocess})")
-        for name, mid in octo.checkpoints.items():
-            spec = self.models.models[mid]
-            wanted[name] = dict(kind="checkpoint", family=spec.family, path=None, model_id=mid, preprocess=None,
-                                size_bytes=_size(spec.path), description=f"the configured model {mid}")
+        for a in self.configured:
+            path = self.models.models[a.model_id].path if a.model_id is not None else a.path
+            wanted[a.name] = dict(kind=a.kind, family=a.family, path=str(a.path) if a.path else None,
+                                  model_id=a.model_id, preprocess=a.preprocess, size_bytes=_size(path),
+                                  description=a.description)
         with self.sessions() as s:
             existing = {r.name: r for r in crud.in_scopes(s, (PUBLIC,))}
             for name, row in existing.items():

@@ -5,16 +5,26 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core import timing
-from pixelserve.db.crud.keys import KeyInfo, active_key, find_key
+from pixelserve.db.crud.keys import active_key, find_key
 from pixelserve.errors import Unauthorized
 
 #: Verified keys remembered in memory (a SHA-256 of the key -> its id); revocation is still read
 #: from the database on every request, so a revoked key stops working at once.
 VERIFIED_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from, as dialects and services see it (not the key's database record):
+    the API key's id, which owns quota, private assets, Studio images and credits; its name, for logs."""
+
+    id: int
+    name: str
 
 
 class Authenticator:
@@ -24,14 +34,14 @@ class Authenticator:
         self._verified: OrderedDict[bytes, int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, key: str | None) -> KeyInfo | None:
+    def check(self, key: str | None) -> Caller | None:
         """The caller's key; None when auth is disabled. Raises Unauthorized."""
         if not self.enabled:
             return None
         with timing.stage("auth"):
             return self._check(key)
 
-    def _check(self, key: str | None) -> KeyInfo:
+    def _check(self, key: str | None) -> Caller:
         if not key:
             raise Unauthorized("missing API key")
         fingerprint = hashlib.sha256(key.encode()).digest()
@@ -48,4 +58,4 @@ class Authenticator:
             self._verified.move_to_end(fingerprint)
             while len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
-        return info
+        return Caller(id=info.id, name=info.name)

@@ -36,6 +36,7 @@ from pixelserve.core.validate import Limits, ValidRequest, validated
 from pixelserve.db.crud import jobs, quotas
 from pixelserve.engine.client import EngineClient
 from pixelserve.errors import Cancelled, NotFound, PixelserveError, QuotaExceeded
+from pixelserve.service.auth import Caller
 from pixelserve.service.events import EventBus
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
@@ -178,7 +179,7 @@ class Pipeline:
     def check(self, request: GenerationRequest) -> GenerationRequest:
         return self.validate(request).request
 
-    async def generate(self, request: GenerationRequest, *, dialect: str, key=None,
+    async def generate(self, request: GenerationRequest, *, dialect: str, key: Caller | None = None,
                        output: OutputOptions = OutputOptions(), record_prompt: bool = True) -> ServiceResult:
         """The whole path for a caller that waits. ``record_prompt=False`` keeps the prompts out of the
         job record (OctoAI's log_prompt)."""

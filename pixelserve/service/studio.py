@@ -17,10 +17,10 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, ImageOps
+from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from pixelserve.core.images import encode_image, open_image_bytes
+from pixelserve.core.images import encode_image, fit, open_image_bytes
 from pixelserve.core.request import GenerationRequest, LoraRef, PostProcess
 from pixelserve.db.crud import studio as crud
 from pixelserve.db.crud.credits import Balances
@@ -366,6 +366,3 @@ def open_studio(settings, pipeline: Pipeline, sessions: sessionmaker[Session], s
     return studio, runner
 
 
-def fit(image: Image.Image, width: int, height: int) -> Image.Image:
-    """A reference image cropped to the output's aspect ratio (centred) and resized to it."""
-    return ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)

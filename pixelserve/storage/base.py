@@ -12,7 +12,7 @@ from typing import BinaryIO, Protocol
 
 from pixelserve.errors import NotFound
 
-#: What the public image route serves (routes/images.py): images only.
+#: What the public image route serves (http/images.py): images only.
 _KEY = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*\.(png|jpeg|webp)$")
 #: One folder or file name of a stored key: never empty, never starting with a dot (so no "..").
 _SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")

@@ -4,7 +4,7 @@ import io
 import pytest
 from PIL import Image
 
-from pixelserve.core.images import decode_base64_image, encode_image
+from pixelserve.core.images import decode_base64_image, encode_image, fit
 from pixelserve.errors import InvalidRequest, PayloadTooLarge
 
 
@@ -53,3 +53,11 @@ def test_decode_limits_bytes_and_pixels_before_decoding():
         decode_base64_image(png_b64(), field="image", max_bytes=20, max_pixels=10**6)
     with pytest.raises(PayloadTooLarge):
         decode_base64_image(png_b64((200, 200)), field="image", max_bytes=10**6, max_pixels=100 * 100)
+
+
+def test_fit_crops_to_the_ratio_then_resizes():
+    wide = Image.new("RGB", (200, 100), "red")
+    wide.paste((0, 0, 255), (0, 0, 50, 100))  # a blue band on the left, cropped away
+    out = fit(wide.convert("RGBA"), 64, 64)
+    assert out.size == (64, 64) and out.mode == "RGB"
+    assert out.getpixel((8, 32)) == (255, 0, 0)

@@ -1,6 +1,6 @@
 import pytest
 
-from pixelserve.core.models import ConfigError, demo_config, load_models_config
+from pixelserve.core.model_config import ConfigError, demo_config, load_models_config
 
 
 def write(tmp_path, text):
@@ -9,9 +9,9 @@ def write(tmp_path, text):
     return f
 
 
-def test_demo_config_maps_karlo_versions():
+def test_demo_config_is_the_tiny_models():
     cfg = demo_config()
-    assert cfg.karlo == {"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"}
+    assert cfg.demo and set(cfg.models) == {"tiny-sd", "tiny-sdxl", "tiny-unclip"}
     assert all(m.is_demo for m in cfg.models.values())
 
 
@@ -29,7 +29,8 @@ path = "one.safetensors"
 "v2.1" = "xl"
 """))
     assert cfg.models["xl"].path == (tmp_path / "base").resolve()
-    assert cfg.models["v15"].family == "sd" and cfg.karlo == {"v2.1": "xl"}
+    assert cfg.models["v15"].family == "sd" and cfg.dialect_tables == {"karlo": {"v2.1": "xl"}}
+    assert cfg.base_dir == tmp_path
 
 
 @pytest.mark.parametrize("text, words", [
@@ -38,8 +39,6 @@ path = "one.safetensors"
     ("[models.a]\nfamily='sd'\npath='missing'", "does not exist"),
     ("[models.a]\nfamily='sd'\npath='.'\nrefiner='.'", "refiner"),
     ("[models.a]\nfamily='sd'\npath='.'\ncolour='red'", "unknown keys"),
-    ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v2.1'='b'", "unknown model"),
-    ("[models.a]\nfamily='sd'\npath='.'\n[karlo]\n'v9'='a'", "unknown key"),
     ("not toml [", "cannot read"),
 ])
 def test_bad_config_fails_with_a_reason(tmp_path, text, words):

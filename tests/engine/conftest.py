@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.families import family_for
 from pixelserve.engine.registry import ModelRegistry

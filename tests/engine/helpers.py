@@ -1,6 +1,6 @@
 """Helpers for the engine tests."""
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.engine.local import LocalEngine
 
 

@@ -6,7 +6,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine import optimize, tiny
 from pixelserve.engine.local import LocalEngine

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.engine import asset_check, tiny_adapters
 from pixelserve.engine.asset_check import AssetRejected, check_file, model_dims
 from pixelserve.engine.convert import save_single_file

@@ -145,7 +145,7 @@ BATCH_TOLERANCE = 2
 def test_same_seed_same_image_batched_or_alone(tiny_cache, model):
     import numpy as np
 
-    from pixelserve.core.models import demo_config
+    from pixelserve.core.model_config import demo_config
     from pixelserve.engine.local import LocalEngine
 
     requests = [req(model=model, prompt=p, seeds=(s,), negative_prompt=n)
@@ -174,7 +174,7 @@ def test_same_seed_same_image_batched_or_alone(tiny_cache, model):
 def test_a_batch_out_of_memory_is_retried_one_job_at_a_time(tiny_cache, monkeypatch):
     import torch
 
-    from pixelserve.core.models import demo_config
+    from pixelserve.core.model_config import demo_config
     from pixelserve.engine.local import LocalEngine
 
     async def go():

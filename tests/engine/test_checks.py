@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import ControlNetRef, LoraRef, TextualInversionRef
 from pixelserve.engine import checks, tiny, tiny_adapters
 from pixelserve.engine.convert import save_single_file

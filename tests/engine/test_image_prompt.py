@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelserve.core.models import ConfigError, ModelSpec, load_models_config
+from pixelserve.core.model_config import ConfigError, ModelSpec, load_models_config
 from pixelserve.core.request import ImagePromptRef
 from pixelserve.engine import checks, tiny, tiny_adapters
 from pixelserve.engine.registry import ModelRegistry

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from pixelserve.core.models import ModelSpec, demo_config
+from pixelserve.core.model_config import ModelSpec, demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.local import LocalEngine
 from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import LoraRef
 from pixelserve.engine import adapters, optimize, tiny_adapters
 from pixelserve.engine.registry import ModelRegistry

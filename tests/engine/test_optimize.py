@@ -4,7 +4,7 @@ import asyncio
 
 import numpy as np
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.local import LocalEngine
 

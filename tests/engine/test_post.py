@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import FaceRefine, GenerationRequest, PostProcess
 from pixelserve.engine import post
 from pixelserve.engine.families import family_for

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.engine import adapters, prompts
 from pixelserve.engine.local import LocalEngine
 from pixelserve.errors import InvalidRequest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest, LoraRef, TextualInversionRef
 from pixelserve.engine.ray_engine import ReplicaOptions, adapter_key, model_groups
 from pixelserve.settings import Settings

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray", reason="ray[serve] is not installed (pip instal
 from ray import serve  # noqa: E402
 
 from pixelserve.app import create_app  # noqa: E402
-from pixelserve.core.models import demo_config  # noqa: E402
+from pixelserve.core.model_config import demo_config  # noqa: E402
 from pixelserve.core.request import GenerationRequest  # noqa: E402
 from pixelserve.engine.ray_engine import RayEngine, ReplicaOptions  # noqa: E402
 from tests.api.karlo.helpers import T2I, small  # noqa: E402

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.engine.registry import ModelRegistry
 
 

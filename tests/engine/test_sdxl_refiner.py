@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.engine import tiny
 from pixelserve.engine.families import family_for
 from pixelserve.engine.registry import ModelRegistry

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from pixelserve.core.models import SINGLE_FILE_FAMILIES, ModelSpec
+from pixelserve.core.model_config import SINGLE_FILE_FAMILIES, ModelSpec
 from pixelserve.engine import clip_vocab, single_file, tiny
 from pixelserve.engine.convert import save_single_file
 from pixelserve.engine.families import family_for

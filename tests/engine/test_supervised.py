@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.supervised import SupervisedEngine, _Pending
 from pixelserve.errors import EngineFailure, NotFound

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pixelserve.core.models import ModelSpec
+from pixelserve.core.model_config import ModelSpec
 from pixelserve.engine import tiny
 from pixelserve.engine.registry import ModelRegistry, WeightsFormatError, detect_format, load_pipeline
 

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from pixelserve.core.models import ModelSpec, demo_config
+from pixelserve.core.model_config import ModelSpec, demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine import tiny
 from pixelserve.engine.families import family_for

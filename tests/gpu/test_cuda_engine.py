@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import torch
 
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.local import LocalEngine
 

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from pixelserve.app import create_app
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationResult
 from pixelserve.db.crud.keys import create_key
 from pixelserve.engine.client import EngineHealth, ModelInfo

@@ -68,7 +68,7 @@ def test_a_normal_key_round_trips(store):
     assert store.get("job-1/image_2.png") == png()
 
 
-# -- signed URLs (storage/signing.py, served by routes/images.py) -------------------------------------
+# -- signed URLs (storage/signing.py, served by http/images.py) -------------------------------------
 @pytest.fixture
 def signed(app_client):
     """A stored image, a signed URL to it, and the signer's frozen clock (seconds since signing)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -11,17 +9,6 @@ from sqlalchemy.orm import Session
 from pixelserve.db.models import utcnow
 from pixelserve.db.models_assets import AssetRecord
 from pixelserve.errors import Conflict
-
-
-@dataclass(frozen=True)
-class AssetFilter:
-    scopes: tuple[str, ...]  # the scopes the caller may see (and asked for)
-    name: str | None = None
-    kinds: tuple[str, ...] = ()
-    families: tuple[str, ...] = ()
-    ids: tuple[str, ...] = ()
-    limit: int = 20
-    offset: int = 0
 
 
 def add(session: Session, row: AssetRecord) -> AssetRecord:
@@ -53,20 +40,23 @@ def in_scopes(session: Session, scopes: tuple[str, ...] | None) -> list[AssetRec
     return list(session.scalars(query))
 
 
-def listing(session: Session, f: AssetFilter) -> tuple[list[AssetRecord], int]:
-    """One page of matching rows (newest first) and the number of all matching rows."""
-    where = [AssetRecord.scope.in_(f.scopes)]
-    if f.name is not None:
-        where.append(AssetRecord.name == f.name)
-    if f.kinds:
-        where.append(AssetRecord.kind.in_(f.kinds))
-    if f.families:
-        where.append(AssetRecord.family.in_(f.families))
-    if f.ids:
-        where.append(AssetRecord.id.in_(f.ids))
+def listing(session: Session, *, scopes: tuple[str, ...], name: str | None = None, kinds: tuple[str, ...] = (),
+            families: tuple[str, ...] = (), ids: tuple[str, ...] = (), limit: int = 20,
+            offset: int = 0) -> tuple[list[AssetRecord], int]:
+    """One page of matching rows (newest first) and the number of all matching rows; an empty
+    ``kinds``, ``families`` or ``ids`` does not filter, an empty ``scopes`` matches nothing."""
+    where = [AssetRecord.scope.in_(scopes)]
+    if name is not None:
+        where.append(AssetRecord.name == name)
+    if kinds:
+        where.append(AssetRecord.kind.in_(kinds))
+    if families:
+        where.append(AssetRecord.family.in_(families))
+    if ids:
+        where.append(AssetRecord.id.in_(ids))
     total = session.scalar(select(func.count()).select_from(AssetRecord).where(*where)) or 0
     rows = session.scalars(select(AssetRecord).where(*where)
-                           .order_by(AssetRecord.created_at.desc(), AssetRecord.id).limit(f.limit).offset(f.offset))
+                           .order_by(AssetRecord.created_at.desc(), AssetRecord.id).limit(limit).offset(offset))
     return list(rows), total
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-MAX_SEED = 4_294_967_295
+from pixelserve.core.request import MAX_SEED
 
 #: version -> (min, max) of width and height; both must be multiples of 8.
 SIZE_LIMITS = {"v2.1": (768, 1280), "v2.0": (384, 640)}

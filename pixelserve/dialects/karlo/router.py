@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.db.crud.keys import KeyInfo
-from pixelserve.dialects.base import DialectRoute, client_gone
+from pixelserve.core.model_config import ModelsConfig
 from pixelserve.dialects.karlo import translate
+from pixelserve.dialects.karlo.config import KarloConfig
+from pixelserve.dialects.karlo.config import load as load_config
 from pixelserve.dialects.karlo.protocol import (ErrorBody, InpaintingRequest, KarloResponse, T2IRequest,
                                                 VariationsRequest)
 from pixelserve.errors import (
     BodyTooLarge, Cancelled, EngineFailure, Forbidden, InvalidHeader, InvalidRequest, NotFound, NotSupported,
     PayloadTooLarge, PixelserveError, QuotaExceeded, Unauthorized,
 )
-from pixelserve.routes.deps import base_url, get_auth, get_service
+from pixelserve.http.deps import Auth, BaseUrl, Service, SettingsDep
+from pixelserve.http.route import DialectRoute, client_gone
+from pixelserve.service.auth import Caller
 from pixelserve.service.generation import GenerationService, cancel_on_disconnect
+from pixelserve.settings import Settings
 
 # Kakao's "Common" error codes, with the HTTP status Kakao answers them with (None: errors.STATUS's).
 KAKAO_CODES: list[tuple[type[PixelserveError], int, int | None]] = [
@@ -57,61 +60,61 @@ class KarloRoute(DialectRoute):
 router = APIRouter(route_class=KarloRoute, tags=["Karlo"])
 
 
-def karlo_key(request: Request, authorization: Annotated[str | None, Header()] = None) -> KeyInfo | None:
+def karlo_key(auth: Auth, authorization: Annotated[str | None, Header()] = None) -> Caller | None:
     """``Authorization: KakaoAK <key>``."""
-    auth = get_auth(request)
     scheme, _, key = (authorization or "").strip().partition(" ")
     if auth.enabled and scheme != "KakaoAK":
         raise Unauthorized("Authorization header must be 'KakaoAK <REST API key>'")
     return auth.check(key.strip())  # DialectRoute checks the Content-Type (application/json)
 
 
-def model_for(request: Request, version: str) -> str:
-    model_id = request.app.state.settings.models.karlo.get(version)
-    if model_id is None:
-        raise NotSupported(f"Karlo {version} is not configured on this server")
-    return model_id
+def karlo_config(request: Request) -> KarloConfig:
+    return request.app.state.karlo_config
 
 
-async def _run(request: Request, service: GenerationService, key: KeyInfo | None, body, gen) -> JSONResponse:
+Key = Annotated[Caller | None, Depends(karlo_key)]
+Config = Annotated[KarloConfig, Depends(karlo_config)]
+
+
+async def _run(request: Request, service: GenerationService, key: Caller | None, body, gen, root: str,
+               settings: Settings) -> JSONResponse:
     result = await cancel_on_disconnect(
         client_gone(request),
         service.generate(gen, dialect="karlo", key=key, output=translate.output_options(body)),
     )
-    root = base_url(request)
-    if body.return_type == "url":
-        value = lambda im: service.image_url(root, im.storage_key)  # noqa: E731
-    else:
-        value = lambda im: base64.b64encode(im.data).decode("ascii")  # noqa: E731
-    threshold = request.app.state.settings.nsfw_threshold
-    return JSONResponse(translate.result_to_wire(body, result, value, threshold))
-
-
-Key = Annotated[KeyInfo | None, Depends(karlo_key)]
-Service = Annotated[GenerationService, Depends(get_service)]
+    value = translate.image_value(body, lambda im: service.image_url(root, im.storage_key))
+    return JSONResponse(translate.result_to_wire(body, result, value, settings.nsfw_threshold))
 
 
 @router.post("/v2/inference/karlo/t2i", response_model=KarloResponse)
-async def t2i(body: T2IRequest, request: Request, key: Key, service: Service) -> JSONResponse:
+async def t2i(body: T2IRequest, request: Request, key: Key, service: Service, config: Config, root: BaseUrl,
+              settings: SettingsDep) -> JSONResponse:
     """Generate image."""
-    gen = translate.t2i_to_request(body, model_for(request, body.version))
-    return await _run(request, service, key, body, gen)
+    gen = translate.t2i_to_request(body, config.model_for(body.version))
+    return await _run(request, service, key, body, gen, root, settings)
 
 
 @router.post("/v2/inference/karlo/variations", response_model=KarloResponse)
-async def variations(body: VariationsRequest, request: Request, key: Key, service: Service) -> JSONResponse:
+async def variations(body: VariationsRequest, request: Request, key: Key, service: Service, config: Config,
+                     root: BaseUrl, settings: SettingsDep) -> JSONResponse:
     """Make variation."""
-    model = service.model_info(model_for(request, body.version))
+    model = service.model_info(config.model_for(body.version))
     gen = translate.variations_to_request(body, model.id, model.family, service.limits.max_pixels)
-    return await _run(request, service, key, body, gen)
+    return await _run(request, service, key, body, gen, root, settings)
 
 
 @router.post("/v2/inference/karlo/inpainting", response_model=KarloResponse)
-async def inpainting(body: InpaintingRequest, request: Request, key: Key, service: Service) -> JSONResponse:
+async def inpainting(body: InpaintingRequest, request: Request, key: Key, service: Service, config: Config,
+                     root: BaseUrl, settings: SettingsDep) -> JSONResponse:
     """Modify image (version v2.0 only)."""
-    karlo = request.app.state.settings.models.karlo
-    model = service.model_info(karlo.get("inpainting") or model_for(request, body.version))
-    if "inpaint" not in model.tasks:
-        raise NotSupported(f"the model serving Karlo {body.version} ({model.family}) cannot inpaint")
+    model = service.model_info(config.inpainting_model(body.version))
+    translate.check_inpainting_model(body, model.family, model.tasks)
     gen = translate.inpainting_to_request(body, model.id, service.limits.max_pixels)
-    return await _run(request, service, key, body, gen)
+    return await _run(request, service, key, body, gen, root, settings)
+
+
+def mount(app: FastAPI, models: ModelsConfig) -> KarloConfig:
+    """Karlo's routes, and its [karlo] table parsed (a bad one fails here, at start)."""
+    app.state.karlo_config = load_config(models)
+    app.include_router(router)
+    return app.state.karlo_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Callable, Union
 
 from PIL import Image
@@ -9,7 +10,7 @@ from PIL import Image
 from pixelserve.core.images import HEIF_FORMATS, INPUT_FORMATS, decode_base64_image
 from pixelserve.core.request import FaceRefine, GenerationRequest, PostProcess
 from pixelserve.dialects.karlo.protocol import SCHEDULERS, InpaintingRequest, T2IRequest, VariationsRequest
-from pixelserve.errors import InvalidRequest
+from pixelserve.errors import InvalidRequest, NotSupported
 from pixelserve.service.generation import OutputOptions, ServiceResult
 
 AnyRequest = Union[T2IRequest, VariationsRequest, InpaintingRequest]
@@ -82,6 +83,12 @@ def variations_to_request(body: VariationsRequest, model_id: str, family: str, m
                              strength=VARIATION_STRENGTH, scheduler=scheduler, **size, **common)
 
 
+def check_inpainting_model(body: InpaintingRequest, family: str, tasks: tuple[str, ...]) -> None:
+    """Before any image is decoded: the model serving this version must inpaint."""
+    if "inpaint" not in tasks:
+        raise NotSupported(f"the model serving Karlo {body.version} ({family}) cannot inpaint")
+
+
 def inpainting_to_request(body: InpaintingRequest, model_id: str, max_pixels: int) -> GenerationRequest:
     common = _common(body)
     formats = INPUT_FORMATS | HEIF_FORMATS
@@ -119,6 +126,13 @@ def inpainting_to_request(body: InpaintingRequest, model_id: str, max_pixels: in
 
 def output_options(body: AnyRequest) -> OutputOptions:
     return OutputOptions(format=body.image_format, quality=body.image_quality)
+
+
+def image_value(body: AnyRequest, url_of: Callable) -> Callable:
+    """What ``image`` holds per ``return_type``: ``url_of(served_image)``, or the image's base64."""
+    if body.return_type == "url":
+        return url_of
+    return lambda im: base64.b64encode(im.data).decode("ascii")
 
 
 def result_to_wire(body: AnyRequest, result: ServiceResult, image_value: Callable,

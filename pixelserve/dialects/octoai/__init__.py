@@ -4,7 +4,7 @@ Sources: shared/specs/octoai-image-gen.txt and the SDK facts in shared/specs/REA
 leave open was decided as follows (tests in tests/api/octoai/ pin each decision):
 
 - Engines ``sdxl``, ``sd``, ``controlnet-sdxl``, ``controlnet-sd15`` map to configured models
-  (``[octoai.engines]`` in the models TOML); any other id is 404.
+  (``[octoai.engines]`` in the models TOML, parsed by config.py); any other id is 404.
 - Sizes: the doc's nine resolutions per family (SDXL's and SD 1.5's lists); ``settings.octoai_extra_sizes``
   may allow more. The SDK lists more SD 1.5 sizes; the doc's list is the one enforced.
 - Samplers: ``protocol.SAMPLERS`` maps each of the SDK's 21 names to a diffusers scheduler config

@@ -18,32 +18,28 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.core.models import ASSET_NAME
-from pixelserve.db.crud.assets import AssetFilter
 from pixelserve.dialects.octoai import translate
-from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, AssetEngine, AssetType, CompleteAssetUploadResponse,
+from pixelserve.dialects.octoai.protocol import (AssetEngine, AssetType, CompleteAssetUploadResponse,
                                                 CompleteUploadRequest, CreateAssetRequest, CreateAssetResponse, DataType,
                                                 DeleteAssetResponse, ErrorBody, FileFormat, ListAssetsResponse,
                                                 RetrieveAssetResponse)
-from pixelserve.dialects.octoai.router import ERRORS, Assets, Key, OctoAIRoute
-from pixelserve.dialects.base import phrase
+from pixelserve.dialects.octoai.route import ERRORS, Key, OctoAIRoute
 from pixelserve.errors import Forbidden, NotFound, PayloadTooLarge, PixelserveError, status_of
-from pixelserve.routes.deps import base_url
+from pixelserve.http.deps import Assets, BaseUrl, Signer
+from pixelserve.http.errors import phrase
 from pixelserve.service.assets import ASSET_ID, PUBLIC, PUT_STATES, AssetService, scope_of
+from pixelserve.storage.signing import UrlSigner
 
 router = APIRouter(route_class=OctoAIRoute, tags=["OctoAI asset library"])
 #: The signed upload and download URLs: plain routes, so a PUT streams to disk instead of into memory.
 files_router = APIRouter(tags=["OctoAI asset library"])
 
-KIND_OF_TYPE = {"checkpoint": ("checkpoint", "controlnet"), "lora": ("lora",), "vae": ("vae",),
-                "textual_inversion": ("textual_inversion",), "file": ("-",), "latent": ("-",)}
 
-
-def transfer_api(request: Request, row) -> dict:
-    """Signed URLs for the caller's own uploaded asset; ``none`` for configured and public ones."""
-    if row.origin != "upload" or row.scope == PUBLIC:
+def transfer_api(row, scope: str, assets: AssetService, signer: UrlSigner, root: str) -> dict:
+    """Signed URLs for the caller's own uploaded asset (still uploading, or ready); else ``none``."""
+    own = row.scope == scope and row.scope != PUBLIC
+    if row.origin != "upload" or not own or row.status not in PUT_STATES + ("ready",):
         return {"type": "none"}
-    signer, root, assets = request.app.state.signer, base_url(request), request.app.state.assets
     # Straight into the store where it signs URLs itself (S3), else pixelserve's own signed routes.
     return {"type": "presigned-url",
             "put_url": assets.store_put_url(row.id, signer.ttl)
@@ -53,13 +49,14 @@ def transfer_api(request: Request, row) -> dict:
 
 
 @router.post("/v1/assets", response_model=CreateAssetResponse, responses=ERRORS)
-async def create_asset(body: CreateAssetRequest, request: Request, key: Key, assets: Assets) -> JSONResponse:
+async def create_asset(body: CreateAssetRequest, key: Key, assets: Assets, signer: Signer,
+                       root: BaseUrl) -> JSONResponse:
     """Create an asset; PUT its file to ``transfer_api.put_url``, then call complete-upload."""
     if body.is_public:
         raise Forbidden("only an admin creates public assets (pixelserve assets add --public)")
     fields = translate.asset_from_wire(body)
     row = await asyncio.to_thread(assets.create, scope_of(key), name=body.name, **fields)
-    return JSONResponse({"asset": translate.asset_to_wire(row), "transfer_api": transfer_api(request, row)})
+    return JSONResponse({"asset": translate.asset_to_wire(row), "transfer_api": transfer_api(row, scope_of(key), assets, signer, root)})
 
 
 @router.get("/v1/assets", response_model=ListAssetsResponse, responses=ERRORS)
@@ -79,26 +76,11 @@ async def list_assets(
     file_format: Annotated[list[FileFormat] | None, Query(max_length=10)] = None,
 ) -> JSONResponse:
     """The caller's assets and the public ones, newest first, with filters."""
-    scope = scope_of(key)
-    scopes = {scope, PUBLIC}
-    if name is not None and name.startswith(translate.PUBLIC_PREFIX):
-        name, is_public = name[len(translate.PUBLIC_PREFIX):], True
-    if is_public is not None:
-        scopes &= {PUBLIC} if is_public else {scope}
-    if owner is not None:
-        scopes &= {PUBLIC} if owner == translate.PUBLIC_TENANT else {owner}
-    kinds = tuple(k for t in asset_type or () for k in KIND_OF_TYPE[t])
-    families = tuple("sdxl" if ASSET_ENGINES[e].endswith("sdxl") else "sd" for e in engine or ())
-    # Only safetensors files are ever stored, and every asset is an image one.
-    impossible = engine_type not in (None, "image") or any(f != "safetensors" for f in file_format or ())
-    f = AssetFilter(scopes=tuple(sorted(scopes)) if not impossible else (), name=name, kinds=kinds,
-                    families=families, ids=tuple(i for i in (asset_ids or "").split(",") if i), limit=limit,
-                    offset=offset)
+    f = translate.asset_filter(scope_of(key), name=name, is_public=is_public, asset_type=asset_type, engine=engine,
+                               engine_type=engine_type, limit=limit, offset=offset, asset_ids=asset_ids, owner=owner,
+                               file_format=file_format)
     rows, total = await asyncio.to_thread(assets.listing, f)
-    if data_type is not None:  # data_type lives in the asset's own description, not a column
-        rows = [r for r in rows if (r.meta or {}).get("data_type") == data_type]
-    return JSONResponse({"data": [translate.asset_to_wire(r) for r in rows], "has_more": offset + len(rows) < total,
-                         "total": total})
+    return JSONResponse(translate.asset_page_to_wire(rows, total, offset, data_type))
 
 
 @router.post("/v1/assets/{asset_id}/complete-upload", response_model=CompleteAssetUploadResponse, responses=ERRORS)
@@ -122,11 +104,11 @@ FILE_ERRORS = {status: {"model": ErrorBody, "description": phrase(status)} for s
 
 
 @files_router.put("/v1/assets/{asset_id}/upload", responses=FILE_ERRORS)  # not in OctoAI spec: where put_url points
-async def upload_file(asset_id: str, request: Request, expires: int = 0, signature: str = "") -> Response:
+async def upload_file(asset_id: str, request: Request, assets: Assets, signer: Signer, expires: int = 0,
+                      signature: str = "") -> Response:
     """The asset's file as the request body (a signed URL: no Authorization header)."""
-    assets: AssetService = request.app.state.assets
     try:
-        request.app.state.signer.verify(f"upload:{asset_id}", expires, signature)
+        signer.verify(f"upload:{asset_id}", expires, signature)
         declared = request.headers.get("content-length")
         length = int(declared) if declared is not None and declared.isdigit() else None
         part = await asyncio.to_thread(assets.begin_upload, asset_id, length)
@@ -148,10 +130,11 @@ async def upload_file(asset_id: str, request: Request, expires: int = 0, signatu
 
 
 @files_router.get("/v1/assets/{asset_id}/download", responses=FILE_ERRORS)  # not in OctoAI spec: get_url
-async def download_file(asset_id: str, request: Request, expires: int = 0, signature: str = "") -> Response:
+async def download_file(asset_id: str, assets: Assets, signer: Signer, expires: int = 0,
+                        signature: str = "") -> Response:
     try:
-        request.app.state.signer.verify(f"download:{asset_id}", expires, signature)
-        path = request.app.state.assets.file_of(asset_id)
+        signer.verify(f"download:{asset_id}", expires, signature)
+        path = assets.file_of(asset_id)
         if not path.is_file():
             raise NotFound("the asset has no uploaded file")
     except PixelserveError as e:
@@ -160,18 +143,12 @@ async def download_file(asset_id: str, request: Request, expires: int = 0, signa
 
 
 @router.get("/v1/assets/{ref:path}", response_model=RetrieveAssetResponse, responses=ERRORS)
-async def get_asset(ref: str, request: Request, key: Key, assets: Assets) -> JSONResponse:
+async def get_asset(ref: str, key: Key, assets: Assets, signer: Signer, root: BaseUrl) -> JSONResponse:
     """One asset by id, ``<owner>/<name>``, ``octoai:<name>`` or the caller's own ``<name>``."""
     scope = scope_of(key)
     if ASSET_ID.fullmatch(ref):
         row = await asyncio.to_thread(assets.get, scope, ref)
     else:
-        owner, _, name = ref.rpartition("/") if "/" in ref else ("", "", ref)
-        public, name = translate.asset_name(name)
-        owner = PUBLIC if public or owner == translate.PUBLIC_TENANT else (owner or scope)
-        if not ASSET_NAME.fullmatch(name):
-            raise NotFound("no such asset")
-        row = await asyncio.to_thread(assets.get_named, scope, owner, name)
-    api = transfer_api(request, row) if row.scope == scope and row.status in PUT_STATES + ("ready",) else \
-        {"type": "none"}
-    return JSONResponse({"asset": translate.asset_to_wire(row), "transfer_api": api})
+        row = await asyncio.to_thread(assets.get_named, scope, *translate.asset_owner_and_name(ref, scope))
+    return JSONResponse({"asset": translate.asset_to_wire(row), "transfer_api": transfer_api(row, scope, assets,
+                                                                                              signer, root)})

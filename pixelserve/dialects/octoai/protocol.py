@@ -14,12 +14,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pixelserve.core.models import ASSET_NAME
-from pixelserve.dialects.base import not_blank
+from pixelserve.core.request import MAX_SEED
+from pixelserve.http.body import not_blank
 from pixelserve.dialects.octoai.styles import STYLES
+from pixelserve.service.assets import ASSET_NAME
 
-MAX_SEED = 2**32 - 1
-ENGINES = ("sdxl", "sd", "controlnet-sdxl", "controlnet-sd15")
+#: engine id -> the model family it serves.
+ENGINE_FAMILIES = {"sdxl": "sdxl", "sd": "sd", "controlnet-sdxl": "sdxl", "controlnet-sd15": "sd"}
+ENGINES = tuple(ENGINE_FAMILIES)
 #: engine id -> its (width, height) list (the doc's "Supported Output Resolutions") and default size.
 SDXL_SIZES = ((1024, 1024), (896, 1152), (832, 1216), (768, 1344), (640, 1536), (1536, 640), (1344, 768),
               (1216, 832), (1152, 896))

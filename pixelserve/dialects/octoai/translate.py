@@ -16,11 +16,11 @@ from PIL import Image
 from pixelserve.core.images import INPUT_FORMATS, decode_base64_image
 from pixelserve.core.request import (ControlNetRef, GenerationRequest, ImagePromptRef, LoraRef, PostProcess,
                                      TextualInversionRef)
-from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, DEFAULT_SIZE, MAX_SEED, SAMPLERS, SIZES,
-                                                CreateAssetRequest, ImageGenerationRequest)
+from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, DEFAULT_SIZE, ENGINE_FAMILIES, MAX_SEED, SAMPLERS,
+                                                SIZES, CreateAssetRequest, ImageGenerationRequest)
 from pixelserve.dialects.octoai.styles import apply_style
-from pixelserve.errors import InvalidRequest, NotSupported
-from pixelserve.service.assets import PUBLIC, ResolvedAsset
+from pixelserve.errors import InvalidRequest, NotFound, NotSupported
+from pixelserve.service.assets import ASSET_NAME, PUBLIC, AssetFilter, ResolvedAsset
 from pixelserve.service.generation import OutputOptions, ServiceResult
 
 #: Each input image (base64-decoded) at most this many bytes; the body limit bounds them together.
@@ -46,6 +46,13 @@ def asset_refs(body: ImageGenerationRequest) -> list[tuple[str, str]]:
     refs += [("loras", name) for name in body.loras or {}]
     refs += [("textual_inversions", name) for name in body.textual_inversions or {}]
     return refs
+
+
+def asset_lookup(field: str, wire: str) -> dict:
+    """How the asset service finds the asset a request field names (``AssetService.resolve``'s keywords)."""
+    public, name = asset_name(wire)
+    where = field if field in ("checkpoint", "vae", "controlnet") else f"{field}.{wire}"
+    return dict(name=name, public=public, kind=ASSET_FIELDS[field], field=where, shown=wire)
 
 
 def size_of(body: ImageGenerationRequest, engine_id: str,
@@ -221,7 +228,7 @@ def asset_from_wire(body: CreateAssetRequest) -> dict:
         raise InvalidRequest(f"must be one of {', '.join(ASSET_ENGINES)}", field="data.engine")
     controlnet_engine = ASSET_ENGINES[engine].startswith("controlnet-")
     kind = "controlnet" if body.asset_type == "checkpoint" and controlnet_engine else body.asset_type
-    family = "sdxl" if ASSET_ENGINES[engine] in ("sdxl", "controlnet-sdxl") else "sd"
+    family = ENGINE_FAMILIES[ASSET_ENGINES[engine]]
     meta = {"engine": engine, "file_format": body.data.file_format, "data_type": body.data.data_type,
             "trigger_words": body.data.trigger_words, "checkpoint": body.data.checkpoint}
     return {"kind": kind, "family": family, "description": body.description or "",
@@ -253,3 +260,44 @@ def asset_to_wire(row) -> dict:
 def asset_name(wire: str) -> tuple[bool, str]:
     """(public, bare name) of a name as a request writes it: ``octoai:<name>`` or a private ``<name>``."""
     return (True, wire[len(PUBLIC_PREFIX):]) if wire.startswith(PUBLIC_PREFIX) else (False, wire)
+
+
+#: asset_type (a listing's filter) -> the asset kinds it lists ("-": none; file and latent assets are not served)
+KIND_OF_TYPE = {"checkpoint": ("checkpoint", "controlnet"), "lora": ("lora",), "vae": ("vae",),
+                "textual_inversion": ("textual_inversion",), "file": ("-",), "latent": ("-",)}
+
+
+def asset_filter(scope: str, *, name: str | None, is_public: bool | None, asset_type, engine, engine_type: str | None,
+                 limit: int, offset: int, asset_ids: str | None, owner: str | None, file_format) -> AssetFilter:
+    """``GET /v1/assets``'s query as the asset service's filter; ``scope``: the caller's own."""
+    scopes = {scope, PUBLIC}
+    if name is not None and name.startswith(PUBLIC_PREFIX):
+        name, is_public = name[len(PUBLIC_PREFIX):], True
+    if is_public is not None:
+        scopes &= {PUBLIC} if is_public else {scope}
+    if owner is not None:
+        scopes &= {PUBLIC} if owner == PUBLIC_TENANT else {owner}
+    kinds = tuple(k for t in asset_type or () for k in KIND_OF_TYPE[t])
+    families = tuple(ENGINE_FAMILIES[ASSET_ENGINES[e]] for e in engine or ())
+    # Only safetensors files are ever stored, and every asset is an image one.
+    impossible = engine_type not in (None, "image") or any(f != "safetensors" for f in file_format or ())
+    return AssetFilter(scopes=tuple(sorted(scopes)) if not impossible else (), name=name, kinds=kinds,
+                       families=families, ids=tuple(i for i in (asset_ids or "").split(",") if i), limit=limit,
+                       offset=offset)
+
+
+def asset_page_to_wire(rows: list, total: int, offset: int, data_type: str | None) -> dict:
+    """One page of a listing; ``data_type`` lives in the asset's own description, not a column."""
+    if data_type is not None:
+        rows = [r for r in rows if (r.meta or {}).get("data_type") == data_type]
+    return {"data": [asset_to_wire(r) for r in rows], "has_more": offset + len(rows) < total, "total": total}
+
+
+def asset_owner_and_name(ref: str, scope: str) -> tuple[str, str]:
+    """(owner scope, bare name) of ``<owner>/<name>``, ``octoai:<name>`` or the caller's own ``<name>``."""
+    owner, _, name = ref.rpartition("/") if "/" in ref else ("", "", ref)
+    public, name = asset_name(name)
+    owner = PUBLIC if public or owner == PUBLIC_TENANT else (owner or scope)
+    if not ASSET_NAME.fullmatch(name):
+        raise NotFound("no such asset")
+    return owner, name

@@ -12,7 +12,8 @@ from pixelserve.core.json_response import JSONResponse
 from pixelserve.dialects.studio import translate
 from pixelserve.dialects.studio.protocol import (CollectionBody, CollectionOut, CollectionsResponse, RecordId, StyleBody,
                                                  StyleOut, StylesResponse)
-from pixelserve.dialects.studio.router import Key, Studio, StudioRoute, owner_of
+from pixelserve.dialects.studio.route import Key, StudioRoute, owner_of
+from pixelserve.http.deps import Studio
 
 router = APIRouter(route_class=StudioRoute, tags=["Studio styles and collections"])
 

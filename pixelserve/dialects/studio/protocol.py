@@ -13,8 +13,8 @@ from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import SCHEDULERS
-from pixelserve.dialects.base import not_blank
-from pixelserve.service.studio import REFERENCE_PATH
+from pixelserve.http.body import not_blank
+from pixelserve.service.studio import REFERENCE_PATH  # the service mints (upload) and resolves these paths
 
 #: Record ids (images, styles, collections): database integers, so bounded like one.
 MAX_ID = 2**63 - 1
@@ -51,7 +51,7 @@ class CreateRequest(StudioModel):
     ]})
 
     prompt: Annotated[str, AfterValidator(not_blank)] = Field(..., min_length=1, max_length=1200)
-    ratio: Literal["square", "vertical", "horizontal", "1:1", "3:4", "4:3", "9:16", "16:9"]
+    ratio: Literal[RATIOS]  # type: ignore[valid-type]
     image: str | None = Field(None, max_length=300)
     randomPrompt: OptionalText = None
     initialPrompt: OptionalText = None
@@ -74,11 +74,12 @@ class CreateRequest(StudioModel):
 
 
 class UpscaleRequest(StudioModel):  # not in Studio spec (the Upscaled[] records' endpoint)
-    scaleSize: Literal["1x", "2x", "4x", "8x"]
+    scaleSize: Literal[SCALE_SIZES]  # type: ignore[valid-type]
 
 
 class StyleLora(StudioModel):  # not in Studio spec
-    """A LoRA a style applies: stored now, refused (501) at generation until the engine applies LoRAs."""
+    """A LoRA a style applies: the asset of that name in the asset library, the caller's own first,
+    else the public one (404 unknown or not ready, 400 not for the model's family; see __init__)."""
 
     name: str = Field(..., min_length=1, max_length=200)
     weight: float = Field(1.0, ge=0, le=2)
@@ -131,7 +132,7 @@ class UpscaledImage(BaseModel):
 class Upscaled(BaseModel):
     imageId: int
     type: str
-    scaleSize: list[Literal["1x", "2x", "4x", "8x"]]
+    scaleSize: list[Literal[SCALE_SIZES]]  # type: ignore[valid-type]
     generationStatus: str  # not in Studio spec
     Image: UpscaledImage
 

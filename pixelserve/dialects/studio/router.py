@@ -1,7 +1,6 @@
 """Studio endpoints: parse, translate, call the service, translate back.
 
-Every failure answers ``{"statusCode": <int>, "message": "<field>: <reason>", "error": "<HTTP phrase>"}``
-(402 adds the caller's three balances); invalid input is 400, as the platform answers it.
+Errors, the API key and who owns what: route.py. Styles and collections: library.py.
 """
 
 from __future__ import annotations
@@ -9,51 +8,22 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Header, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Header, Query, Request, UploadFile
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.db.crud.keys import KeyInfo
-from pixelserve.dialects.base import DialectRoute, client_gone, phrase
-from pixelserve.dialects.studio import translate
-from pixelserve.dialects.studio.protocol import (RATIO_ALIASES, CreateRequest, Credits, ErrorBody, ImagesResponse,
-                                                 RecordId, UploadResponse, UpscaleRequest)
-from pixelserve.errors import InvalidRequest, PaymentRequired, PixelserveError
-from pixelserve.routes.deps import get_auth
+from pixelserve.core.model_config import ModelsConfig
+from pixelserve.dialects.studio import library, translate
+from pixelserve.dialects.studio.protocol import (CreateRequest, Credits, ImagesResponse, RecordId, UploadResponse,
+                                                 UpscaleRequest)
+from pixelserve.dialects.studio.route import Key, StudioRoute, owner_of
+from pixelserve.errors import InvalidRequest
+from pixelserve.http.deps import Studio
+from pixelserve.http.route import client_gone
 from pixelserve.service.generation import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
 
-class StudioRoute(DialectRoute):
-    error_model = ErrorBody
-
-    @classmethod
-    def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
-        if isinstance(exc, InvalidRequest):
-            status = 400  # the platform answers invalid fields and headers with 400
-        body = {"statusCode": status, "message": str(exc), "error": phrase(status)}
-        if isinstance(exc, PaymentRequired):
-            body.update(exc.detail)
-        return JSONResponse(body, status_code=status)
-
-
 router = APIRouter(route_class=StudioRoute, tags=["Studio"])
-
-
-def studio_key(request: Request, x_api_key: Annotated[str | None, Header(alias="X-Api-Key")] = None) -> KeyInfo | None:
-    return get_auth(request).check((x_api_key or "").strip())
-
-
-def get_studio(request: Request) -> StudioService:
-    return request.app.state.studio
-
-
-Key = Annotated[KeyInfo | None, Depends(studio_key)]
-Studio = Annotated[StudioService, Depends(get_studio)]
-
-
-def owner_of(key: KeyInfo | None) -> int:
-    """The API key's id owns images and credits; 0 when auth is disabled (one shared owner)."""
-    return key.id if key is not None else 0
 
 
 def defaults(request: Request) -> translate.Defaults:
@@ -88,7 +58,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
                                       image_prompt=inputs.model.image_prompt)
     job = await studio.create(owner, key.id if key else None, gen,
                               translate.record_info(body, platform, x_type, style, inputs.translated),
-                              reference_key=inputs.reference_key, ratio=RATIO_ALIASES.get(body.ratio, body.ratio),
+                              reference_key=inputs.reference_key, ratio=translate.ratio_of(body.ratio),
                               wait=not body.async_)
     if body.async_:  # answers the records as accepted (PENDING) and the balances after the reservation
         return JSONResponse(translate.response(job.extra["accepted"], job.admitted.balances, owner))
@@ -149,3 +119,9 @@ async def credits(key: Key, studio: Studio) -> JSONResponse:
     """The caller's three balances."""
     balances = await asyncio.to_thread(studio.balances, owner_of(key))
     return JSONResponse(balances.to_wire())
+
+
+def mount(app: FastAPI, models: ModelsConfig) -> None:
+    """Studio's routes (its model is settings.studio_model: no table of its own in the models TOML)."""
+    app.include_router(router)
+    app.include_router(library.router)

@@ -21,10 +21,11 @@ from typing import Any
 
 from PIL import Image
 
+from pixelserve.core.images import fit
 from pixelserve.core.request import GenerationRequest, ImagePromptRef, LoraRef
 from pixelserve.dialects.studio.protocol import PLATFORMS, RATIO_ALIASES, RESOLUTIONS, CreateRequest
 from pixelserve.errors import InvalidRequest, NotSupported
-from pixelserve.service.studio import ImageView, RecordInfo, fit
+from pixelserve.service.studio import ImageView, RecordInfo
 
 HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
 
@@ -51,8 +52,13 @@ class Defaults:
     resolutions: dict | None = None  # per-family overrides of RESOLUTIONS
 
 
+def ratio_of(wire: str) -> str:
+    """The numeric ratio ("3:4") of a wire ratio, named ones ("vertical") included."""
+    return RATIO_ALIASES.get(wire, wire)
+
+
 def resolution(family: str, ratio: str, overrides: dict | None = None) -> tuple[int, int]:
-    ratio = RATIO_ALIASES.get(ratio, ratio)
+    ratio = ratio_of(ratio)
     table = {**RESOLUTIONS.get(family, {}), **((overrides or {}).get(family) or {})}
     if ratio not in table:
         raise NotSupported(f"no resolution for ratio {ratio} with the {family} family", field="ratio")

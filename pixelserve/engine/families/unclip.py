@@ -46,7 +46,7 @@ from typing import Any, Callable
 
 import torch
 
-from pixelserve.core.models import FAMILY_SCHEDULERS
+from pixelserve.core.model_config import FAMILY_SCHEDULERS
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.families.base import Family, StepCallback
 from pixelserve.engine.registry import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format

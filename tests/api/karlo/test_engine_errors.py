@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
-from pixelserve.core.models import demo_config
+from pixelserve.core.model_config import demo_config
 from pixelserve.db.crud.keys import create_key
 from pixelserve.engine.client import EngineClient, EngineHealth, ModelInfo
 from pixelserve.errors import EngineFailure, NotReady, Overloaded

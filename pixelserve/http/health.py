@@ -1,3 +1,5 @@
+"""Liveness and readiness (models loaded, queue, draining) for load balancers and orchestrators."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Request

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from pixelserve.core.images import CONTENT_TYPES
 from pixelserve.core.json_response import JSONResponse
 from pixelserve.errors import PixelserveError, status_of
+from pixelserve.http.deps import Signer, Store
 from pixelserve.storage.base import check_key
 
 router = APIRouter(tags=["images"])
@@ -24,11 +25,11 @@ class Detail(BaseModel):
     403: {"model": Detail, "description": "Bad or expired signature"},
     404: {"model": Detail, "description": "No such image"},
 })
-async def get_image(key: str, request: Request, expires: int = 0, signature: str = "") -> Response:
+async def get_image(key: str, signer: Signer, store: Store, expires: int = 0, signature: str = "") -> Response:
     try:
         check_key(key)
-        request.app.state.signer.verify(key, expires, signature)
-        data = request.app.state.store.get(key)
+        signer.verify(key, expires, signature)
+        data = store.get(key)
     except PixelserveError as e:
         return JSONResponse({"detail": str(e)}, status_code=status_of(e))
     ext = key.rsplit(".", 1)[-1]

@@ -1,0 +1,70 @@
+"""Every FastAPI dependency alias the routes use: what ``create_app`` put on ``app.state``.
+
+A route names what it needs (``service: Service``, ``settings: SettingsDep`` ...). How a caller
+sends its API key differs per dialect, so each dialect turns its own header into a ``Caller``
+with ``Auth``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from pixelserve.service.assets import AssetService
+from pixelserve.service.auth import Authenticator
+from pixelserve.service.generation import GenerationService
+from pixelserve.service.jobs import JobRunner
+from pixelserve.service.studio import StudioService
+from pixelserve.settings import Settings
+from pixelserve.storage.base import ImageStore
+from pixelserve.storage.signing import UrlSigner
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_service(request: Request) -> GenerationService:
+    return request.app.state.service
+
+
+def get_auth(request: Request) -> Authenticator:
+    return request.app.state.auth
+
+
+def get_assets(request: Request) -> AssetService:
+    return request.app.state.assets
+
+
+def get_studio(request: Request) -> StudioService:
+    return request.app.state.studio
+
+
+def get_studio_jobs(request: Request) -> JobRunner:
+    return request.app.state.studio_jobs
+
+
+def get_store(request: Request) -> ImageStore:
+    return request.app.state.store
+
+
+def get_signer(request: Request) -> UrlSigner:
+    return request.app.state.signer
+
+
+def base_url(request: Request) -> str:
+    """Absolute root for URLs we hand out: the configured public URL, else the request's own."""
+    configured = request.app.state.settings.public_base_url
+    return configured or str(request.base_url).rstrip("/")
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Service = Annotated[GenerationService, Depends(get_service)]
+Auth = Annotated[Authenticator, Depends(get_auth)]
+Assets = Annotated[AssetService, Depends(get_assets)]
+Studio = Annotated[StudioService, Depends(get_studio)]
+StudioJobs = Annotated[JobRunner, Depends(get_studio_jobs)]
+Store = Annotated[ImageStore, Depends(get_store)]
+Signer = Annotated[UrlSigner, Depends(get_signer)]
+BaseUrl = Annotated[str, Depends(base_url)]

@@ -1,1 +1,0 @@
-"""Dialect-neutral HTTP routes: health, signed image URLs, and shared FastAPI dependencies."""
