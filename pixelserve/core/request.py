@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from pixelserve.core.samplers import NAMES
+
 #: "post" runs only the post-processing on ``init_image`` (EngineClient.postprocess).
 Task = Literal["txt2img", "img2img", "inpaint", "variation", "post"]
 MAX_SEED = 2**32 - 1
 
-#: Sampler names every dialect translates to; engine/schedulers.py maps each to a diffusers class.
-SCHEDULERS = (
-    "ddim", "ddpm", "pndm", "lms", "lms_karras", "euler", "euler_a", "heun",
-    "dpm++_2m", "dpm++_2m_karras", "dpm++_2m_sde", "dpm++_2m_sde_karras", "dpm_single",
-    "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras", "dpm++_sde_karras", "unipc", "lcm",
-)
+#: Sampler names every dialect translates to (the table, with what each builds: core/samplers.py).
+SCHEDULERS = NAMES
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class GenerationRequest:
     seeds: tuple[int, ...] | None = None  # one per image; None: random, filled by validate
     steps: int = 30
     guidance_scale: float = 7.5
-    scheduler: str | None = None  # engine.schedulers name; None keeps the model's own
+    scheduler: str | None = None  # core.samplers name; None keeps the model's own
     strength: float | None = None  # img2img / inpaint
     init_image: Any = None  # PIL.Image, decoded and size-checked by core.images
     mask_image: Any = None  # PIL.Image, white = repaint (diffusers convention)
