@@ -101,7 +101,7 @@ def pg_url(pg_server, tmp_path) -> str:
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """A cache folder holding the tiny models, built once per test run."""
-    from pixelserve.engine import tiny
+    from pixelserve.engine.demo import tiny
 
     cache = tmp_path_factory.mktemp("cache")
     for family in tiny.TINY_FAMILIES:

@@ -96,7 +96,7 @@ class GenerationRequest:
     prior_guidance_scale: float | None = None
     reference_image: Any = None  # PIL.Image guiding an inpainting (Karlo reference_image)
     post: PostProcess = field(default_factory=PostProcess)
-    # -- text encoding (engine/prompts.py) ------------------------------------------------------
+    # -- text encoding (engine/text/prompts.py) ------------------------------------------------------
     prompt_2: str | None = None  # SDXL second text encoder; None: same as prompt
     negative_prompt_2: str | None = None
     prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks

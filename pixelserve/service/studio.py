@@ -92,7 +92,7 @@ class StudioService:
         self.worker_id = worker_id or default_worker_id()
         self.lease_seconds = lease_seconds
         self.running: set[str] = set()
-        self.translator = None  # engine.translation.Translator when a translation model is configured
+        self.translator = None  # engine.text.prompt_translation.Translator when a translation model is configured
 
     def translate(self, text: str) -> str | None:
         """English for a Korean prompt; None without a translation model (or when it gives nothing)."""
@@ -409,7 +409,7 @@ def open_studio(settings, engine: EngineClient, sessions: sessionmaker[Session],
                            nsfw_threshold=settings.nsfw_threshold, max_pixels=settings.max_image_pixels,
                            quota=settings.quota_limits(), lease_seconds=settings.job_lease_seconds)
     if settings.studio_translation_model is not None:
-        from pixelserve.engine.translation import Translator
+        from pixelserve.engine.text.prompt_translation import Translator
 
         studio.translator = Translator(settings.studio_translation_model)
     runner = JobRunner(studio.run_job, lambda: studio._db(crud.requeue_interrupted),

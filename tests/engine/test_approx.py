@@ -1,5 +1,5 @@
-"""Opt-in approximations (engine/approx.py): each changes the image, by a bounded amount, and
-does less work; the exact fused-QKV switch (engine/optimize.py) does not change it."""
+"""Opt-in approximations (engine/speed/approx.py): each changes the image, by a bounded amount, and
+does less work; the exact fused-QKV switch (engine/speed/optimize.py) does not change it."""
 
 import asyncio
 
@@ -8,8 +8,9 @@ import pytest
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import optimize, tiny
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.speed import optimize
+from pixelserve.engine.demo import tiny
+from pixelserve.engine.runners.local import LocalEngine
 
 #: Step caching every 2nd UNet evaluation moves the tiny model's image by at most this much on
 #: average per channel (0-255). Measured 1.4 (max 12) here; half the steps reuse deep features.

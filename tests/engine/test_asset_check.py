@@ -1,4 +1,4 @@
-"""engine/asset_check.py: uploaded weights are checked by content against their kind and family."""
+"""engine/weights/inspection.py: uploaded weights are checked by content against their kind and family."""
 
 import pickle
 import struct
@@ -6,10 +6,11 @@ import struct
 import pytest
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine import asset_check, tiny_adapters
-from pixelserve.engine.asset_check import AssetRejected, check_file, model_dims
-from pixelserve.engine.convert import save_single_file
-from pixelserve.engine.tiny import ensure_tiny_model
+from pixelserve.engine.weights import inspection
+from pixelserve.engine.demo import tiny_adapters
+from pixelserve.engine.weights.inspection import AssetRejected, check_file, model_dims
+from pixelserve.engine.weights.convert import save_single_file
+from pixelserve.engine.demo.tiny import ensure_tiny_model
 
 FAMILIES = ("sd", "sdxl")
 
@@ -35,8 +36,8 @@ def files(tiny_cache, tmp_path_factory):
 
 
 def test_model_dims_of_the_tiny_models(dims):
-    assert dims["sd"] == asset_check.ModelDims(32, (32,), 4)
-    assert dims["sdxl"] == asset_check.ModelDims(64, (32, 32), 4)
+    assert dims["sd"] == inspection.ModelDims(32, (32,), 4)
+    assert dims["sdxl"] == inspection.ModelDims(64, (32, 32), 4)
 
 
 @pytest.mark.parametrize("kind", ["lora", "textual_inversion", "vae", "controlnet", "checkpoint"])

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pixelserve.core.request import GenerationRequest, LoraRef, PostProcess
-from pixelserve.engine.batching import BatchQueue, batch_key
+from pixelserve.engine.runners.batching import BatchQueue, batch_key
 
 
 def req(**kw):
@@ -146,7 +146,7 @@ def test_same_seed_same_image_batched_or_alone(tiny_cache, model):
     import numpy as np
 
     from pixelserve.core.models import demo_config
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
 
     requests = [req(model=model, prompt=p, seeds=(s,), negative_prompt=n)
                 for p, s, n in [("a red cube", 11, None), ("a blue ball", 22, "blur"), ("a green cone", 33, None)]]
@@ -175,7 +175,7 @@ def test_a_batch_out_of_memory_is_retried_one_job_at_a_time(tiny_cache, monkeypa
     import torch
 
     from pixelserve.core.models import demo_config
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
 
     async def go():
         engine = LocalEngine(demo_config().models, tiny_cache, max_batch_size=8, max_batch_delay_ms=200)

@@ -5,7 +5,8 @@ import pytest
 from PIL import Image
 
 from pixelserve.core.request import ControlNetRef
-from pixelserve.engine import controlnet, tiny_adapters
+from pixelserve.engine.adapters import controlnet
+from pixelserve.engine.demo import tiny_adapters
 from pixelserve.errors import NotSupported
 from tests.engine.conftest import generate, request_for
 

@@ -1,4 +1,4 @@
-"""engine/heap.py: the ready engine freezes the process's long-lived objects out of the garbage
+"""engine/weights/gc_freeze.py: the ready engine freezes the process's long-lived objects out of the garbage
 collector's full passes, and whatever it drops later is still reclaimed in full."""
 
 import asyncio
@@ -6,7 +6,7 @@ import gc
 import weakref
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import heap
+from pixelserve.engine.weights import gc_freeze
 from tests.engine.helpers import started
 
 
@@ -21,11 +21,11 @@ def test_collect_all_reclaims_a_cycle_frozen_before_it_became_garbage():
     node = Node()
     alive = weakref.ref(node)
     try:
-        assert heap.freeze() > 0
+        assert gc_freeze.freeze() > 0
         del node
         gc.collect()
         assert alive() is not None  # what the freeze costs: a plain collection no longer reaches it
-        heap.collect_all()
+        gc_freeze.collect_all()
         assert alive() is None
         assert gc.get_freeze_count() > 0  # the survivors are frozen again
     finally:
@@ -37,7 +37,7 @@ def test_collect_all_without_a_freeze_is_a_plain_full_collection():
     node = Node()
     alive = weakref.ref(node)
     del node
-    heap.collect_all()
+    gc_freeze.collect_all()
     assert alive() is None and gc.get_freeze_count() == 0
 
 

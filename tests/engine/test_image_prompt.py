@@ -6,8 +6,9 @@ from PIL import Image
 
 from pixelserve.core.models import ConfigError, ModelSpec, load_models_config
 from pixelserve.core.request import ImagePromptRef
-from pixelserve.engine import checks, tiny, tiny_adapters
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine import checks
+from pixelserve.engine.demo import tiny, tiny_adapters
+from pixelserve.engine.runners.models import ModelRegistry
 from pixelserve.errors import NotSupported
 from tests.engine.conftest import generate, request_for
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelserve.engine import inpaint
+from pixelserve.engine.families import inpaint
 from tests.engine.conftest import generate, request_for
 
 

@@ -9,7 +9,7 @@ import torch
 
 from pixelserve.core.models import ModelSpec, demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.runners.local import LocalEngine
 from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
 from tests.engine.helpers import cancel_at, started
 
@@ -181,7 +181,7 @@ def test_every_task_runs_on_both_families(tiny_cache):
 def test_sdxl_refiner_finishes_the_last_steps(tiny_cache):
     import numpy as np
 
-    from pixelserve.engine import tiny
+    from pixelserve.engine.demo import tiny
 
     base = tiny.ensure_tiny_model("sdxl", tiny_cache / "tiny")
     refiner = tiny.ensure_tiny_model("sdxl-refiner", tiny_cache / "tiny")

@@ -1,4 +1,4 @@
-"""LoRAs on a torch.compile'd UNet (engine/lora_slots.py): switching them recompiles nothing.
+"""LoRAs on a torch.compile'd UNet (engine/adapters/lora_slots.py): switching them recompiles nothing.
 
 Before the slots, each new LoRA, weight or combination made dynamo recompile the UNet (2-5 s each
 for this tiny model) and after eight it ran the UNet eagerly. Now the graphs compiled for 0, 1 and
@@ -12,8 +12,10 @@ from safetensors.torch import load_file, save_file
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import LoraRef
-from pixelserve.engine import adapters, optimize, tiny_adapters
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.speed import optimize
+from pixelserve.engine.demo import tiny_adapters
+from pixelserve.engine.runners.models import ModelRegistry
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
 from tests.engine.test_optimize import TOLERANCE

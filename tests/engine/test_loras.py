@@ -5,8 +5,9 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from pixelserve.core.request import LoraRef
-from pixelserve.engine import adapters, tiny_adapters
-from pixelserve.engine.batching import batch_key
+from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.demo import tiny_adapters
+from pixelserve.engine.runners.batching import batch_key
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.runners.local import LocalEngine
 
 #: Max difference of any pixel channel (0-255) between compiled and eager output. Measured 0 on
 #: CPU; fused kernels may reorder float sums, so a little room is allowed.
@@ -39,7 +39,7 @@ def test_compiled_output_equals_eager_within_tolerance(tiny_cache):
 
 
 def test_vae_tiles_only_above_the_pixel_threshold(tiny_cache, monkeypatch):
-    from pixelserve.engine import optimize
+    from pixelserve.engine.speed import optimize
 
     seen = []
     real = optimize.vae_tiling

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from pixelserve.engine import adapters, tiny, tiny_adapters
-from pixelserve.engine.convert import save_single_file
+from pixelserve.engine.adapters import base as adapters
+
+from pixelserve.engine.demo import tiny, tiny_adapters
+from pixelserve.engine.weights.convert import save_single_file
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
 

@@ -10,9 +10,9 @@ from pixelserve.core.models import demo_config
 from pixelserve.core.request import FaceRefine, GenerationRequest, PostProcess
 from pixelserve.engine import post
 from pixelserve.engine.families import family_for
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.runners.local import LocalEngine
 from pixelserve.engine.post import face_refine, safety, upscale
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.runners.models import ModelRegistry
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from pixelserve.core.models import demo_config
-from pixelserve.engine import adapters, prompts
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.text import prompts
+from pixelserve.engine.runners.local import LocalEngine
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
 

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import GenerationRequest, LoraRef, TextualInversionRef
-from pixelserve.engine.ray_engine import ReplicaOptions, adapter_key, model_groups
+from pixelserve.engine.runners.ray_serve import ReplicaOptions, adapter_key, model_groups
 from pixelserve.settings import Settings
 
 
@@ -68,7 +68,7 @@ def test_serve_takes_the_engine_and_ray_address(monkeypatch, tmp_path):
     r = CliRunner().invoke(cli, ["serve", "--engine", "gpu-magic"])
     assert r.exit_code != 0
     from pixelserve.app import build_engine
-    from pixelserve.engine.ray_engine import RayEngine
+    from pixelserve.engine.runners.ray_serve import RayEngine
 
     engine = build_engine(Settings(data_dir=tmp_path, engine="ray", ray_address="auto",
                                    ray_model_groups={"all": ["tiny-sd", "tiny-sdxl", "tiny-unclip"]}))

@@ -20,7 +20,7 @@ from ray import serve  # noqa: E402
 from pixelserve.app import create_app  # noqa: E402
 from pixelserve.core.models import demo_config  # noqa: E402
 from pixelserve.core.request import GenerationRequest  # noqa: E402
-from pixelserve.engine.ray_engine import RayEngine, ReplicaOptions  # noqa: E402
+from pixelserve.engine.runners.ray_serve import RayEngine, ReplicaOptions  # noqa: E402
 from tests.api.karlo.helpers import T2I, small  # noqa: E402
 from tests.api.studio.conftest import SMALL, SMALL_SETTINGS, new_key  # noqa: E402
 from tests.api.studio.helpers import CREATE, balances, decode  # noqa: E402
@@ -98,7 +98,7 @@ def test_requests_spread_over_both_replicas_and_batch_by_key(deployed):
 
 def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tmp_path):
     from pixelserve.core.request import LoraRef
-    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
+    from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
     from pixelserve.errors import InvalidRequest
 
     lora = ensure_tiny_lora("sd", tmp_path)
@@ -121,7 +121,7 @@ def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tm
 
 
 def test_karlo_octoai_and_studio_samples_through_the_api(deployed, tmp_path, tiny_cache):
-    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
+    from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
     from pixelserve.service.assets import PUBLIC
 
     # This API process finds the deployments another one made (PIXELSERVE_RAY_DEPLOY=false).

@@ -3,7 +3,7 @@
 import pytest
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.runners.models import ModelRegistry
 
 
 def spec(mid, family="sd"):

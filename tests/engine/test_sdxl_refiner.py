@@ -3,9 +3,9 @@
 import numpy as np
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine import tiny
+from pixelserve.engine.demo import tiny
 from pixelserve.engine.families import family_for
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.runners.models import ModelRegistry
 from tests.engine.conftest import request_for
 
 

@@ -10,10 +10,11 @@ import torch
 from safetensors import safe_open
 
 from pixelserve.core.models import SINGLE_FILE_FAMILIES, ModelSpec
-from pixelserve.engine import clip_vocab, single_file, tiny
-from pixelserve.engine.convert import save_single_file
+from pixelserve.engine.weights import clip_vocab, single_file
+from pixelserve.engine.demo import tiny
+from pixelserve.engine.weights.convert import save_single_file
 from pixelserve.engine.families import family_for
-from pixelserve.engine.registry import ModelRegistry, WeightsFormatError, detect_format
+from pixelserve.engine.runners.models import ModelRegistry, WeightsFormatError, detect_format
 
 # Well-known parameter counts of the public models the shipped configs describe.
 SD15_UNET = 859_520_964

@@ -9,7 +9,7 @@ import pytest
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.supervised import SupervisedEngine, _Pending
+from pixelserve.engine.runners.supervised import SupervisedEngine, _Pending
 from pixelserve.errors import EngineFailure, NotFound
 
 

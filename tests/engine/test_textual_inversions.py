@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from pixelserve.core.request import TextualInversionRef
-from pixelserve.engine import adapters, prompts, tiny_adapters
+from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.text import prompts
+from pixelserve.engine.demo import tiny_adapters
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pixelserve.engine import tiny, tiny_adapters
-from pixelserve.engine.registry import detect_format
+from pixelserve.engine.demo import tiny, tiny_adapters
+from pixelserve.engine.runners.models import detect_format
 
 
 def _digest(path):

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine import tiny
-from pixelserve.engine.registry import ModelRegistry, WeightsFormatError, detect_format, load_pipeline
+from pixelserve.engine.demo import tiny
+from pixelserve.engine.runners.models import ModelRegistry, WeightsFormatError, detect_format, load_pipeline
 
 
 @pytest.mark.parametrize("family", tiny.TINY_FAMILIES)

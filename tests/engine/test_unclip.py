@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 
 from pixelserve.core.models import ModelSpec, demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import tiny
+from pixelserve.engine.demo import tiny
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.families.unclip import SUPER_RES_STEPS, UnCLIPFamily
-from pixelserve.engine.local import LocalEngine
-from pixelserve.engine.registry import ModelRegistry, WeightsFormatError
+from pixelserve.engine.runners.local import LocalEngine
+from pixelserve.engine.runners.models import ModelRegistry, WeightsFormatError
 from pixelserve.errors import Cancelled, InvalidRequest, NotSupported
 from tests.engine.helpers import cancel_at
 

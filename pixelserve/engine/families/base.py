@@ -8,8 +8,8 @@ from typing import Any, Callable
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.prompts import PromptLists
-from pixelserve.engine.schedulers import make_scheduler
+from pixelserve.engine.text.prompts import PromptLists
+from pixelserve.engine.families.schedulers import make_scheduler
 
 
 class JobCancelled(Exception):
@@ -36,7 +36,7 @@ class Family:
         Default: the txt2img pipeline through the registry's loader (diffusers folder or one
         safetensors file) and no extras. Extras (unclip: the image encoder) go to the device with it.
         """
-        from pixelserve.engine.registry import load_pipeline
+        from pixelserve.engine.runners.models import load_pipeline
 
         pipe = load_pipeline(self.pipeline_class(), path, self.name, dtype, cache_dir, config_dir=config_dir)
         return pipe, {}
@@ -134,7 +134,7 @@ class Family:
         if request.task in ("txt2img", "inpaint"):
             kwargs["width"], kwargs["height"] = request.width, request.height
         if request.task == "inpaint" and (request.inpaint_full_res or request.outpaint):
-            from pixelserve.engine import inpaint
+            from pixelserve.engine.families import inpaint
 
             kwargs.update(inpaint.pipeline_kwargs(request))
         return kwargs

@@ -1,5 +1,5 @@
 """Stable Diffusion 1.x / 2.x: txt2img, img2img, inpainting; LoRAs, textual inversions, VAE and
-checkpoint overrides, ControlNet (engine/adapters.py, engine/controlnet.py, engine/prompts.py)."""
+checkpoint overrides, ControlNet (engine/adapters/base.py, engine/adapters/controlnet.py, engine/text/prompts.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import adapters, controlnet, image_prompt
-from pixelserve.engine.prompts import pipeline_kwargs
+from pixelserve.engine.adapters import base as adapters, controlnet, image_prompt
+from pixelserve.engine.text.prompts import pipeline_kwargs
 from pixelserve.engine.families.base import Family, PromptLists, StepCallback
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import adapters, controlnet, image_prompt
-from pixelserve.engine.prompts import refiner_texts
+from pixelserve.engine.adapters import base as adapters, controlnet, image_prompt
+from pixelserve.engine.text.prompts import refiner_texts
 from pixelserve.engine.families.base import PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
 

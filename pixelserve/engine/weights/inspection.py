@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine.registry import WeightsFormatError, detect_format
+from pixelserve.engine.runners.models import WeightsFormatError, detect_format
 
 MAX_TENSORS = 100_000
 MAX_TI_VECTORS = 75  # a 77-token window holds at most 75 of them
@@ -54,13 +54,13 @@ class ModelDims:
 def model_dims(spec: ModelSpec, cache_dir: Path) -> ModelDims:
     """The widths of the model ``spec`` from its component configs (the tiny model's for a demo)."""
     if spec.path is None:
-        from pixelserve.engine import tiny
+        from pixelserve.engine.demo import tiny
 
         folder = tiny.ensure_tiny_model(spec.family, Path(cache_dir) / "tiny")
     elif spec.path.is_dir():
         folder = spec.path
     else:
-        from pixelserve.engine.single_file import shipped_config
+        from pixelserve.engine.weights.single_file import shipped_config
 
         folder = spec.config or shipped_config(spec.family)
 

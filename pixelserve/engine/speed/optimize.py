@@ -16,7 +16,7 @@ memory (the tiles are blended, so it changes the image slightly: off below the t
 
 An approximation that changes the image, off by default: FP8 linear layers (``fp8``, torchao's
 float8 dynamic-activation/weight quantization) on GPUs of compute capability 8.9 or newer (Ada,
-Hopper). The other approximations (step caching, a tiny VAE) are in engine/approx.py.
+Hopper). The other approximations (step caching, a tiny VAE) are in engine/speed/approx.py.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def vae_tiling(pipe: Any, width: int, height: int, threshold_pixels: int) -> Non
     """Tile the VAE for this call when the image is over ``threshold_pixels`` (0: never).
 
     The VAE is shared by every task pipeline of the model, but one device runs one call at a
-    time (engine/local.py), so setting it per call is safe.
+    time (engine/runners/local.py), so setting it per call is safe.
     """
     vae = getattr(pipe, "vae", None)
     if vae is None or not hasattr(vae, "enable_tiling"):

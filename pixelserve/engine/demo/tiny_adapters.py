@@ -1,4 +1,4 @@
-"""Deterministic tiny random-weight adapters for the tiny models of ``engine/tiny.py`` (tests, demo).
+"""Deterministic tiny random-weight adapters for the tiny models of ``engine/demo/tiny.py`` (tests, demo).
 
 Each file is written in the layout such adapters have in the wild, so tests exercise the same
 loading code real downloads go through:
@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from pixelserve.engine import tiny
+from pixelserve.engine.demo import tiny
 
 #: Bump when a layout or size changes, so stale files are rebuilt.
 TINY_ADAPTERS_VERSION = "2"
@@ -158,7 +158,7 @@ def ensure_tiny_vae(family: str, directory: Path) -> Path:
     """A standalone original-layout VAE file with the tiny VAE's architecture, other weights."""
     from diffusers import AutoencoderKL
 
-    from pixelserve.engine.convert import vae_to_ldm
+    from pixelserve.engine.weights.convert import vae_to_ldm
 
     _check_family(family)
     file = Path(directory) / f"tiny-{family}-vae-v{TINY_ADAPTERS_VERSION}.safetensors"

@@ -61,7 +61,7 @@ def applied(model: Any, base: Any, request: GenerationRequest) -> Iterator[tuple
     if ref is None:
         yield {}, {}
         return
-    from pixelserve.engine.adapters import lora_view
+    from pixelserve.engine.adapters.base import lora_view
 
     loaded = _loaded(model)
     view_of = lora_view(base.pipe)  # compiled modules unwrapped; a new pipeline object when they were

@@ -1,5 +1,5 @@
 """Opt-in approximations. Each one CHANGES THE IMAGE; all are off by default and labelled so in
-settings and the README. (FP8 linear layers, the third, are in engine/optimize.py beside the
+settings and the README. (FP8 linear layers, the third, are in engine/speed/optimize.py beside the
 other layer-level switches.)
 
 - Step caching, DeepCache-style (``step_cache_interval`` N >= 2): the UNet's deep features are
@@ -57,7 +57,7 @@ def _helper_class():
 def step_cache(pipe: Any, interval: int) -> Iterator[None]:
     """Within the block, ``pipe.unet`` recomputes its deep features only every ``interval`` evaluations.
 
-    The UNet is shared by the device's calls, which run one at a time (engine/local.py), so
+    The UNet is shared by the device's calls, which run one at a time (engine/runners/local.py), so
     wrapping it for one call is safe; it is unwrapped however the call ends.
     """
     if interval < 2:
@@ -76,7 +76,7 @@ def load_tiny_vae(path: Path, dtype: Any, device: str) -> Any:
     """An AutoencoderTiny from a local diffusers folder (safetensors only; nothing downloaded)."""
     from diffusers import AutoencoderTiny
 
-    from pixelserve.engine.registry import WeightsFormatError
+    from pixelserve.engine.runners.models import WeightsFormatError
 
     path = Path(path)
     if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):

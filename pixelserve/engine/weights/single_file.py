@@ -2,7 +2,7 @@
 
 A single-file checkpoint holds weights only. The architecture comes from a diffusers folder
 of component configs: the one the model spec names, or the SD 1.5 / SDXL base configs shipped
-in ``engine/configs/<family>/``, completed with the real CLIP tokenizer (``clip_vocab``) in
+in ``engine/weights/configs/<family>/``, completed with the real CLIP tokenizer (``clip_vocab``) in
 ``<work_dir>/<family>-config/``. ``from_single_file`` is then given that local folder, so it
 never looks for configs on the Hub; with ``local_files_only=True`` nothing is downloaded.
 """
@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pixelserve.engine import clip_vocab
-from pixelserve.engine.registry import WeightsFormatError, detect_format
+from pixelserve.engine.weights import clip_vocab
+from pixelserve.engine.runners.models import WeightsFormatError, detect_format
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ hold the group's models on one device (``num_gpus`` per replica on GPU machines)
 them through a ``DeploymentHandle``:
 
 - Serve's own batching (``@serve.batch``) collects a replica's concurrent requests; inside a
-  collected batch, requests sharing a batch key (engine/batching.py, the local engine's rule) run
+  collected batch, requests sharing a batch key (engine/runners/batching.py, the local engine's rule) run
   as one pipeline call, the rest one after another.
 - Autoscaling on queue length: between ``min_replicas`` and ``max_replicas``, aiming at
   ``target_ongoing_requests`` per replica.
@@ -32,9 +32,9 @@ from typing import Any
 
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
-from pixelserve.engine.batching import batch_key
+from pixelserve.engine.runners.batching import batch_key
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine.supervised import _rebuild_error
+from pixelserve.engine.runners.supervised import _rebuild_error
 from pixelserve.errors import Cancelled, EngineFailure, InvalidRequest, NotFound, NotReady, Overloaded, PixelserveError
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
         """One replica: the group's models on one device, in a LocalEngine."""
 
         async def __init__(self):
-            from pixelserve.engine.local import LocalEngine
+            from pixelserve.engine.runners.local import LocalEngine
 
             self.engine = LocalEngine(specs, cache_dir, **engine_kwargs)
             await self.engine.start()
@@ -124,7 +124,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
         async def adapter_set(self, key: str) -> tuple[str, ...]:
             """Make a request's adapter set resident on this replica: its files must be safetensors
             (the engine applies them per request; see engine/registry.detect_format)."""
-            from pixelserve.engine.registry import WeightsFormatError, detect_format
+            from pixelserve.engine.runners.models import WeightsFormatError, detect_format
 
             request = self.adapter_requests[key]
             files = [("checkpoint", request.checkpoint), ("vae", request.vae)]

@@ -23,11 +23,13 @@ import torch
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine import approx, checks, heap, optimize, post
-from pixelserve.engine.batching import AllSet, BatchQueue, batch_key, run_batch
+from pixelserve.engine.speed import approx, optimize
+from pixelserve.engine import checks, post
+from pixelserve.engine.weights import gc_freeze
+from pixelserve.engine.runners.batching import AllSet, BatchQueue, batch_key, run_batch
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.runners.models import ModelRegistry
 from pixelserve.errors import (Cancelled, DeadlineExceeded, EngineFailure, NotFound, NotReady, OutOfMemory, Overloaded,
                                PixelserveError)
 
@@ -70,7 +72,7 @@ class LocalEngine:
         self.optimizations = optimize.Optimizations(compile=compile, compile_mode=compile_mode, fuse_qkv=fuse_qkv,
                                                     fp8=fp8)
         optimize.check_supported(self.optimizations, self.devices)
-        # Opt-in approximations (engine/approx.py): they change the image.
+        # Opt-in approximations (engine/speed/approx.py): they change the image.
         self.step_cache_interval = step_cache_interval
         if compile and step_cache_interval >= 2:
             raise optimize.UnsupportedOptimization(
@@ -79,7 +81,7 @@ class LocalEngine:
         self.tiny_vae = dict(tiny_vae or {})
         self.registry = ModelRegistry(specs, cache_dir, max_bytes=int(model_cache_gib * 2**30), prepare=self._prepare)
         self.max_queue = max_queue
-        # Cross-request batching (engine/batching.py): jobs sharing a batch key run in one call.
+        # Cross-request batching (engine/runners/batching.py): jobs sharing a batch key run in one call.
         self.max_batch_size = max(1, max_batch_size)
         self.max_batch_delay_s = max(0.0, max_batch_delay_ms) / 1e3
         self.max_batch_wait_s = max(0.0, max_batch_wait_ms) / 1e3
@@ -87,7 +89,7 @@ class LocalEngine:
         self.vae_tiling_pixels = vae_tiling_pixels
         self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
         self.deadline_s = deadline_s  # 0: no limit on a job's total time (queue + run)
-        # engine/heap.py: once ready, freeze what the process keeps for good, so that the collector's
+        # engine/weights/gc_freeze.py: once ready, freeze what the process keeps for good, so that the collector's
         # full passes (300+ ms with every thread stopped) stop walking it.
         self.gc_freeze = gc_freeze
         self._frozen = False
@@ -132,7 +134,7 @@ class LocalEngine:
             return
         if self.gc_freeze:
             started = time.perf_counter()
-            frozen = heap.freeze()
+            frozen = gc_freeze.freeze()
             self._frozen = True
             log.info("froze %d long-lived objects out of the garbage collector's passes (%.0f ms)", frozen,
                      (time.perf_counter() - started) * 1e3)
@@ -152,7 +154,7 @@ class LocalEngine:
         for ex in [*self._executors.values(), self._post_executor]:
             ex.shutdown(wait=True, cancel_futures=True)
         if self._frozen:  # the models and everything else frozen at start become collectable again
-            heap.unfreeze()
+            gc_freeze.unfreeze()
             self._frozen = False
         self.registry.unload_all()
 
@@ -346,7 +348,7 @@ class LocalEngine:
                 for job, images in zip(batch, per_job)]
 
     def _prepare(self, model) -> None:
-        """After every load (engine/registry.py): the tiny VAE if configured, then the optimisations."""
+        """After every load (engine/runners/models.py): the tiny VAE if configured, then the optimisations."""
         path = self.tiny_vae.get(model.spec.family)
         if path is not None:
             approx.use_tiny_vae(model.pipe, approx.load_tiny_vae(path, model.pipe.vae.dtype, model.device))
@@ -376,7 +378,7 @@ class LocalEngine:
 
     @staticmethod
     def _recover_memory(device: str) -> None:
-        heap.collect_all()
+        gc_freeze.collect_all()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
 

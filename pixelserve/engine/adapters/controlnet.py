@@ -68,7 +68,7 @@ def family_of_config(config: dict) -> str:
 
 def load(model: Any, path: str) -> Any:
     """The ControlNetModel at ``path`` on the model's device (cached per model)."""
-    from pixelserve.engine import adapters
+    from pixelserve.engine.adapters import base as adapters
 
     cache = model.state.get("controlnets")
     if cache is None:
@@ -84,7 +84,7 @@ def load(model: Any, path: str) -> Any:
 def _load(model: Any, path: Path) -> Any:
     from diffusers import ControlNetModel
 
-    from pixelserve.engine import single_file
+    from pixelserve.engine.weights import single_file
 
     dtype = model.pipe.unet.dtype
     try:

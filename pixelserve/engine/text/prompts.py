@@ -199,7 +199,7 @@ class _Embedder:
     """Encodes one call's texts through the base's text encoders, remembering what it encoded."""
 
     def __init__(self, base: Any, family: str, request: GenerationRequest, adapter_key: tuple):
-        from pixelserve.engine import adapters
+        from pixelserve.engine.adapters import base as adapters
 
         self.base, self.family, self.request = base, family, request
         self.weighted = request.prompt_weighting
@@ -208,7 +208,7 @@ class _Embedder:
         self.providers: list[_Provider] | None = None
 
     def kwargs(self, texts: PromptLists) -> dict[str, Any]:
-        from pixelserve.engine import adapters
+        from pixelserve.engine.adapters import base as adapters
 
         wanted = self._wanted(texts)
         missing = [w for w in wanted if (self.key, *w) not in self.base.embeddings]

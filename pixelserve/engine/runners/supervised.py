@@ -254,7 +254,7 @@ def _worker_main(conn, specs: dict[str, ModelSpec], cache_dir: Path, engine_kwar
 
 
 async def _worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s: float = 1.0) -> None:
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
 
     loop = asyncio.get_running_loop()
     lock = threading.Lock()

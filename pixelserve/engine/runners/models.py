@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterator
 import torch
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine import heap, tiny
+from pixelserve.engine.weights import gc_freeze
+from pixelserve.engine.demo import tiny
 from pixelserve.engine.families import family_for
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ class LoadedModel:
     cache_dir: Path | None = None
     #: the weights it was loaded from (a diffusers folder or one safetensors file)
     weights: Path | None = None
-    #: per-model engine state: loaded adapters and bounded caches (engine/adapters.py)
+    #: per-model engine state: loaded adapters and bounded caches (engine/adapters/base.py)
     state: dict[str, Any] = field(default_factory=dict)
 
     def nbytes(self) -> int:
@@ -218,7 +219,7 @@ class ModelRegistry:
         self._sizes.pop(k, None)
         if model is not None:
             del model
-            heap.collect_all()  # cycles among objects frozen at start too (engine/heap.py)
+            gc_freeze.collect_all()  # cycles among objects frozen at start too (engine/weights/gc_freeze.py)
             if k[1].startswith("cuda"):
                 torch.cuda.empty_cache()
 
@@ -275,7 +276,7 @@ def load_pipeline(pipeline_cls: Any, path: Path, family: str, dtype: torch.dtype
         return pipeline_cls.from_pretrained(
             path, dtype=dtype, local_files_only=True, use_safetensors=True, **shared
         )
-    from pixelserve.engine import single_file
+    from pixelserve.engine.weights import single_file
 
     return single_file.load_single_file(
         pipeline_cls, path, family=family, config_dir=config_dir, work_dir=cache_dir / "single_file",

@@ -12,7 +12,7 @@ The inverse of what ``from_single_file`` reads. Layout of the written file:
 Tensors are copied bit for bit (only reshaped / concatenated), in their stored dtype.
 Only safetensors are read and written. Usage::
 
-    python -m pixelserve.engine.convert /models/my-sdxl-diffusers /models/my-sdxl.safetensors --family sdxl
+    python -m pixelserve.engine.weights.convert /models/my-sdxl-diffusers /models/my-sdxl.safetensors --family sdxl
 """
 
 from __future__ import annotations

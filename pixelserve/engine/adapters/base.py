@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from pixelserve.core.request import LoraRef, TextualInversionRef
-from pixelserve.engine import heap, lora_slots
+from pixelserve.engine.weights import gc_freeze
+from pixelserve.engine.adapters import lora_slots
 from pixelserve.errors import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ MAX_LORAS = 8
 #: Checkpoint overrides kept loaded per model and device (each is a whole model).
 MAX_CHECKPOINTS = 1
 MAX_VAES = 2
-#: Prompt embeddings remembered per base model (engine/prompts.py).
+#: Prompt embeddings remembered per base model (engine/text/prompts.py).
 MAX_EMBEDDINGS = 256
 #: Tokenizer copies with a set of textual inversions added, per base model.
 MAX_TI_SETS = 4
@@ -137,7 +138,7 @@ def base_for(model: Any, checkpoint: str | None) -> Base:
 
 def _architecture_config(model: Any) -> Path | None:
     """Configs for a single-file override: the model's own, so the override has its architecture."""
-    from pixelserve.engine.registry import detect_format
+    from pixelserve.engine.runners.models import detect_format
 
     if model.spec.config is not None:
         return model.spec.config
@@ -148,7 +149,7 @@ def _architecture_config(model: Any) -> Path | None:
 
 def _load_checkpoint(model: Any, path: Path) -> Any:
     from pixelserve.engine.families import family_for
-    from pixelserve.engine.registry import default_dtype, load_pipeline
+    from pixelserve.engine.runners.models import default_dtype, load_pipeline
 
     family = family_for(model.spec.family)
     log.info("loading checkpoint override %s for model %s", path, model.spec.id)
@@ -166,7 +167,7 @@ def _release(model: Any, base: Base) -> None:
     import torch
 
     del base.pipe
-    heap.collect_all()  # cycles among objects frozen at start too
+    gc_freeze.collect_all()  # cycles among objects frozen at start too
     if model.device.startswith("cuda"):
         torch.cuda.empty_cache()
 
@@ -176,7 +177,7 @@ def vae_for(model: Any, path: str) -> Any:
     """An AutoencoderKL from one safetensors file, with the model's own VAE config (cached)."""
     from diffusers import AutoencoderKL
 
-    from pixelserve.engine import single_file
+    from pixelserve.engine.weights import single_file
 
     cache = model.state.get("vaes")
     if cache is None:

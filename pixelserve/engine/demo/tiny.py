@@ -1,7 +1,7 @@
 """Deterministic tiny random-weight models of every family, for tests and the demo.
 
 They are written to disk with ``save_pretrained`` and then loaded back through the same
-loader as real weights (``engine.registry``), so tests exercise the real loading path.
+loader as real weights (``engine.weights.loading``), so tests exercise the real loading path.
 Weights are random: the images they draw are noise, never "fake" outputs of a real model.
 """
 
