@@ -16,7 +16,7 @@ from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet
 from pixelserve.engine.text import prompts
-from pixelserve.engine.runners.models import WeightsFormatError, detect_format
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 from pixelserve.errors import InvalidRequest, NotSupported
 
 #: diffusers pipeline class of a checkpoint folder, per family.

@@ -14,9 +14,10 @@ from pixelserve.engine.weights import clip_vocab, single_file
 from pixelserve.engine.demo import tiny
 from pixelserve.engine.weights.convert import save_single_file
 from pixelserve.engine.families import family_for
-from pixelserve.engine.runners.models import ModelRegistry, WeightsFormatError, detect_format
+from pixelserve.engine.runners.models import ModelRegistry
 
 # Well-known parameter counts of the public models the shipped configs describe.
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 SD15_UNET = 859_520_964
 SDXL_UNET = 2_567_463_684
 SD_VAE = 83_653_863

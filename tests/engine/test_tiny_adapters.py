@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from pixelserve.engine.demo import tiny, tiny_adapters
-from pixelserve.engine.runners.models import detect_format
+from pixelserve.engine.weights.formats import detect_format
 
 
 def _digest(path):

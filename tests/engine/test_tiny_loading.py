@@ -8,7 +8,9 @@ from safetensors.torch import load_file
 
 from pixelserve.core.models import ModelSpec
 from pixelserve.engine.demo import tiny
-from pixelserve.engine.runners.models import ModelRegistry, WeightsFormatError, detect_format, load_pipeline
+from pixelserve.engine.runners.models import ModelRegistry
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
+from pixelserve.engine.weights.loading import load_pipeline
 
 
 @pytest.mark.parametrize("family", tiny.TINY_FAMILIES)

@@ -18,7 +18,8 @@ from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
 from pixelserve.engine.families.unclip import SUPER_RES_STEPS, UnCLIPFamily
 from pixelserve.engine.runners.local import LocalEngine
-from pixelserve.engine.runners.models import ModelRegistry, WeightsFormatError
+from pixelserve.engine.runners.models import ModelRegistry
+from pixelserve.engine.weights.formats import WeightsFormatError
 from pixelserve.errors import Cancelled, InvalidRequest, NotSupported
 from tests.engine.helpers import cancel_at
 

@@ -138,7 +138,7 @@ def base_for(model: Any, checkpoint: str | None) -> Base:
 
 def _architecture_config(model: Any) -> Path | None:
     """Configs for a single-file override: the model's own, so the override has its architecture."""
-    from pixelserve.engine.runners.models import detect_format
+    from pixelserve.engine.weights.formats import detect_format
 
     if model.spec.config is not None:
         return model.spec.config
@@ -149,7 +149,7 @@ def _architecture_config(model: Any) -> Path | None:
 
 def _load_checkpoint(model: Any, path: Path) -> Any:
     from pixelserve.engine.families import family_for
-    from pixelserve.engine.runners.models import default_dtype, load_pipeline
+    from pixelserve.engine.weights.loading import default_dtype, load_pipeline
 
     family = family_for(model.spec.family)
     log.info("loading checkpoint override %s for model %s", path, model.spec.id)

@@ -8,8 +8,9 @@ from typing import Any, Callable
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.text.prompts import PromptLists
 from pixelserve.engine.families.schedulers import make_scheduler
+from pixelserve.engine.text.prompts import PromptLists
+from pixelserve.engine.weights.loading import load_pipeline
 
 
 class JobCancelled(Exception):
@@ -36,8 +37,6 @@ class Family:
         Default: the txt2img pipeline through the registry's loader (diffusers folder or one
         safetensors file) and no extras. Extras (unclip: the image encoder) go to the device with it.
         """
-        from pixelserve.engine.runners.models import load_pipeline
-
         pipe = load_pipeline(self.pipeline_class(), path, self.name, dtype, cache_dir, config_dir=config_dir)
         return pipe, {}
 

@@ -1,8 +1,4 @@
-"""Model id -> family + weights location; loads each model once per device and caches it.
-
-Weights come only from local paths, only as safetensors, the format detected by content:
-a diffusers folder (``model_index.json``) or one ``.safetensors`` checkpoint as A1111/ComfyUI
-users keep them. Nothing is downloaded: every load passes ``local_files_only=True``.
+"""The model cache: model id -> its family's pipelines, loaded once per device (engine/weights/ loads).
 
 The cache is bounded per device in bytes (``max_bytes``; PIXELSERVE_MODEL_CACHE_GIB): a model's
 size is the bytes of every parameter and buffer of its modules. Loading past the budget unloads
@@ -16,9 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
-import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,66 +21,12 @@ from typing import Any, Callable, Iterator
 import torch
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.demo import tiny
 from pixelserve.engine.families import family_for
+from pixelserve.engine.weights import gc_freeze
+from pixelserve.engine.weights.loading import default_dtype, load_pipeline
 
 log = logging.getLogger(__name__)
-
-
-class WeightsFormatError(ValueError):
-    """The weights path holds nothing pixelserve will load (pickle, unknown layout)."""
-
-
-#: safetensors refuses headers over 100 MB; pixelserve refuses them before opening the file.
-MAX_SAFETENSORS_HEADER = 100_000_000
-
-
-def check_safetensors(path: Path) -> None:
-    """Refuse ``path`` unless its content starts like safetensors with a sane header length.
-
-    safetensors: an 8-byte little-endian header length, then a JSON object. The length is checked
-    before anything maps the file: one longer than the file, or than safetensors' own 100 MB cap,
-    is a forged or broken file. The name never matters (a pickle called .safetensors is refused).
-    """
-    with Path(path).open("rb") as f:
-        head = f.read(9)
-    if len(head) == 9 and head[8:9] == b"{":
-        (n,) = struct.unpack("<Q", head[:8])
-        if 0 < n < min(Path(path).stat().st_size, MAX_SAFETENSORS_HEADER):
-            return
-    raise WeightsFormatError(f"{path} is not a safetensors file; only safetensors weights are loaded")
-
-
-def detect_format(path: Path) -> str:
-    """'diffusers' for a diffusers folder, 'single_file' for a safetensors checkpoint."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "model_index.json").is_file():
-            return "diffusers"
-        raise WeightsFormatError(f"{path} is a folder without model_index.json (not a diffusers model)")
-    if path.is_file():
-        check_safetensors(path)
-        return "single_file"
-    raise WeightsFormatError(f"{path} does not exist")
-
-
-def check_diffusers_folder_is_safetensors(path: Path) -> None:
-    """Refuse a diffusers folder whose components exist only as pickle (.bin/.ckpt/.pt), or whose
-    .safetensors files are not safetensors by content."""
-    index = json.loads((path / "model_index.json").read_text())
-    for name, value in index.items():
-        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
-            continue
-        sub = path / name
-        if not sub.is_dir():
-            continue
-        weights = [p for p in sub.iterdir() if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt", ".pth")]
-        if weights and not any(p.suffix == ".safetensors" for p in weights):
-            raise WeightsFormatError(f"{sub} has only pickle weights; convert them to safetensors")
-        for p in weights:
-            if p.suffix == ".safetensors":
-                check_safetensors(p)
 
 
 @dataclass
@@ -101,7 +41,7 @@ class LoadedModel:
     cache_dir: Path | None = None
     #: the weights it was loaded from (a diffusers folder or one safetensors file)
     weights: Path | None = None
-    #: per-model engine state: loaded adapters and bounded caches (engine/adapters/base.py)
+    #: per-model engine state: loaded adapters and bounded caches (engine/adapters/)
     state: dict[str, Any] = field(default_factory=dict)
 
     def nbytes(self) -> int:
@@ -119,10 +59,6 @@ class LoadedModel:
             for t in list(module.parameters()) + list(module.buffers()):
                 tensors[id(t)] = t.numel() * t.element_size()
         return sum(tensors.values())
-
-
-def default_dtype(device: str) -> torch.dtype:
-    return torch.float16 if device.startswith("cuda") else torch.float32
 
 
 class ModelRegistry:
@@ -257,28 +193,3 @@ class ModelRegistry:
             refiner.set_progress_bar_config(disable=True)
         return LoadedModel(spec=spec, device=device, pipe=pipe, refiner=refiner, extras=extras,
                            cache_dir=self.cache_dir, weights=path)
-
-
-def load_pipeline(pipeline_cls: Any, path: Path, family: str, dtype: torch.dtype, cache_dir: Path, *,
-                  config_dir: Path | None = None, base: Any = None) -> Any:
-    """Load one pipeline from a diffusers folder or a single safetensors file, offline.
-
-    ``config_dir`` describes a single file's architecture (None: the configs shipped for
-    ``family``); ``base`` is the base pipeline a refiner shares components with.
-    """
-    fmt = detect_format(path)
-    shared = {}
-    if base is not None:  # a refiner shares the base model's VAE and second text encoder
-        shared = {"vae": base.vae, "text_encoder_2": getattr(base, "text_encoder_2", None)}
-        shared = {k: v for k, v in shared.items() if v is not None}
-    if fmt == "diffusers":
-        check_diffusers_folder_is_safetensors(path)
-        return pipeline_cls.from_pretrained(
-            path, dtype=dtype, local_files_only=True, use_safetensors=True, **shared
-        )
-    from pixelserve.engine.weights import single_file
-
-    return single_file.load_single_file(
-        pipeline_cls, path, family=family, config_dir=config_dir, work_dir=cache_dir / "single_file",
-        torch_dtype=dtype, **shared,
-    )

@@ -124,7 +124,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
         async def adapter_set(self, key: str) -> tuple[str, ...]:
             """Make a request's adapter set resident on this replica: its files must be safetensors
             (the engine applies them per request; see engine/registry.detect_format)."""
-            from pixelserve.engine.runners.models import WeightsFormatError, detect_format
+            from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 
             request = self.adapter_requests[key]
             files = [("checkpoint", request.checkpoint), ("vae", request.vae)]

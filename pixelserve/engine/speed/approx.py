@@ -76,7 +76,7 @@ def load_tiny_vae(path: Path, dtype: Any, device: str) -> Any:
     """An AutoencoderTiny from a local diffusers folder (safetensors only; nothing downloaded)."""
     from diffusers import AutoencoderTiny
 
-    from pixelserve.engine.runners.models import WeightsFormatError
+    from pixelserve.engine.weights.formats import WeightsFormatError
 
     path = Path(path)
     if not (path / "config.json").is_file() or not list(path.glob("*.safetensors")):

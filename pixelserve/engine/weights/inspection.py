@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pixelserve.core.models import ModelSpec
-from pixelserve.engine.runners.models import WeightsFormatError, detect_format
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 
 MAX_TENSORS = 100_000
 MAX_TI_VECTORS = 75  # a 77-token window holds at most 75 of them

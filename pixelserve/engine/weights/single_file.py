@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelserve.engine.weights import clip_vocab
-from pixelserve.engine.runners.models import WeightsFormatError, detect_format
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 
 log = logging.getLogger(__name__)
 
