@@ -15,6 +15,7 @@ from typing import Any
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet
+from pixelserve.engine.adapters.textual_inversion import text_encoders
 from pixelserve.engine.text import prompts
 from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 from pixelserve.errors import InvalidRequest, NotSupported
@@ -36,8 +37,6 @@ class TextInfo:
 def text_info(model: Any) -> TextInfo:
     """Taken once when the model is loaded, before any job runs."""
     import copy
-
-    from pixelserve.engine.adapters.base import text_encoders
 
     encoders = text_encoders(model.pipe) if model.spec.family in ADAPTER_FAMILIES else []
     layers = encoders[0].text_encoder.config.num_hidden_layers if encoders else 0

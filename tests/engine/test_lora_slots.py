@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from pixelserve.core.models import demo_config
 from pixelserve.core.request import LoraRef
-from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.adapters import base as adapter_base, lora
 from pixelserve.engine.speed import optimize
 from pixelserve.engine.demo import tiny_adapters
 from pixelserve.engine.runners.models import ModelRegistry
@@ -83,15 +83,15 @@ def test_slot_layers_hold_the_weights_as_tensors_and_switch_off(compiled_sd, ada
 
     a = str(tiny_adapters.ensure_tiny_lora("sd", adapter_dir))
     b = _scaled(a, tmp_path / "b2.safetensors", 3.0)
-    base = adapters.own_base(compiled_sd)
-    adapters.activate_loras(base, (LoraRef("b", b, 0.5),))
+    base = adapter_base.own_base(compiled_sd)
+    lora.activate_loras(base, (LoraRef("b", b, 0.5),))
     layers = [m for m in compiled_sd.pipe.unet._orig_mod.modules() if hasattr(m, "lora_A")]
     assert layers and all(not m.disable_adapters and m.active_adapters == ["slot0"] for m in layers)
     assert all(isinstance(m.scaling["slot0"], torch.Tensor) for m in layers)  # no float for dynamo to guard on
     held = base.slots.scales[0]
     assert held and all(float(t) == pytest.approx(0.5 * unit) for t, unit in held)
     assert not any(p.requires_grad for p in compiled_sd.pipe.unet._orig_mod.parameters())
-    adapters.deactivate_loras(base)
+    lora.deactivate_loras(base)
     assert all(m.disable_adapters for m in layers)
 
 
@@ -126,7 +126,7 @@ def test_a_higher_rank_lora_grows_the_slots_and_smaller_ones_still_swap_in(compi
     a = str(tiny_adapters.ensure_tiny_lora("sd", adapter_dir))
     wide = _higher_rank(a, tmp_path / "wide.safetensors")
     b = _scaled(a, tmp_path / "b3.safetensors", 0.5)
-    base = adapters.own_base(compiled_sd)
+    base = adapter_base.own_base(compiled_sd)
     for loras in ((LoraRef("a", a, 1.0),), (LoraRef("w", wide, 1.0),), (LoraRef("b", b, 1.0),)):
         request = request_for("tiny-sd", loras=loras)
         assert np.abs(generate(compiled_sd, request) - generate(tiny_models["tiny-sd"], request)).max() <= TOLERANCE
@@ -156,7 +156,7 @@ def test_sdxl_loras_in_kohya_layout_swap_without_recompiling(compiled_sdxl, tiny
         assert np.abs(generate(compiled_sdxl, request) - generate(eager_model, request)).max() <= TOLERANCE
     assert _graphs() == warm
     te2 = compiled_sdxl.pipe.text_encoder_2
-    assert adapters.lora_name(a) in te2.peft_config  # the second text encoder's part is loaded there
+    assert lora.lora_name(a) in te2.peft_config  # the second text encoder's part is loaded there
 
 
 def test_a_lora_on_more_layers_rebuilds_its_slot_and_narrower_ones_then_swap_in(tiny_cache, tmp_path_factory,
@@ -172,7 +172,7 @@ def test_a_lora_on_more_layers_rebuilds_its_slot_and_narrower_ones_then_swap_in(
         assert np.abs(generate(model, request) - generate(tiny_models["tiny-sd"], request)).max() <= TOLERANCE
 
     def attn2_in_slot0() -> bool:
-        return any("attn2" in layer for layer in adapters.own_base(model).slots.covers[0])
+        return any("attn2" in layer for layer in adapter_base.own_base(model).slots.covers[0])
 
     check((LoraRef("n", str(narrow), 1.0),))
     assert not attn2_in_slot0()

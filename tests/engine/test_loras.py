@@ -5,7 +5,7 @@ import pytest
 from safetensors.torch import load_file, save_file
 
 from pixelserve.core.request import LoraRef
-from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.adapters import base as adapter_base, lora
 from pixelserve.engine.demo import tiny_adapters
 from pixelserve.engine.runners.batching import batch_key
 from pixelserve.errors import InvalidRequest
@@ -42,7 +42,7 @@ def test_loras_change_the_image_and_never_leak(tiny_models, adapter_dir, tmp_pat
     assert np.array_equal(generate(model, request_for(model_id, loras=(LoraRef("a", path, 1.0),))), one)
     assert np.array_equal(generate(model, request_for(model_id)), before)
     assert np.array_equal(generate(model, request_for(model_id, loras=(LoraRef("a", path, 0.0),))), before)
-    assert len(adapters.own_base(model).loras) == 3  # kept loaded for the next request that names them
+    assert len(adapter_base.own_base(model).loras) == 3  # kept loaded for the next request that names them
     assert not any(m.disable_adapters is False and m.active_adapters
                    for _, m in model.pipe.unet.named_modules() if hasattr(m, "lora_A"))  # nothing active between calls
 
@@ -54,25 +54,25 @@ def test_a_lora_of_another_family_is_refused_and_leaves_the_model_clean(tiny_mod
     with pytest.raises(InvalidRequest) as e:
         generate(model, request_for("tiny-sd", loras=(LoraRef("xl", xl, 1.0),)))
     assert e.value.field == "loras" and "'xl'" in e.value.message
-    assert adapters.lora_name(xl) not in adapters._loaded_adapters(model.pipe)
+    assert lora.lora_name(xl) not in lora._loaded_adapters(model.pipe)
     assert np.array_equal(generate(model, request_for("tiny-sd")), before)
 
 
 def test_least_recently_used_loras_are_deleted(tiny_models, adapter_dir, tmp_path, monkeypatch):
     model = tiny_models["tiny-sd"]
-    monkeypatch.setattr(adapters, "MAX_LORAS", 2)
-    base = adapters.Base(model.pipe, "bounded")  # a base with the patched bound
+    monkeypatch.setattr(adapter_base, "MAX_LORAS", 2)
+    base = adapter_base.Base(model.pipe, "bounded")  # a base with the patched bound
     path = str(tiny_adapters.ensure_tiny_lora("sd", adapter_dir))
     files = [_variant(path, tmp_path / f"v{i}.safetensors", scale=1 + i) for i in range(3)]
     try:
         for f in files:
-            adapters.activate_loras(base, (LoraRef(f, f, 1.0),))
-        names = [adapters.lora_name(f) for f in files]
+            lora.activate_loras(base, (LoraRef(f, f, 1.0),))
+        names = [lora.lora_name(f) for f in files]
         assert base.loras.keys() == names[1:]
-        assert adapters._loaded_adapters(model.pipe) >= set(names[1:])
-        assert names[0] not in adapters._loaded_adapters(model.pipe)
+        assert lora._loaded_adapters(model.pipe) >= set(names[1:])
+        assert names[0] not in lora._loaded_adapters(model.pipe)
         with pytest.raises(InvalidRequest):
-            adapters.activate_loras(base, tuple(LoraRef(f, f, 1.0) for f in files))
+            lora.activate_loras(base, tuple(LoraRef(f, f, 1.0) for f in files))
     finally:
         model.pipe.delete_adapters(base.loras.keys())
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.adapters import checkpoint
 
 from pixelserve.engine.demo import tiny, tiny_adapters
 from pixelserve.engine.weights.convert import save_single_file
@@ -68,5 +68,5 @@ def test_checkpoint_override_is_this_calls_base(tiny_models, other_checkpoint):
     # One file: its architecture is the model's own (here the tiny folder's configs).
     from_file = generate(model, request_for("tiny-sd", checkpoint=str(single)))
     assert np.abs(from_file - from_folder).max() <= 1
-    assert len(model.state["checkpoints"]) == adapters.MAX_CHECKPOINTS  # bounded: the folder one was let go
+    assert len(model.state["checkpoints"]) == checkpoint.MAX_CHECKPOINTS  # bounded: the folder one was let go
     assert np.array_equal(generate(model, request_for("tiny-sd")), before)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pixelserve.core.models import demo_config
-from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.adapters import base as adapter_base
 from pixelserve.engine.text import prompts
 from pixelserve.engine.runners.local import LocalEngine
 from pixelserve.errors import InvalidRequest
@@ -52,7 +52,7 @@ def test_weighting_changes_the_image_and_plain_text_is_unchanged(tiny_models, mo
 
 def test_sd_long_prompt_is_encoded_in_77_token_chunks(tiny_models):
     model = tiny_models["tiny-sd"]
-    base = adapters.own_base(model)
+    base = adapter_base.own_base(model)
     text = "red cube " * 40  # > 77 tokens for the tiny byte-level tokenizer
     n = prompts.count_tokens(model.pipe.tokenizer, text, weighted=True)
     req = request_for("tiny-sd", prompt=text, prompt_weighting=True)
@@ -68,7 +68,7 @@ def test_clip_skip_matches_diffusers_meaning(tiny_models):
     model = tiny_models["tiny-sd"]
     pipe = model.pipe
     req = request_for("tiny-sd", clip_skip=1)
-    kw = prompts.pipeline_kwargs(adapters.own_base(model), "sd", req, prompts.PromptLists.of([req]))
+    kw = prompts.pipeline_kwargs(adapter_base.own_base(model), "sd", req, prompts.PromptLists.of([req]))
     ids = pipe.tokenizer([req.prompt], padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
     with torch.inference_mode():
         hidden = pipe.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
@@ -86,14 +86,14 @@ def test_sdxl_prompt_2_goes_to_the_second_encoder(tiny_models):
     weighted = generate(model, request_for("tiny-sdxl", prompt_2="a blue sphere", prompt_weighting=True))
     assert np.array_equal(weighted, other)
     req = request_for("tiny-sdxl", prompt_2="a blue sphere", negative_prompt="dark", prompt_weighting=True)
-    kw = prompts.pipeline_kwargs(adapters.own_base(model), "sdxl", req, prompts.PromptLists.of([req]))
+    kw = prompts.pipeline_kwargs(adapter_base.own_base(model), "sdxl", req, prompts.PromptLists.of([req]))
     assert kw["prompt_embeds"].shape == (1, 77, 64) and kw["pooled_prompt_embeds"].shape == (1, 32)
     assert not torch.equal(kw["prompt_embeds"], kw["negative_prompt_embeds"])
 
 
 def test_repeated_prompts_are_encoded_once(tiny_models, monkeypatch):
     model = tiny_models["tiny-sd"]
-    base = adapters.own_base(model)
+    base = adapter_base.own_base(model)
     calls = []
     encode = prompts._Embedder._encode
     monkeypatch.setattr(prompts._Embedder, "_encode", lambda self, role, text: calls.append(text) or encode(self, role, text))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pixelserve.core.request import TextualInversionRef
-from pixelserve.engine.adapters import base as adapters
+from pixelserve.engine.adapters import base as adapter_base, textual_inversion
 from pixelserve.engine.text import prompts
 from pixelserve.engine.demo import tiny_adapters
 from pixelserve.errors import InvalidRequest
@@ -13,14 +13,14 @@ from tests.engine.conftest import generate, request_for
 
 
 def _embeds(model, request):
-    base = adapters.own_base(model)
+    base = adapter_base.own_base(model)
     return prompts.pipeline_kwargs(base, model.spec.family, request, prompts.PromptLists.of([request]))
 
 
 @pytest.mark.parametrize("model_id,family", [("tiny-sd", "sd"), ("tiny-sdxl", "sdxl")])
 def test_trigger_word_changes_the_embedding_for_its_request_only(tiny_models, adapter_dir, model_id, family):
     model = tiny_models[model_id]
-    encoders = adapters.text_encoders(model.pipe)
+    encoders = textual_inversion.text_encoders(model.pipe)
     tables = [e.text_encoder.get_input_embeddings() for e in encoders]
     vocab = [len(e.tokenizer) for e in encoders]
     ti = TextualInversionRef("style", str(tiny_adapters.ensure_tiny_textual_inversion(family, adapter_dir)), "<sty>")
@@ -34,7 +34,7 @@ def test_trigger_word_changes_the_embedding_for_its_request_only(tiny_models, ad
     image_ti = generate(model, plain.with_(textual_inversions=(ti,)))
     assert np.abs(image_ti - image_before).mean() > 0.05
     # The same text without the embedding: exactly the old embedding, tokenizers and tables untouched.
-    adapters.own_base(model).embeddings = adapters.LRU(adapters.MAX_EMBEDDINGS)  # encode afresh, no cache
+    adapter_base.own_base(model).embeddings = adapter_base.LRU(adapter_base.MAX_EMBEDDINGS)  # encode afresh, no cache
     assert torch.equal(_embeds(model, plain)["prompt_embeds"], before)
     assert np.array_equal(generate(model, plain), image_before)
     assert [e.text_encoder.get_input_embeddings() for e in encoders] == tables

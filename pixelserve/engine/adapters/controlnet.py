@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from pixelserve.core.request import ControlNetRef, GenerationRequest
+from pixelserve.engine.adapters.base import LRU, file_key
+from pixelserve.engine.weights import single_file
 from pixelserve.errors import InvalidRequest, NotSupported
 
 PIPELINES = {
@@ -68,12 +70,10 @@ def family_of_config(config: dict) -> str:
 
 def load(model: Any, path: str) -> Any:
     """The ControlNetModel at ``path`` on the model's device (cached per model)."""
-    from pixelserve.engine.adapters import base as adapters
-
     cache = model.state.get("controlnets")
     if cache is None:
-        cache = model.state["controlnets"] = adapters.LRU(MAX_CONTROLNETS)
-    key = adapters.file_key(path)
+        cache = model.state["controlnets"] = LRU(MAX_CONTROLNETS)
+    key = file_key(path)
     controlnet = cache.get(key)
     if controlnet is None:
         controlnet = _load(model, Path(path))
@@ -83,8 +83,6 @@ def load(model: Any, path: str) -> Any:
 
 def _load(model: Any, path: Path) -> Any:
     from diffusers import ControlNetModel
-
-    from pixelserve.engine.weights import single_file
 
     dtype = model.pipe.unet.dtype
     try:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.adapters.base import lora_view
 from pixelserve.errors import NotSupported
 
 
@@ -61,8 +62,6 @@ def applied(model: Any, base: Any, request: GenerationRequest) -> Iterator[tuple
     if ref is None:
         yield {}, {}
         return
-    from pixelserve.engine.adapters.base import lora_view
-
     loaded = _loaded(model)
     view_of = lora_view(base.pipe)  # compiled modules unwrapped; a new pipeline object when they were
     unet = view_of.unet

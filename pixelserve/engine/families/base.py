@@ -8,6 +8,7 @@ from typing import Any, Callable
 import torch
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.families.inpaint import pipeline_kwargs as inpaint_kwargs
 from pixelserve.engine.families.schedulers import make_scheduler
 from pixelserve.engine.text.prompts import PromptLists
 from pixelserve.engine.weights.loading import load_pipeline
@@ -133,9 +134,7 @@ class Family:
         if request.task in ("txt2img", "inpaint"):
             kwargs["width"], kwargs["height"] = request.width, request.height
         if request.task == "inpaint" and (request.inpaint_full_res or request.outpaint):
-            from pixelserve.engine.families import inpaint
-
-            kwargs.update(inpaint.pipeline_kwargs(request))
+            kwargs.update(inpaint_kwargs(request))
         return kwargs
 
     @staticmethod

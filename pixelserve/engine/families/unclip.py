@@ -50,8 +50,8 @@ from pixelserve.core.models import FAMILY_SCHEDULERS
 from pixelserve.core.request import GenerationRequest
 from pixelserve.core.samplers import SAMPLERS
 from pixelserve.engine.families.base import Family, StepCallback
-from pixelserve.engine.weights.formats import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format
 from pixelserve.engine.families.schedulers import make_scheduler
+from pixelserve.engine.weights.formats import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format
 from pixelserve.errors import InvalidRequest, NotSupported
 
 PRIOR_STEPS = 25

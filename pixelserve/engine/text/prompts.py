@@ -40,6 +40,7 @@ from compel.embeddings_provider import (BaseTextualInversionManager, EmbeddingsP
                                         SplitLongTextMode)
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.adapters import textual_inversion
 from pixelserve.errors import InvalidRequest
 
 #: 77-token chunks a weighted prompt may fill, per family.
@@ -199,21 +200,17 @@ class _Embedder:
     """Encodes one call's texts through the base's text encoders, remembering what it encoded."""
 
     def __init__(self, base: Any, family: str, request: GenerationRequest, adapter_key: tuple):
-        from pixelserve.engine.adapters import base as adapters
-
         self.base, self.family, self.request = base, family, request
         self.weighted = request.prompt_weighting
-        self.key = (base.label, self.weighted, request.clip_skip or 0, adapters.ti_key(request.textual_inversions),
-                    adapter_key)
+        self.key = (base.label, self.weighted, request.clip_skip or 0,
+                    textual_inversion.ti_key(request.textual_inversions), adapter_key)
         self.providers: list[_Provider] | None = None
 
     def kwargs(self, texts: PromptLists) -> dict[str, Any]:
-        from pixelserve.engine.adapters import base as adapters
-
         wanted = self._wanted(texts)
         missing = [w for w in wanted if (self.key, *w) not in self.base.embeddings]
         if missing:
-            with adapters.textual_inversions(self.base, self.request.textual_inversions) as encoders:
+            with textual_inversion.textual_inversions(self.base, self.request.textual_inversions) as encoders:
                 self.providers = [self._provider(enc, i) for i, enc in enumerate(encoders)]
                 with torch.inference_mode():
                     for role, text in missing:
