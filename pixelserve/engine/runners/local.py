@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
-from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine.speed import approx, optimize
 from pixelserve.engine import checks, post
-from pixelserve.engine.weights import gc_freeze
-from pixelserve.engine.runners.batching import AllSet, BatchQueue, batch_key, run_batch
+from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
+from pixelserve.engine.runners.batching import BatchQueue, batch_key
+from pixelserve.engine.runners.jobs import Job, run_jobs, settle
 from pixelserve.engine.runners.models import ModelRegistry
+from pixelserve.engine.speed import approx, optimize
+from pixelserve.engine.weights import gc_freeze
 from pixelserve.errors import (Cancelled, DeadlineExceeded, EngineFailure, NotFound, NotReady, OutOfMemory, Overloaded,
                                PixelserveError)
 
@@ -42,16 +41,6 @@ def available_devices(requested: str = "auto") -> list[str]:
     if torch.cuda.is_available():
         return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     return ["cpu"]
-
-
-@dataclass
-class _Job:
-    id: str
-    request: GenerationRequest
-    future: asyncio.Future
-    on_progress: ProgressCallback | None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    queued_at: float = field(default_factory=time.perf_counter)
 
 
 class LocalEngine:
@@ -96,7 +85,7 @@ class LocalEngine:
         if compile:
             optimize.use_compile_cache(Path(cache_dir) / "compile")
         self._queue: BatchQueue | None = None
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._running: set[str] = set()
         self._executors = {d: ThreadPoolExecutor(1, thread_name_prefix=f"engine-{d}") for d in self.devices}
         # NSFW scoring (onnxruntime, CPU) runs here, off the device threads, while the next batch denoises.
@@ -166,7 +155,7 @@ class LocalEngine:
         if request.model not in self.registry.specs:
             raise EngineFailure(f"unknown model {request.model!r}")
         loop = asyncio.get_running_loop()
-        job = _Job(job_id, request, loop.create_future(), on_progress)
+        job = Job(job_id, request, loop.create_future(), on_progress)
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
@@ -179,7 +168,7 @@ class LocalEngine:
             # Past its deadline: stopped before its next step, never left running for nobody.
             self.cancel(job_id)
             error = DeadlineExceeded(f"not finished within {self.deadline_s:g} s; it was stopped")
-            _settle(job.future, exc=error)
+            settle(job.future, exc=error)
             if job.future.exception() is not error:  # it finished in the same instant: keep its answer
                 return job.future.result()
             raise error from None
@@ -219,7 +208,7 @@ class LocalEngine:
         if not self._ready:
             raise NotReady(self._loading_error or "models are still loading; retry shortly")
         loop = asyncio.get_running_loop()
-        jobs = [_Job(job_id, request, loop.create_future(), None) for job_id, request in requests]
+        jobs = [Job(job_id, request, loop.create_future(), None) for job_id, request in requests]
         await self._execute(jobs, device or self.devices[0], loop)
         # The futures settle after the pipeline call (NSFW scores come off the device thread).
         return list(await asyncio.gather(*(job.future for job in jobs), return_exceptions=True))
@@ -228,7 +217,7 @@ class LocalEngine:
         """Ids of the submitted jobs that have not started running (queued behind others)."""
         return [job_id for job_id in self._jobs if job_id not in self._running]
 
-    def _batch_key(self, job: _Job):
+    def _batch_key(self, job: Job):
         return batch_key(job.request) if self.max_batch_size > 1 else None
 
     async def _worker(self, device: str) -> None:
@@ -240,17 +229,17 @@ class LocalEngine:
             now = time.perf_counter()
             for job in taken:
                 if job.cancel.is_set() or job.future.done():
-                    _settle(job.future, exc=Cancelled("cancelled before it started"))
+                    settle(job.future, exc=Cancelled("cancelled before it started"))
                 elif self.start_deadline_s and now - job.queued_at > self.start_deadline_s:
                     # Waited too long to start: its client has likely given up; it never runs late.
-                    _settle(job.future, exc=Overloaded(
+                    settle(job.future, exc=Overloaded(
                         f"not started within {self.start_deadline_s:g} s of queueing; retry later"))
                 else:
                     batch.append(job)
             if batch:
                 await self._execute(batch, device, loop)
 
-    async def _execute(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop) -> None:
+    async def _execute(self, batch: list[Job], device: str, loop: asyncio.AbstractEventLoop) -> None:
         """Run one batch on ``device`` and settle every job's future; never raises."""
         ids = [job.id for job in batch]
         self._running.update(ids)
@@ -259,7 +248,7 @@ class LocalEngine:
             outputs = await loop.run_in_executor(self._executors[device], self._run, batch, device, loop)
         except JobCancelled:
             for job in batch:
-                _settle(job.future, exc=Cancelled("cancelled while running"))
+                settle(job.future, exc=Cancelled("cancelled while running"))
         except torch.OutOfMemoryError as e:
             self._recover_memory(device)
             if len(batch) > 1:  # a smaller batch may fit: each job again, alone
@@ -267,25 +256,25 @@ class LocalEngine:
                     await self._execute([job], device, loop)
             else:
                 r = batch[0].request
-                _settle(batch[0].future, exc=OutOfMemory(
+                settle(batch[0].future, exc=OutOfMemory(
                     f"out of memory on {device} for {r.num_images} image(s) of {r.width}x{r.height} ({e}); "
                     "retry later, or ask for fewer or smaller images"))
         except PixelserveError as e:  # a request the family cannot run: its own error
             for job in batch:
-                _settle(job.future, exc=e)
+                settle(job.future, exc=e)
         except Exception as e:  # a failed job must never take the worker down
             log.exception("job(s) %s failed", ", ".join(ids))
             for job in batch:
-                _settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
+                settle(job.future, exc=EngineFailure(f"generation failed: {type(e).__name__}: {e}"))
         else:
             done = time.perf_counter()
             if len(outputs) != len(batch):  # a family bug: fail the jobs, keep the worker
                 outputs = [EngineFailure("generation returned no result for this job")] * len(batch)
             for job, out in zip(batch, outputs):
                 if isinstance(out, Exception):
-                    _settle(job.future, exc=out)
+                    settle(job.future, exc=out)
                 elif job.cancel.is_set():  # cancelled while its batch-mates kept it running
-                    _settle(job.future, exc=Cancelled("cancelled while running"))
+                    settle(job.future, exc=Cancelled("cancelled while running"))
                 else:
                     result = GenerationResult(
                         images=out, seeds=list(job.request.seeds), model=job.request.model,
@@ -293,59 +282,32 @@ class LocalEngine:
                                     "batch_size": float(len(batch))},
                     )
                     if job.request.post.nsfw_check:  # scored off the device thread; the worker goes on
-                        task = loop.create_task(self._score_and_settle(job, result, loop))
+                        task = loop.create_task(self._score_andsettle(job, result, loop))
                         self._post_tasks.add(task)
                         task.add_done_callback(self._post_tasks.discard)
                     else:
-                        _settle(job.future, result=result)
+                        settle(job.future, result=result)
         finally:
             self._running.difference_update(ids)
 
-    async def _score_and_settle(self, job: _Job, result: GenerationResult, loop: asyncio.AbstractEventLoop) -> None:
+    async def _score_andsettle(self, job: Job, result: GenerationResult, loop: asyncio.AbstractEventLoop) -> None:
         t = time.perf_counter()
         try:
             scores = await loop.run_in_executor(self._post_executor, post.nsfw_scores, result.images)
         except Exception as e:
             log.exception("NSFW check of job %s failed", job.id)
-            _settle(job.future, exc=EngineFailure(f"NSFW check failed: {type(e).__name__}: {e}"))
+            settle(job.future, exc=EngineFailure(f"NSFW check failed: {type(e).__name__}: {e}"))
             return
         result.nsfw_scores = scores
         result.timings_ms["nsfw"] = (time.perf_counter() - t) * 1e3
-        _settle(job.future, result=result)
+        settle(job.future, result=result)
 
-    def _run(self, batch: list[_Job], device: str, loop: asyncio.AbstractEventLoop):
+    def _run(self, batch: list[Job], device: str, loop: asyncio.AbstractEventLoop):
         """One pipeline call for the batch (or one job); returns the images per job (NSFW scores
         come later, off this thread)."""
         with self.registry.using(batch[0].request.model, device) as model:
-            return self._run_model(model, batch, loop)
-
-    def _run_model(self, model, batch: list[_Job], loop: asyncio.AbstractEventLoop):
-        first = batch[0].request
-        family = family_for(model.spec.family)
-
-        def progress(job: _Job):
-            def on_step(step: int, total: int) -> None:
-                if job.on_progress is not None:
-                    loop.call_soon_threadsafe(job.on_progress, step, total)
-            return on_step
-
-        optimize.vae_tiling(model.pipe, first.width, first.height, self.vae_tiling_pixels)
-        cache_steps = self.step_cache_interval if model.spec.family in approx.STEP_CACHE_FAMILIES else 0
-        if first.task == "post":  # postprocess(): the image exists, only post-processing runs
-            per_job = [[first.init_image.convert("RGB")]]
-        elif len(batch) == 1:
-            job = batch[0]
-            with approx.step_cache(model.pipe, cache_steps):
-                per_job = [family.run(model, job.request, on_step=progress(job), cancel=job.cancel)]
-        else:
-            # The batch stops early only when every job in it is cancelled.
-            cancel = AllSet([job.cancel for job in batch])
-            steps = [progress(job) for job in batch]
-            with approx.step_cache(model.pipe, cache_steps):
-                per_job = run_batch(family, model, [job.request for job in batch],
-                                    on_step=lambda s, t: [f(s, t) for f in steps], cancel=cancel)
-        return [post.apply(model, family, job.request, images, cancel=job.cancel, nsfw=False)[0]
-                for job, images in zip(batch, per_job)]
+            return run_jobs(model, batch, loop, vae_tiling_pixels=self.vae_tiling_pixels,
+                            step_cache_interval=self.step_cache_interval)
 
     def _prepare(self, model) -> None:
         """After every load (engine/runners/models.py): the tiny VAE if configured, then the optimisations."""
@@ -395,12 +357,3 @@ class LocalEngine:
             ModelInfo.of(s, loaded=all(self.registry.is_loaded(s.id, d) for d in self.devices))
             for s in self.registry.specs.values()
         ]
-
-
-def _settle(future: asyncio.Future, result=None, exc: Exception | None = None) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
