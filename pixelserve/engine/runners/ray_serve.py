@@ -32,9 +32,9 @@ from typing import Any
 
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
-from pixelserve.engine.runners.batching import batch_key
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.engine.runners.supervised import _rebuild_error
+from pixelserve.engine.runners.batching import batch_key
+from pixelserve.engine.runners.errors import pack, unpack
 from pixelserve.errors import Cancelled, EngineFailure, InvalidRequest, NotFound, NotReady, Overloaded, PixelserveError
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
                 try:
                     await self.adapter_set(key)
                 except PixelserveError as e:
-                    return _pack(e)
+                    return ("error", *pack(e))
                 finally:
                     self.adapter_requests.pop(key, None)
             return await self.run_batch((job_id, request))
@@ -168,17 +168,10 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
                         result.worker = self.replica_id
                         out[i] = result
                     else:
-                        out[i] = _pack(result)
+                        out[i] = ("error", *pack(result))
             return out
 
     return EngineReplica.options(**options.deployment_options(name)).bind()
-
-
-def _pack(error: Exception) -> tuple:
-    """Errors travel as plain values (PixelserveError's keyword fields do not survive pickling)."""
-    if isinstance(error, PixelserveError):
-        return ("error", type(error).__name__, error.message, error.field)
-    return ("error", type(error).__name__, str(error), None)
 
 
 class RayEngine:
@@ -281,7 +274,7 @@ class RayEngine:
             on_progress(0, request.steps)
         outcome = await self._call(handle, job_id, request)
         if isinstance(outcome, tuple):
-            raise _rebuild_error(*outcome[1:])
+            raise unpack(outcome[1:])
         if on_progress is not None:
             on_progress(request.steps, request.steps)
         return outcome

@@ -16,7 +16,7 @@ Messages over a ``multiprocessing`` pipe (spawn context: no CUDA state is forked
 parent -> worker ``("submit", job_id, request)``, ``("cancel", job_id)``, ``("stop",)``;
 worker -> parent ``("ready", error)``, ``("progress", job_id, step, total)``,
 ``("heartbeat", [ids of jobs waiting in its queue])``,
-``("done", job_id, result)``, ``("error", job_id, class name, message, field)``.
+``("done", job_id, result)``, ``("error", job_id, *pack(error))`` (runners/errors.py).
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pixelserve import errors
 from pixelserve.core.models import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
-from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded, PixelserveError
+from pixelserve.engine.runners.errors import pack, unpack
+from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class SupervisedEngine:
         elif kind == "done":
             pending.future.set_result(message[2])
         elif kind == "error":
-            pending.future.set_exception(_rebuild_error(*message[2:]))
+            pending.future.set_exception(unpack(message[2:]))
 
     def _worker_died(self, generation: int) -> None:
         if generation != self._generation or self._stopping:
@@ -238,13 +238,6 @@ class SupervisedEngine:
             else:
                 pending.attempts += 1  # handed to the new worker once it is ready
         self._spawn()
-
-
-def _rebuild_error(name: str, message: str, field_name: str | None) -> Exception:
-    cls = getattr(errors, name, None)
-    if isinstance(cls, type) and issubclass(cls, PixelserveError):
-        return cls(message, field=field_name)
-    return EngineFailure(f"generation failed: {name}: {message}")
 
 
 # -- the worker process --------------------------------------------------------------------------
@@ -276,10 +269,8 @@ async def _worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s: float = 1.
             engine.check(request)
             result = await engine.submit(job_id, request, lambda s, t: send(("progress", job_id, s, t)))
             send(("done", job_id, result))
-        except PixelserveError as e:
-            send(("error", job_id, type(e).__name__, e.message, e.field))
         except Exception as e:  # noqa: BLE001 - reported to the parent, the worker goes on
-            send(("error", job_id, type(e).__name__, str(e), None))
+            send(("error", job_id, *pack(e)))
 
     def dispatch(message: tuple) -> None:
         if message[0] == "submit":
