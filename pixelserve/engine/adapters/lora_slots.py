@@ -2,9 +2,10 @@
 
 A compiled UNet's graph is guarded on the Python state it read: which adapters its layers hold,
 which are active, and every adapter scale (a float). Loading LoRAs by name, as the eager path in
-adapters.py does, made dynamo recompile the UNet for each new LoRA, each new weight and each new
-combination (2-5 s each for the tiny SD on this CPU, minutes for SDXL on a GPU); after eight of
-those it gave up and ran the UNet eagerly (``tests/engine/test_lora_slots.py`` shows both).
+adapters/lora.py does, made dynamo recompile the UNet for each new LoRA, each new weight and each
+new combination (each a full compile of the UNet; bench/lora_switch.py times them); after eight
+of those it gave up and ran the UNet eagerly (``tests/engine/adapters/test_lora_slots.py`` shows
+both).
 
 So a compiled UNet gets fixed adapter *slots* instead (``slot0``, ``slot1``, ...), the way
 diffusers' ``enable_lora_hotswap`` prepares a model for compiled hotswapping: every slot is padded

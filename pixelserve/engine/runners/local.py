@@ -78,8 +78,8 @@ class LocalEngine:
         self.vae_tiling_pixels = vae_tiling_pixels
         self.start_deadline_s = start_deadline_s  # 0: a queued job waits as long as it takes
         self.deadline_s = deadline_s  # 0: no limit on a job's total time (queue + run)
-        # engine/weights/gc_freeze.py: once ready, freeze what the process keeps for good, so that the collector's
-        # full passes (300+ ms with every thread stopped) stop walking it.
+        # engine/weights/gc_freeze.py: once ready, freeze what the process keeps for good, so that the
+        # collector's full passes (long, with every thread stopped) stop walking it.
         self.gc_freeze = gc_freeze
         self._frozen = False
         if compile:

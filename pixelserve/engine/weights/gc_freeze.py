@@ -2,14 +2,13 @@
 
 CPython's oldest-generation collection walks every object the collector tracks, and it holds the
 GIL while it does: the event loop and the device threads all stop. A process holding torch,
-diffusers, transformers, the pipelines and the web stack tracks about 600,000 objects. On the
-2-core test machine each such collection took 310-378 ms, about once per 200-400 requests under
-bursts of 32 (bench/gc_pauses.py).
+diffusers, transformers, the pipelines and the web stack tracks hundreds of thousands of objects,
+so those pauses are long and come back every few hundred requests (bench/gc_pauses.py measures them).
 
 ``gc.freeze()`` (CPython's own API for this, 3.7+) moves every object alive at that moment into a
 permanent generation that collections skip. The engine calls ``freeze`` once it is ready (models
 loaded, warmed up): what requests allocate afterwards is collected as before, and the oldest
-generation's collections then walk only that (about 1 ms).
+generation's collections then walk only that.
 
 Frozen objects are still freed by reference counting; only garbage *cycles* among them wait for an
 unfreeze. So wherever the engine drops something it may have loaded before the freeze (a model
