@@ -63,9 +63,5 @@ def _load_checkpoint(model: Any, path: Path) -> Any:
 
 
 def _release(model: Any, base: Base) -> None:
-    import torch
-
     del base.pipe
-    gc_freeze.collect_all()  # cycles among objects frozen at start too
-    if model.device.startswith("cuda"):
-        torch.cuda.empty_cache()
+    gc_freeze.free_memory(model.device)

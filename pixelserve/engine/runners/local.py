@@ -340,9 +340,7 @@ class LocalEngine:
 
     @staticmethod
     def _recover_memory(device: str) -> None:
-        gc_freeze.collect_all()
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        gc_freeze.free_memory(device)
 
     # -- introspection -----------------------------------------------------------------------
     def health(self) -> EngineHealth:

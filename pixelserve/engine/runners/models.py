@@ -155,9 +155,7 @@ class ModelRegistry:
         self._sizes.pop(k, None)
         if model is not None:
             del model
-            gc_freeze.collect_all()  # cycles among objects frozen at start too (engine/weights/gc_freeze.py)
-            if k[1].startswith("cuda"):
-                torch.cuda.empty_cache()
+            gc_freeze.free_memory(k[1])
 
     def unload(self, model_id: str, device: str) -> None:
         with self._lock:

@@ -42,3 +42,13 @@ def collect_all() -> None:
     gc.collect()
     if frozen:
         gc.freeze()
+
+
+def free_memory(device: str) -> None:
+    """After something that held weights on ``device`` is dropped: a full collection (its cycles may
+    involve frozen objects) and, on CUDA, the allocator's cached blocks handed back."""
+    collect_all()
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.empty_cache()
