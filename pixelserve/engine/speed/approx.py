@@ -4,7 +4,7 @@ other layer-level switches.)
 
 - Step caching, DeepCache-style (``step_cache_interval`` N >= 2): the UNet's deep features are
   computed every N-th evaluation and reused in between, where only the shallowest branch runs.
-  Uses the DeepCache authors' own helper (the ``DeepCache`` package); tests/engine/test_approx.py
+  Uses the DeepCache authors' own helper (the ``DeepCache`` package); tests/engine/speed/test_approx.py
   states how far the image moves and counts the deep-block evaluations saved.
 - A tiny VAE (``tiny_vae``: diffusers ``AutoencoderTiny``, TAESD/TAESDXL weights from a local
   folder): decodes (and encodes) latents much faster than the full VAE at some loss of detail.

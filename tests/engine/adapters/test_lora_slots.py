@@ -18,7 +18,7 @@ from pixelserve.engine.demo import tiny_adapters
 from pixelserve.engine.runners.models import ModelRegistry
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
-from tests.engine.test_optimize import TOLERANCE
+from tests.engine.speed.test_optimize import TOLERANCE
 
 
 def _scaled(path, out, scale):
