@@ -62,6 +62,20 @@ def file_key(path: str | Path) -> tuple[str, int, int]:
     return str(p), st.st_size, st.st_mtime_ns
 
 
+def cached_load(model: Any, cache_name: str, maxsize: int, path: str | Path, load: Callable[[tuple], Any],
+                on_evict: Callable[[Any, Any], None] | None = None) -> Any:
+    """What ``load(file_key(path))`` gives, kept in the model's bounded cache ``cache_name``."""
+    cache = model.state.get(cache_name)
+    if cache is None:
+        cache = model.state[cache_name] = LRU(maxsize, on_evict=on_evict)
+    key = file_key(path)
+    value = cache.get(key)
+    if value is None:
+        value = load(key)
+        cache.put(key, value)
+    return value
+
+
 @dataclass(eq=False)
 class Base:
     """The pipeline whose UNet and text encoders a call runs: the model's own or a checkpoint override."""

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pixelserve.engine.adapters.base import LRU, Base, file_key, own_base
+from pixelserve.engine.adapters.base import Base, cached_load, own_base
 from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.weights.formats import detect_format
 from pixelserve.engine.weights.loading import default_dtype, load_pipeline
@@ -27,15 +27,9 @@ def base_for(model: Any, checkpoint: str | None) -> Base:
     """This call's base: the model itself, or the checkpoint override (loaded once, cached)."""
     if checkpoint is None:
         return own_base(model)
-    cache = model.state.get("checkpoints")
-    if cache is None:
-        cache = model.state["checkpoints"] = LRU(MAX_CHECKPOINTS, on_evict=lambda _, b: _release(model, b))
-    key = file_key(checkpoint)
-    base = cache.get(key)
-    if base is None:
-        base = Base(_load_checkpoint(model, Path(checkpoint)), f"checkpoint:{key}")
-        cache.put(key, base)
-    return base
+    return cached_load(model, "checkpoints", MAX_CHECKPOINTS, checkpoint,
+                       lambda key: Base(_load_checkpoint(model, Path(checkpoint)), f"checkpoint:{key}"),
+                       on_evict=lambda _, base: _release(model, base))
 
 
 def _architecture_config(model: Any) -> Path | None:

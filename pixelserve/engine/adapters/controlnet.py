@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pixelserve.core.request import ControlNetRef, GenerationRequest
-from pixelserve.engine.adapters.base import LRU, file_key
+from pixelserve.engine.adapters.base import cached_load
 from pixelserve.engine.weights import single_file
 from pixelserve.errors import InvalidRequest, NotSupported
 
@@ -70,15 +70,7 @@ def family_of_config(config: dict) -> str:
 
 def load(model: Any, path: str) -> Any:
     """The ControlNetModel at ``path`` on the model's device (cached per model)."""
-    cache = model.state.get("controlnets")
-    if cache is None:
-        cache = model.state["controlnets"] = LRU(MAX_CONTROLNETS)
-    key = file_key(path)
-    controlnet = cache.get(key)
-    if controlnet is None:
-        controlnet = _load(model, Path(path))
-        cache.put(key, controlnet)
-    return controlnet
+    return cached_load(model, "controlnets", MAX_CONTROLNETS, path, lambda _: _load(model, Path(path)))
 
 
 def _load(model: Any, path: Path) -> Any:

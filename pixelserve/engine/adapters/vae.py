@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pixelserve.engine.adapters.base import LRU, file_key
+from pixelserve.engine.adapters.base import cached_load
 from pixelserve.engine.weights import single_file
 from pixelserve.errors import InvalidRequest
 
@@ -16,15 +16,12 @@ MAX_VAES = 2
 
 def vae_for(model: Any, path: str) -> Any:
     """An AutoencoderKL from one safetensors file, with the model's own VAE config (cached)."""
+    return cached_load(model, "vaes", MAX_VAES, path, lambda _: _load(model, path))
+
+
+def _load(model: Any, path: str) -> Any:
     from diffusers import AutoencoderKL
 
-    cache = model.state.get("vaes")
-    if cache is None:
-        cache = model.state["vaes"] = LRU(MAX_VAES)
-    key = file_key(path)
-    vae = cache.get(key)
-    if vae is not None:
-        return vae
     own = model.pipe.vae
     config = Path(model.cache_dir) / "vae-config" / model.spec.id
     config.mkdir(parents=True, exist_ok=True)
@@ -36,6 +33,4 @@ def vae_for(model: Any, path: str) -> Any:
             torch_dtype=own.dtype)
     except (ValueError, RuntimeError, OSError, KeyError) as e:
         raise InvalidRequest(f"cannot load {Path(path).name} as this model's VAE: {e}", field="vae") from e
-    vae.to(model.device).eval()
-    cache.put(key, vae)
-    return vae
+    return vae.to(model.device).eval()
