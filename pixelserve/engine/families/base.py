@@ -35,7 +35,7 @@ class Family:
     def load(self, path: Any, dtype: Any, cache_dir: Any, *, config_dir: Any = None) -> tuple[Any, dict[str, Any]]:
         """The base pipeline from ``path``, and extra modules the family's task pipelines share.
 
-        Default: the txt2img pipeline through the registry's loader (diffusers folder or one
+        Default: the txt2img pipeline through the weights loader (diffusers folder or one
         safetensors file) and no extras. Extras (unclip: the image encoder) go to the device with it.
         """
         pipe = load_pipeline(self.pipeline_class(), path, self.name, dtype, cache_dir, config_dir=config_dir)

@@ -123,7 +123,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
         @serve.multiplexed(max_num_models_per_replica=options.max_adapter_sets)
         async def adapter_set(self, key: str) -> tuple[str, ...]:
             """Make a request's adapter set resident on this replica: its files must be safetensors
-            (the engine applies them per request; see engine/registry.detect_format)."""
+            (the engine applies them per request; see engine/weights/formats.detect_format)."""
             from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 
             request = self.adapter_requests[key]

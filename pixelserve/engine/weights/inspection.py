@@ -1,7 +1,7 @@
 """Is an uploaded weights file what it claims to be, for the model family it claims?
 
 Reads only the safetensors header (tensor names and shapes; no tensor data, nothing unpickled):
-the format is detected by content (``registry.detect_format``: the 8-byte header length is
+the format is detected by content (``formats.detect_format``: the 8-byte header length is
 bounded before anything maps the file), ``safe_open`` validates the header, then the names must
 have the layout of the asset's kind, and the widths the family's model was built with:
 
