@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,scale]'
-	# open_clip_torch is only read for its CLIP BPE vocabulary file (engine/clip_vocab.py); its
+	# open_clip_torch is only read for its CLIP BPE vocabulary file (engine/weights/clip_vocab.py); its
 	# dependency torchvision does not import beside torch 2.13.0 CPU, so it is installed alone.
 	$(BIN)/pip install -q --no-deps open-clip-torch==3.3.0
 	touch $(STAMP)

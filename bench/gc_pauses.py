@@ -2,7 +2,7 @@
 
 CPython's full (generation-2) collection walks every tracked object with the GIL held: the event
 loop and the device thread both stop. With torch, diffusers, the pipelines and the web stack
-loaded that is 500,000+ objects. engine/heap.py freezes them out of those passes once the engine
+loaded that is 500,000+ objects. engine/weights/gc_freeze.py freezes them out of those passes once the engine
 is ready. This runs the same bursts of concurrent Karlo t2i requests (the cpu_server_overhead
 row's requests) against a server with the freeze off, then on, and logs every collection inside
 the server through a ``sitecustomize`` module put on the server's PYTHONPATH (the bench's own

@@ -88,7 +88,7 @@ def plain_row(kind: str, size: int, repeat: int) -> list[float]:
     import torch
     from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, DiffusionPipeline
 
-    from pixelserve.engine import tiny
+    from pixelserve.engine.demo import tiny
 
     with tempfile.TemporaryDirectory() as tmp:
         family = "sdxl" if kind.endswith("-xl") else "sd"

@@ -7,7 +7,7 @@ The same sequence of requests (plain, four LoRAs, new weights, pairs) on the tin
   ``load_lora_weights`` and chosen per request with ``set_adapters`` / ``disable_lora``
   (diffusers' multi-LoRA API; its LoRA methods run on a view holding the unwrapped UNet);
 - pixelserve: the engine's family ``run()`` with ``PIXELSERVE_COMPILE``: LoRAs hotswapped into
-  fixed slots (engine/lora_slots.py).
+  fixed slots (engine/adapters/lora_slots.py).
 
 For each request: wall time and the graphs dynamo compiled for it. The tiny model compiles in
 seconds; SDXL on a GPU takes minutes per graph, so the graph count is what carries over. Dynamo
@@ -45,7 +45,7 @@ def sequence(paths: list[str]) -> list[tuple[str, list[tuple[str, float]]]]:
 def make_loras(work: Path) -> list[str]:
     from safetensors.torch import load_file, save_file
 
-    from pixelserve.engine import tiny_adapters
+    from pixelserve.engine.demo import tiny_adapters
 
     base = tiny_adapters.ensure_tiny_lora("sd", work)
     out = []
@@ -63,7 +63,8 @@ def side(name: str, work: Path) -> list[dict]:
     from torch._dynamo.utils import counters
 
     from pixelserve.core.model_config import demo_config
-    from pixelserve.engine import optimize, tiny
+    from pixelserve.engine.speed import optimize
+    from pixelserve.engine.demo import tiny
 
     tiny.ensure_tiny_model("sd", work)
     optimize.use_compile_cache(work / f"compile-{name}")
@@ -93,7 +94,7 @@ def side(name: str, work: Path) -> list[dict]:
     else:
         from pixelserve.core.request import GenerationRequest, LoraRef
         from pixelserve.engine.families import family_for
-        from pixelserve.engine.registry import ModelRegistry
+        from pixelserve.engine.runners.models import ModelRegistry
 
         model = ModelRegistry(demo_config().models, work).get("tiny-sd", "cpu")
         optimize.apply(model.pipe, "cpu", optimize.Optimizations(compile=True))

@@ -78,7 +78,7 @@ def plain_row(engine: str, size: int, repeat: int, steps: int) -> list[float]:
     import torch
     import diffusers
 
-    from pixelserve.engine import tiny, tiny_adapters
+    from pixelserve.engine.demo import tiny, tiny_adapters
 
     family, controlnet = ENGINES[engine]
     with tempfile.TemporaryDirectory() as tmp:

@@ -23,9 +23,9 @@ from PIL import Image
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import (ControlNetRef, GenerationRequest, ImagePromptRef, LoraRef,
                                      TextualInversionRef)
-from pixelserve.engine import tiny, tiny_adapters
+from pixelserve.engine.demo import tiny, tiny_adapters
 from pixelserve.engine.families import family_for
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.runners.models import ModelRegistry
 
 SIZE, STEPS = 64, 2
 

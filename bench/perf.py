@@ -7,7 +7,7 @@ Prints a table (median of >= 5 runs after a warm-up, p50/p99, images/s, peak mem
 CPU rows (bench/perf_cpu.py) use the tiny random-weight demo models (speed does not depend on
 weight values): cpu_server_overhead, cpu_batching, cpu_compile, restart_to_ready.
 GPU rows (bench/perf_gpu.py) build full-size SD 1.5 and SDXL architectures with random weights from
-the configs shipped in pixelserve/engine/configs (no hub): sdxl_b1_latency, sdxl_throughput,
+the configs shipped in pixelserve/engine/weights/configs (no hub): sdxl_b1_latency, sdxl_throughput,
 sd15_b1_latency, sd15_throughput. They run where CUDA is visible; elsewhere they are listed as
 not measured. ``--gpu-tiny`` runs the same GPU code on the tiny models (any device, CPU included),
 a smoke test of that path: its numbers are not the GPU rows' figures.

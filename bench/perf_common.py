@@ -75,7 +75,7 @@ def clusters(latencies: list[float], gap: float = 0.2) -> list[int]:
 
 
 def tiny_folder(cache: Path, family: str = "sd") -> Path:
-    from pixelserve.engine import tiny
+    from pixelserve.engine.demo import tiny
 
     return tiny.ensure_tiny_model(family, cache)
 

@@ -54,7 +54,7 @@ def plain_pipe(cache: Path):
 
 async def started_engine(cache: Path, **kw):
     from pixelserve.core.model_config import demo_config
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
 
     engine = LocalEngine(demo_config().models, cache, **kw)
     await engine.start()

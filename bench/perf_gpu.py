@@ -1,6 +1,6 @@
 """The GPU rows of bench/perf.py: full-size SD 1.5 and SDXL architectures with random weights.
 
-The architectures come from the configs pixelserve ships (pixelserve/engine/configs, the CLIP
+The architectures come from the configs pixelserve ships (pixelserve/engine/weights/configs, the CLIP
 tokenizer from open_clip's vocabulary): no hub. Weights are random (speed does not depend on
 their values), built on the device, saved once as a diffusers folder of fp16 safetensors, and
 loaded by both sides: plain diffusers (``from_pretrained``, fp16, one call) and the pixelserve
@@ -54,7 +54,7 @@ def model_folder(cache: Path, family: str, tiny: bool) -> Path:
     import diffusers
     import torch
 
-    from pixelserve.engine.single_file import assemble_config
+    from pixelserve.engine.weights.single_file import assemble_config
 
     config = assemble_config(family, cache / "single_file")
     index = json.loads((config / "model_index.json").read_text())
@@ -141,7 +141,7 @@ def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool
     """The pixelserve engine as the server runs it: registry load, exact optimisations, warm-up, batching."""
     from pixelserve.core.model_config import ModelSpec
     from pixelserve.core.request import GenerationRequest
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
 
     device, _ = _device_and_dtype()
     size, steps = (TINY_SHAPES if tiny else SHAPES)[family]
@@ -200,7 +200,7 @@ PARTS = {"gpu_build": part_gpu_build, "gpu_plain": part_gpu_plain, "gpu_engine":
 def fp8_available() -> bool:
     import torch
 
-    from pixelserve.engine.optimize import FP8_MIN_CAPABILITY
+    from pixelserve.engine.speed.optimize import FP8_MIN_CAPABILITY
 
     return (torch.cuda.is_available() and importlib.util.find_spec("torchao") is not None
             and torch.cuda.get_device_capability(0) >= FP8_MIN_CAPABILITY)

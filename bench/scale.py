@@ -39,7 +39,7 @@ def plain(cache: Path, threads: int, requests: int) -> float:
 import time, torch
 torch.set_num_threads({threads})
 from diffusers import DiffusionPipeline
-from pixelserve.engine import tiny
+from pixelserve.engine.demo import tiny
 pipe = DiffusionPipeline.from_pretrained(tiny.ensure_tiny_model("sd", {str(cache)!r}), local_files_only=True)
 pipe.set_progress_bar_config(disable=True)
 def one(i):
@@ -62,7 +62,7 @@ async def ray_rate(cache: Path, replicas: int, requests: int, concurrency: int) 
 
     from pixelserve.core.model_config import demo_config
     from pixelserve.core.request import GenerationRequest
-    from pixelserve.engine.ray_engine import RayEngine, ReplicaOptions
+    from pixelserve.engine.runners.ray_serve import RayEngine, ReplicaOptions
 
     engine = RayEngine({"tiny-sd": demo_config().models["tiny-sd"]}, cache, app_prefix=f"bench{replicas}",
                        replicas=ReplicaOptions(min_replicas=replicas, max_replicas=replicas, num_cpus=1))
@@ -94,7 +94,7 @@ def main() -> None:
     import ray
 
     cache = Path(tempfile.mkdtemp(prefix="pixelserve-bench-scale-"))
-    from pixelserve.engine import tiny
+    from pixelserve.engine.demo import tiny
 
     tiny.ensure_tiny_model("sd", cache / "tiny")
     loop = min(args.requests, 16)  # the plain rates settle quickly; a loaded machine makes them slow

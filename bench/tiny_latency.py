@@ -27,8 +27,8 @@ from diffusers import DiffusionPipeline
 
 from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import tiny
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.demo import tiny
+from pixelserve.engine.runners.local import LocalEngine
 
 
 def timed(fn, repeat: int) -> list[float]:

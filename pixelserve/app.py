@@ -14,7 +14,7 @@ from pixelserve.db.session import open_database
 from pixelserve.dialects.karlo import router as karlo
 from pixelserve.dialects.octoai import router as octoai
 from pixelserve.dialects.studio import router as studio
-from pixelserve.engine import heap
+from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
 from pixelserve.http import health, images
 from pixelserve.service.assets import AssetService
@@ -40,11 +40,11 @@ def build_engine(settings: Settings) -> EngineClient:
 
         return ray_app.build_engine(settings)
     if settings.engine == "process":
-        from pixelserve.engine.supervised import SupervisedEngine
+        from pixelserve.engine.runners.supervised import SupervisedEngine
 
         return SupervisedEngine(settings.models.models, settings.cache_dir, lease_s=settings.worker_lease_seconds,
                                 **options)
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
 
     return LocalEngine(settings.models.models, settings.cache_dir, **options)
 
@@ -112,17 +112,17 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         await bus.start()
         await eng.start()
         await app.state.studio_jobs.start()  # resumes the Studio jobs a stopped server left
-        # engine/heap.py: a local engine freezes the whole process once its models are ready; with the
+        # engine/weights/gc_freeze.py: a local engine freezes the whole process once its models are ready; with the
         # pipelines in other processes (process, ray), the API process freezes its own start-up state
         # (about 113,000 objects: a 33 ms full pass on the 2-core test machine).
         frozen = settings.gc_freeze and settings.engine != "local"
         if frozen:
-            heap.freeze()
+            gc_freeze.freeze()
         try:
             yield
         finally:
             if frozen:
-                heap.unfreeze()
+                gc_freeze.unfreeze()
             await app.state.studio_jobs.stop(grace_s=drain_left(app, settings))  # the rest resume at the next start
             await eng.stop()
             app.state.service.close()

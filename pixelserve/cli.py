@@ -81,7 +81,7 @@ def generate(
     from pixelserve.core.images import encode_image
     from pixelserve.core.request import GenerationRequest
     from pixelserve.core.validate import validate
-    from pixelserve.engine.local import LocalEngine
+    from pixelserve.engine.runners.local import LocalEngine
     from pixelserve.errors import PixelserveError
 
     settings = Settings()

@@ -6,7 +6,7 @@ Outside ``pixelserve.engine`` because it reads ``Settings`` (the engine package 
 
 from __future__ import annotations
 
-from pixelserve.engine.ray_engine import RayEngine, ReplicaOptions, build_application, model_groups
+from pixelserve.engine.runners.ray_serve import RayEngine, ReplicaOptions, build_application, model_groups
 from pixelserve.settings import Settings
 
 

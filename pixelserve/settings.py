@@ -38,10 +38,10 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     #: "local": pipelines run in the API process; "process": in a supervised worker process that is
-    #: restarted when it dies, its unanswered jobs handed over once (engine/supervised.py).
-    #: "ray": on Ray Serve deployments, on one machine or a cluster (engine/ray_engine.py).
+    #: restarted when it dies, its unanswered jobs handed over once (engine/runners/supervised.py).
+    #: "ray": on Ray Serve deployments, on one machine or a cluster (engine/runners/ray_serve.py).
     engine: Literal["local", "process", "ray"] = "local"
-    # -- Ray Serve engine (engine/ray_engine.py, deploy/) ---------------------------------------
+    # -- Ray Serve engine (engine/runners/ray_serve.py, deploy/) ---------------------------------------
     #: Cluster to join ("auto", "ray://head:10001", "head:6379"); unset: a Ray started in-process.
     ray_address: str | None = None
     #: true: this API process deploys the Serve applications at start; false: they are deployed by
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     quota_per_month: int = Field(0, ge=0)
     #: NSFW score at or above which an image counts as NSFW content.
     nsfw_threshold: float = Field(0.5, ge=0, le=1)
-    # -- engine performance (engine/batching.py, engine/optimize.py) ---------------------------
+    # -- engine performance (engine/runners/batching.py, engine/speed/optimize.py) ---------------------------
     #: Images stacked into one pipeline call from compatible queued requests (1: no batching).
     max_batch_size: int = Field(8, ge=1, le=256)
     #: How long a batchable job waits for the next compatible one when the queue has none (0: never
@@ -115,17 +115,17 @@ class Settings(BaseSettings):
     #: Fused QKV projections in UNet and VAE attention (exact; off: LoRA loaded later would not reach them).
     fuse_qkv: bool = False
     #: Loaded models kept per device, in GiB of parameters and buffers; past it the least recently
-    #: used model no job holds is unloaded (0: no bound). See engine/registry.py.
+    #: used model no job holds is unloaded (0: no bound). See engine/runners/models.py.
     model_cache_gib: float = Field(0.0, ge=0)
     #: Once the engine is ready, move every object alive into a generation the garbage collector's
     #: full passes skip (gc.freeze): a full pass then takes about 1 ms instead of 300+ ms with every
     #: thread stopped. Dropped models are still reclaimed in full. With the process or Ray engine the
-    #: API process freezes its own start-up state (app.py). See engine/heap.py.
+    #: API process freezes its own start-up state (app.py). See engine/weights/gc_freeze.py.
     gc_freeze: bool = True
     #: Add a W3C Server-Timing header (auth, admit, engine, store, finish, app; ms) to every answer.
     #: Off by default: it tells callers how long internal steps took. See core/timing.py.
     server_timing: bool = False
-    # -- opt-in approximations: each CHANGES THE IMAGE (engine/approx.py, engine/optimize.py) ---
+    # -- opt-in approximations: each CHANGES THE IMAGE (engine/speed/approx.py, engine/speed/optimize.py) ---
     #: CHANGES THE IMAGE. FP8 linear layers (torchao; CUDA compute capability 8.9+; pip install 'pixelserve[fp8]').
     fp8: bool = False
     #: CHANGES THE IMAGE. DeepCache-style step caching: deep UNet features recomputed every N steps (0, 1: off).

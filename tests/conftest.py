@@ -23,7 +23,7 @@ TEST_DB = os.environ.get("PIXELSERVE_TEST_DB", "sqlite")
 TEST_STORE = os.environ.get("PIXELSERVE_TEST_STORE", "local")
 #: Servers and engines built from settings here do not gc.freeze() the test process once ready (a full
 #: collection of pytest's heap each time, and a growing permanent generation between starts and
-#: stops); tests/engine/test_heap.py turns it on where the freeze itself is under test.
+#: stops); tests/engine/weights/test_gc_freeze.py turns it on where the freeze itself is under test.
 os.environ.setdefault("PIXELSERVE_GC_FREEZE", "false")
 
 
@@ -101,7 +101,7 @@ def pg_url(pg_server, tmp_path) -> str:
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory) -> Path:
     """A cache folder holding the tiny models, built once per test run."""
-    from pixelserve.engine import tiny
+    from pixelserve.engine.demo import tiny
 
     cache = tmp_path_factory.mktemp("cache")
     for family in tiny.TINY_FAMILIES:

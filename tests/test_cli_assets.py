@@ -5,7 +5,7 @@ import pickle
 from typer.testing import CliRunner
 
 from pixelserve.cli import cli
-from pixelserve.engine import tiny_adapters
+from pixelserve.engine.demo import tiny_adapters
 
 runner = CliRunner()
 

@@ -40,7 +40,7 @@ import importlib.metadata as md, sys, torch
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())
 print(" ".join(f"{d}=={md.version(d)}" for d in ("diffusers", "transformers", "huggingface-hub", "tokenizers", "peft",
                                               "accelerate", "pydantic", "fastapi", "torchao", "numpy", "pillow")))
-import pixelserve.app, pixelserve.engine.local  # noqa: F401  (everything the steps import)
+import pixelserve.app, pixelserve.engine.runners.local  # noqa: F401  (everything the steps import)
 PY
 
 for step in "${STEPS[@]}"; do

@@ -34,7 +34,7 @@ TASKS = {
     "sd": ("txt2img", "img2img", "inpaint"), "sdxl": ("txt2img", "img2img", "inpaint"),
     "unclip": ("txt2img", "variation"),
 }
-#: Samplers a family can run (core.request.SCHEDULERS names); a family not listed runs them all.
+#: Samplers a family can run (core.samplers names); a family not listed runs them all.
 #: unCLIP's decoder runs its own UnCLIPScheduler (scheduler None), DDIM or DDPM only.
 FAMILY_SCHEDULERS = {"unclip": ("ddim", "ddpm")}
 #: Families whose weights can come as one A1111/ComfyUI .safetensors file.

@@ -10,17 +10,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from pixelserve.core.samplers import NAMES
+
 #: "post" runs only the post-processing on ``init_image`` (EngineClient.postprocess).
 Task = Literal["txt2img", "img2img", "inpaint", "variation", "post"]
 MAX_SEED = 2**32 - 1
 
-#: Sampler names every dialect translates to; engine/schedulers.py maps each to a diffusers class.
-SCHEDULERS = (
-    "ddim", "ddpm", "pndm", "lms", "lms_karras", "euler", "euler_a", "heun",
-    "dpm++_2m", "dpm++_2m_karras", "dpm++_2m_sde", "dpm++_2m_sde_karras", "dpm_single",
-    "dpm2", "dpm2_karras", "dpm2_a", "dpm2_a_karras", "dpm++_sde_karras", "unipc", "lcm",
-)
-#: What a ControlNet's control map can be made with (``ControlNetRef.preprocess``; engine/controlnet.py).
+#: Sampler names every dialect translates to (the table, with what each builds: core/samplers.py).
+SCHEDULERS = NAMES
+#: What a ControlNet's control map can be made with (``ControlNetRef.preprocess``; engine/adapters/controlnet.py).
 PREPROCESSORS = ("canny",)
 
 
@@ -95,7 +93,7 @@ class GenerationRequest:
     seeds: tuple[int, ...] | None = None  # one per image; None: random, filled by validate
     steps: int = 30
     guidance_scale: float = 7.5
-    scheduler: str | None = None  # engine.schedulers name; None keeps the model's own
+    scheduler: str | None = None  # core.samplers name; None keeps the model's own
     strength: float | None = None  # img2img / inpaint
     init_image: Any = None  # PIL.Image, decoded and size-checked by core.images
     mask_image: Any = None  # PIL.Image, white = repaint (diffusers convention)
@@ -104,7 +102,7 @@ class GenerationRequest:
     prior_guidance_scale: float | None = None
     reference_image: Any = None  # PIL.Image guiding an inpainting (Karlo reference_image)
     post: PostProcess = field(default_factory=PostProcess)
-    # -- text encoding (engine/prompts.py) ------------------------------------------------------
+    # -- text encoding (engine/text/prompts.py) ------------------------------------------------------
     prompt_2: str | None = None  # SDXL second text encoder; None: same as prompt
     negative_prompt_2: str | None = None
     prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pixelserve.core.model_config import FAMILY_SCHEDULERS
-from pixelserve.core.request import MAX_SEED, SCHEDULERS, GenerationRequest
+from pixelserve.core.request import MAX_SEED, GenerationRequest
+from pixelserve.core.samplers import SAMPLERS
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 
 MAX_STEPS = 500
@@ -77,7 +78,7 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest(f"must be 1 to {MAX_STEPS}", field="steps")
     if not 0 <= request.guidance_scale <= 50:
         raise InvalidRequest("must be 0 to 50", field="guidance_scale")
-    if request.scheduler is not None and request.scheduler not in SCHEDULERS:
+    if request.scheduler is not None and request.scheduler not in SAMPLERS:
         raise InvalidRequest(f"unknown scheduler {request.scheduler!r}", field="scheduler")
     allowed = FAMILY_SCHEDULERS.get(model.family)
     if request.scheduler is not None and allowed is not None and request.scheduler not in allowed:

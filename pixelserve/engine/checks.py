@@ -14,8 +14,10 @@ from typing import Any
 
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import controlnet, prompts
-from pixelserve.engine.registry import WeightsFormatError, detect_format
+from pixelserve.engine.adapters import controlnet
+from pixelserve.engine.adapters.textual_inversion import text_encoders
+from pixelserve.engine.text import prompts
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
 from pixelserve.errors import InvalidRequest, NotSupported
 
 #: diffusers pipeline class of a checkpoint folder, per family.
@@ -35,8 +37,6 @@ class TextInfo:
 def text_info(model: Any) -> TextInfo:
     """Taken once when the model is loaded, before any job runs."""
     import copy
-
-    from pixelserve.engine.adapters import text_encoders
 
     encoders = text_encoders(model.pipe) if model.spec.family in ADAPTER_FAMILIES else []
     layers = encoders[0].text_encoder.config.num_hidden_layers if encoders else 0

@@ -1,6 +1,6 @@
 """The contract between the service layer and whatever runs the pipelines.
 
-The embedded default is ``engine.local.LocalEngine`` (in-process queue, one worker per device).
+The embedded default is ``engine.runners.local.LocalEngine`` (in-process queue, one worker per device).
 A supervised worker process or a Ray Serve deployment implements the same protocol; nothing
 above the engine needs to know which one it talks to.
 """

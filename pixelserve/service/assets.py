@@ -399,13 +399,13 @@ class AssetService:
 
     # -- engine hooks (lazy: the API process imports torch only when an asset is used) -----------
     def _engine_check(self, path: Path, kind: str, family: str, spec: ModelSpec) -> None:
-        from pixelserve.engine import asset_check
+        from pixelserve.engine.weights import inspection as asset_check
 
         asset_check.check_file(path, kind, family, asset_check.model_dims(spec, self.cache_dir))
 
     def _engine_tiny(self, kind: str, family: str) -> Path:
         try:
-            from pixelserve.engine.tiny_adapters import ensure_tiny_adapter
+            from pixelserve.engine.demo.tiny_adapters import ensure_tiny_adapter
         except ImportError:
             raise NotSupported("the tiny demo adapters are not part of this build") from None
         return ensure_tiny_adapter(kind, family, self.cache_dir / "tiny")

@@ -103,7 +103,7 @@ class StudioService(StudioLibrary):
         self.worker_id = worker_id or default_worker_id()
         self.lease_seconds = lease_seconds
         self.running: set[str] = set()
-        self.translator = None  # a prompt translator when a translation model is configured
+        self.translator = None  # engine.text.prompt_translation.Translator when a translation model is configured
 
     def translate(self, text: str) -> str | None:
         """English for a Korean prompt; None without a translation model (or when it gives nothing)."""
@@ -353,7 +353,7 @@ def open_studio(settings, pipeline: Pipeline, sessions: sessionmaker[Session], s
                            nsfw_threshold=settings.nsfw_threshold, max_pixels=settings.max_image_pixels,
                            lease_seconds=settings.job_lease_seconds)
     if settings.studio_translation_model is not None:
-        from pixelserve.engine.translation import Translator
+        from pixelserve.engine.text.prompt_translation import Translator
 
         studio.translator = Translator(settings.studio_translation_model)
     engine = pipeline.engine

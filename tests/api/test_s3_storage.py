@@ -80,7 +80,7 @@ def test_studio_images_and_references_live_in_the_bucket(s3_server, seaweed_s3, 
 
 
 def test_assets_are_put_straight_into_the_bucket_and_kept_there(s3_server, seaweed_s3, tmp_path):
-    from pixelserve.engine.tiny_adapters import ensure_tiny_lora
+    from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
 
     lora = ensure_tiny_lora("sd", tmp_path / "adapters").read_bytes()
     with s3_server() as client:

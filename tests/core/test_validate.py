@@ -55,10 +55,13 @@ def test_pixel_limit_is_configurable():
         validate(req(width=256, height=256), MODELS, Limits(max_pixels=128 * 128))
 
 
-def test_engine_knows_every_scheduler_name():
-    from pixelserve.engine.schedulers import SCHEDULERS as ENGINE
+def test_every_sampler_names_a_diffusers_scheduler():
+    import diffusers
 
-    assert set(ENGINE) == set(SCHEDULERS)
+    from pixelserve.core.samplers import SAMPLERS
+
+    assert tuple(SAMPLERS) == SCHEDULERS
+    assert [name for name, (cls, _) in SAMPLERS.items() if not hasattr(diffusers, cls)] == []
 
 
 def test_empty_prompt_is_fine_for_image_tasks():

@@ -8,7 +8,7 @@ import pytest
 from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.families import family_for
-from pixelserve.engine.registry import ModelRegistry
+from pixelserve.engine.runners.models import ModelRegistry
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Helpers for the engine tests."""
 
 from pixelserve.core.model_config import demo_config
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.runners.local import LocalEngine
 
 
 async def started(tiny_cache, **kw) -> LocalEngine:

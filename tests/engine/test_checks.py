@@ -5,8 +5,9 @@ from PIL import Image
 
 from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import ControlNetRef, LoraRef, TextualInversionRef
-from pixelserve.engine import checks, tiny, tiny_adapters
-from pixelserve.engine.convert import save_single_file
+from pixelserve.engine import checks
+from pixelserve.engine.demo import tiny, tiny_adapters
+from pixelserve.engine.weights.convert import save_single_file
 from pixelserve.errors import InvalidRequest, NotSupported
 from tests.engine.conftest import request_for
 

@@ -7,7 +7,7 @@ import torch
 
 from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.local import LocalEngine
+from pixelserve.engine.runners.local import LocalEngine
 
 pytestmark = [
     pytest.mark.gpu,

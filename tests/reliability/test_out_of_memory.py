@@ -1,6 +1,6 @@
 """Out of device memory, in every dialect: that request fails with a clear, retryable error in the
 vendor's shape (503, Retry-After), nothing is charged, and the server goes on serving. (The batch
-retried one job at a time: tests/engine/test_batching.py.)"""
+retried one job at a time: tests/engine/runners/test_batching.py.)"""
 
 import pytest
 import torch

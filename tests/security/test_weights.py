@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pixelserve.engine.registry import MAX_SAFETENSORS_HEADER, WeightsFormatError, detect_format
+from pixelserve.engine.weights.formats import MAX_SAFETENSORS_HEADER, WeightsFormatError, detect_format
 
 SOURCE = Path(__file__).resolve().parents[2] / "pixelserve"
 
@@ -46,7 +46,7 @@ def test_a_real_header_is_accepted(tmp_path):
 @pytest.mark.parametrize("content", [pickle.dumps({"w": 1}), struct.pack("<Q", 2**62) + b'{"x": 1}' + b" " * 64],
                          ids=["pickle-named-safetensors", "forged-header"])
 def test_a_diffusers_folder_is_checked_file_by_file(tmp_path, content):
-    from pixelserve.engine.registry import check_diffusers_folder_is_safetensors
+    from pixelserve.engine.weights.formats import check_diffusers_folder_is_safetensors
 
     (tmp_path / "model_index.json").write_text('{"_class_name": "X", "unet": ["diffusers", "UNet2DConditionModel"]}')
     (tmp_path / "unet").mkdir()
@@ -56,7 +56,7 @@ def test_a_diffusers_folder_is_checked_file_by_file(tmp_path, content):
 
 
 def test_a_diffusers_folder_with_only_pickles_is_refused(tmp_path):
-    from pixelserve.engine.registry import check_diffusers_folder_is_safetensors
+    from pixelserve.engine.weights.formats import check_diffusers_folder_is_safetensors
 
     (tmp_path / "model_index.json").write_text('{"unet": ["diffusers", "UNet2DConditionModel"]}')
     (tmp_path / "unet").mkdir()

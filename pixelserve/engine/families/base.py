@@ -8,8 +8,10 @@ from typing import Any, Callable
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.prompts import PromptLists
-from pixelserve.engine.schedulers import make_scheduler
+from pixelserve.engine.families.inpaint import pipeline_kwargs as inpaint_kwargs
+from pixelserve.engine.families.schedulers import make_scheduler
+from pixelserve.engine.text.prompts import PromptLists
+from pixelserve.engine.weights.loading import load_pipeline
 
 
 class JobCancelled(Exception):
@@ -33,11 +35,9 @@ class Family:
     def load(self, path: Any, dtype: Any, cache_dir: Any, *, config_dir: Any = None) -> tuple[Any, dict[str, Any]]:
         """The base pipeline from ``path``, and extra modules the family's task pipelines share.
 
-        Default: the txt2img pipeline through the registry's loader (diffusers folder or one
+        Default: the txt2img pipeline through the weights loader (diffusers folder or one
         safetensors file) and no extras. Extras (unclip: the image encoder) go to the device with it.
         """
-        from pixelserve.engine.registry import load_pipeline
-
         pipe = load_pipeline(self.pipeline_class(), path, self.name, dtype, cache_dir, config_dir=config_dir)
         return pipe, {}
 
@@ -134,9 +134,7 @@ class Family:
         if request.task in ("txt2img", "inpaint"):
             kwargs["width"], kwargs["height"] = request.width, request.height
         if request.task == "inpaint" and (request.inpaint_full_res or request.outpaint):
-            from pixelserve.engine import inpaint
-
-            kwargs.update(inpaint.pipeline_kwargs(request))
+            kwargs.update(inpaint_kwargs(request))
         return kwargs
 
     @staticmethod

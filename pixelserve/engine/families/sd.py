@@ -1,5 +1,5 @@
 """Stable Diffusion 1.x / 2.x: txt2img, img2img, inpainting; LoRAs, textual inversions, VAE and
-checkpoint overrides, ControlNet (engine/adapters.py, engine/controlnet.py, engine/prompts.py)."""
+checkpoint overrides, ControlNet (engine/adapters/, engine/text/prompts.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import adapters, controlnet, image_prompt
-from pixelserve.engine.prompts import pipeline_kwargs
+from pixelserve.engine.adapters import controlnet, image_prompt, lora, vae
 from pixelserve.engine.families.base import Family, PromptLists, StepCallback
+from pixelserve.engine.text.prompts import pipeline_kwargs
 
 
 class SDFamily(Family):
@@ -28,7 +28,7 @@ class SDFamily(Family):
             cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
         # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active
         #    (and its IP-Adapter, for an image prompt).
-        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
+        with lora.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
                 image_prompt.applied(model, base, request) as (image_parts, image_kwargs):
             # 2. A per-call pipeline for the task, with its own scheduler, VAE and ControlNet.
             pipe = self.call_pipeline(model, base, request, image_parts)
@@ -58,7 +58,7 @@ class SDFamily(Family):
                       extra: dict[str, Any] | None = None) -> Any:
         overrides: dict[str, Any] = dict(extra or {})
         if request.vae is not None:
-            overrides["vae"] = adapters.vae_for(model, request.vae)
+            overrides["vae"] = vae.vae_for(model, request.vae)
         name = None
         if request.controlnet is not None:
             overrides["controlnet"] = controlnet.load(model, request.controlnet.path)

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine import adapters, controlnet, image_prompt
-from pixelserve.engine.prompts import refiner_texts
+from pixelserve.engine.adapters import controlnet, image_prompt, lora
 from pixelserve.engine.families.base import PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
+from pixelserve.engine.text.prompts import refiner_texts
 
 #: Fraction of the denoising done by the base model when a refiner finishes the job and the
 #: request names no ``high_noise_frac`` (the split diffusers documents as "ensemble of expert denoisers").
@@ -33,7 +33,7 @@ class SDXLFamily(SDFamily):
             return super().run(model, request, on_step, cancel, prompts)  # the base model alone, as SD
         switch = REFINER_SWITCH if request.high_noise_frac is None else float(request.high_noise_frac)
         # 1. This call's base with exactly its LoRAs active (and its IP-Adapter, for an image prompt).
-        with adapters.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
+        with lora.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
                 image_prompt.applied(model, base, request) as (image_parts, image_kwargs):
             # 2. A per-call pipeline for the task, with its own scheduler, VAE and ControlNet.
             pipe = self.call_pipeline(model, base, request, image_parts)

@@ -48,9 +48,10 @@ import torch
 
 from pixelserve.core.model_config import FAMILY_SCHEDULERS
 from pixelserve.core.request import GenerationRequest
+from pixelserve.core.samplers import SAMPLERS
 from pixelserve.engine.families.base import Family, StepCallback
-from pixelserve.engine.registry import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format
-from pixelserve.engine.schedulers import SCHEDULERS, make_scheduler
+from pixelserve.engine.families.schedulers import make_scheduler
+from pixelserve.engine.weights.formats import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format
 from pixelserve.errors import InvalidRequest, NotSupported
 
 PRIOR_STEPS = 25
@@ -154,7 +155,7 @@ class UnCLIPFamily(Family):
             import diffusers
 
             config = base.decoder_scheduler.config
-            cls_name, overrides = SCHEDULERS[name]
+            cls_name, overrides = SAMPLERS[name]
             # Keep the decoder's own prediction type: forcing another draws noise.
             out["decoder_scheduler"] = getattr(diffusers, cls_name).from_config(
                 config, **overrides, prediction_type=config["prediction_type"])

@@ -21,6 +21,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from pixelserve.core.request import FaceRefine, GenerationRequest
 from pixelserve.engine.families.base import Family
+from pixelserve.engine.post.detail import img2img
+from pixelserve.engine.post.safety import FACE_CLASSES, detect
 
 MARGIN = 0.25  # of the face box, on each side
 CROP_SIDE = 512
@@ -29,9 +31,7 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 
 
 def detect_faces(image: Any) -> list[tuple[Box, float]]:
-    from pixelserve.engine.post import safety
-
-    return [(tuple(d["box"]), d["score"]) for d in safety.detect(image) if d["class"] in safety.FACE_CLASSES]
+    return [(tuple(d["box"]), d["score"]) for d in detect(image) if d["class"] in FACE_CLASSES]
 
 
 def select(faces: list[tuple[Box, float]], size: tuple[int, int], opts: FaceRefine) -> list[Box]:
@@ -70,8 +70,6 @@ def strength(weight_sft: float) -> float:
 def refine(model: Any, family: Family, request: GenerationRequest, image: Any, seed: int,
            cancel: threading.Event | None = None,
            detector: Callable[[Any], list[tuple[Box, float]]] = detect_faces) -> Any:
-    from pixelserve.engine.post import img2img
-
     opts = request.post.face_refine
     image = image.convert("RGB")
     boxes = select(detector(image), image.size, opts)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.families.base import Family
+from pixelserve.engine.post.detail import img2img
 
 #: Strength of the detail pass: low enough to keep the composition, high enough to sharpen it.
 DETAIL_STRENGTH = 0.3
@@ -34,6 +35,4 @@ def upscale(model: Any, family: Family, request: GenerationRequest, image: Any, 
     if "img2img" not in family.task_pipelines:
         return big
     # 3. Detail pass with the same model, prompt, sampler and seed.
-    from pixelserve.engine.post import img2img
-
     return img2img(model, family, request, big, seed, DETAIL_STRENGTH, cancel)

@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
 from pixelserve.db.crud.keys import create_key
-from pixelserve.engine import tiny
+from pixelserve.engine.demo import tiny
 from tests.api.karlo.images import decode, encode, mask_with_black_box, picture
 from tests.conftest import make_settings, wait_ready
 

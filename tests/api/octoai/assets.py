@@ -8,7 +8,7 @@ ENGINE = {"sd": "image/stable-diffusion-v1-5", "sdxl": "image/stable-diffusion-x
 
 def tiny_files(folder: Path) -> dict:
     """(kind, family) -> a tiny asset file as a user would upload it."""
-    from pixelserve.engine import tiny_adapters
+    from pixelserve.engine.demo import tiny_adapters
 
     made = {}
     for family in ("sd", "sdxl"):
@@ -63,7 +63,7 @@ def single_file_controlnet(family: str, tiny_cache: Path, out: Path) -> Path:
     from diffusers import ControlNetModel, UNet2DConditionModel
     from safetensors.torch import save_file
 
-    from pixelserve.engine.tiny import ensure_tiny_model
+    from pixelserve.engine.demo.tiny import ensure_tiny_model
 
     torch.manual_seed(3)
     unet = UNet2DConditionModel.from_pretrained(ensure_tiny_model(family, tiny_cache / "tiny") / "unet")

@@ -13,8 +13,8 @@ from tests.api.octoai.helpers import b64_image, decode, locs, small
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory, tiny_cache):
-    from pixelserve.engine.convert import save_single_file
-    from pixelserve.engine.tiny import ensure_tiny_model
+    from pixelserve.engine.weights.convert import save_single_file
+    from pixelserve.engine.demo.tiny import ensure_tiny_model
 
     folder = tmp_path_factory.mktemp("adapters")
     made = tiny_files(folder)

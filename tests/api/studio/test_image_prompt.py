@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
-from pixelserve.engine import tiny, tiny_adapters
+from pixelserve.engine.demo import tiny, tiny_adapters
 from tests.api.studio.conftest import SMALL_SETTINGS, new_key
 from tests.api.studio.helpers import CREATE, upload
 from tests.conftest import make_settings, wait_ready

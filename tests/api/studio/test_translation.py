@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
-from pixelserve.engine.translation import Translator, TranslationConfigError, build_tiny_translator
+from pixelserve.engine.text.prompt_translation import Translator, TranslationConfigError, build_tiny_translator
 from tests.api.studio.conftest import SMALL_SETTINGS, new_key
 from tests.api.studio.helpers import CREATE
 from tests.conftest import make_settings, wait_ready

@@ -1,0 +1,1 @@
+"""Deterministic tiny random-weight models of every family, and tiny adapters for them."""

@@ -1,0 +1,328 @@
+"""``EngineClient`` on Ray Serve: many GPUs on many machines behind the same API.
+
+Each model group is one Serve deployment (application ``<prefix>-<group>``) whose replicas each
+hold the group's models on one device (``num_gpus`` per replica on GPU machines). Requests reach
+them through a ``DeploymentHandle``:
+
+- Serve's own batching (``@serve.batch``) collects a replica's concurrent requests; inside a
+  collected batch, requests sharing a batch key (engine/runners/batching.py, the local engine's rule) run
+  as one pipeline call, the rest one after another.
+- Autoscaling on queue length: between ``min_replicas`` and ``max_replicas``, aiming at
+  ``target_ongoing_requests`` per replica.
+- Multiplexing (``serve.multiplexed``): a request's checkpoint/VAE/LoRA/embedding set is its
+  "model id", so Serve sends it to a replica that served that set recently (each replica keeps
+  ``max_adapter_sets``), whose caches are warm.
+- A replica that dies mid-request (kill -9, OOM killer, lost node) fails the call; the job is
+  sent again once to another replica (``max_attempts``). A job is answered once, so the service
+  charges it once.
+
+``ray`` is imported lazily: the API process starts without it unless ``engine = "ray"``. The
+replicas run ``LocalEngine`` (torch) in Ray's worker processes, never in the API process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixelserve.core.model_config import ModelSpec
+from pixelserve.core.request import GenerationRequest, GenerationResult
+from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
+from pixelserve.engine.runners.batching import batch_key
+from pixelserve.engine.runners.errors import pack, unpack
+from pixelserve.errors import Cancelled, EngineFailure, InvalidRequest, NotFound, NotReady, Overloaded, PixelserveError
+
+log = logging.getLogger(__name__)
+
+
+def adapter_key(request: GenerationRequest) -> str:
+    """The multiplexed model id of a request: its checkpoint/VAE/LoRA/embedding set ("": none)."""
+    parts = []
+    if request.checkpoint:
+        parts.append(f"checkpoint={request.checkpoint}")
+    if request.vae:
+        parts.append(f"vae={request.vae}")
+    parts += [f"lora={x.path}@{x.weight}" for x in request.loras]
+    parts += [f"ti={x.path}:{x.token}" for x in request.textual_inversions]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32] if parts else ""
+
+
+def model_groups(specs: dict[str, ModelSpec], groups: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Group name -> model ids; a model no group names is a group of its own."""
+    out: dict[str, list[str]] = {}
+    seen: set[str] = set()
+    for name, ids in groups.items():
+        unknown = [m for m in ids if m not in specs]
+        if unknown:
+            raise ValueError(f"ray_model_groups[{name!r}] names unknown models: {', '.join(unknown)}")
+        out[name] = list(ids)
+        seen.update(ids)
+    for mid in specs:
+        if mid not in seen:
+            out[mid] = [mid]
+    return out
+
+
+@dataclass(frozen=True)
+class ReplicaOptions:
+    """How each group's deployment is sized (from settings; see deploy/serve.yaml)."""
+
+    num_gpus: float = 0
+    num_cpus: float = 1
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: float = 2
+    upscale_delay_s: float = 10
+    downscale_delay_s: float = 300
+    max_batch_size: int = 1
+    batch_wait_s: float = 0.0
+    max_adapter_sets: int = 4
+
+    def deployment_options(self, name: str) -> dict[str, Any]:
+        # Enough requests in a replica for its batches to fill, and some queued beyond the target.
+        ongoing = max(self.max_batch_size, math.ceil(2 * self.target_ongoing_requests), 2)
+        options: dict[str, Any] = dict(name=name, max_ongoing_requests=ongoing,
+                                       ray_actor_options={"num_gpus": self.num_gpus, "num_cpus": self.num_cpus})
+        if self.max_replicas > self.min_replicas:
+            options["autoscaling_config"] = {
+                "min_replicas": self.min_replicas, "max_replicas": self.max_replicas,
+                "target_ongoing_requests": self.target_ongoing_requests,
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s}
+        else:
+            options["num_replicas"] = self.min_replicas
+        return options
+
+
+def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: ReplicaOptions,
+                      engine_kwargs: dict, name: str):
+    """The Serve application of one model group (what ``serve.run`` or a serve config deploys)."""
+    from ray import serve
+
+    @serve.deployment
+    class EngineReplica:
+        """One replica: the group's models on one device, in a LocalEngine."""
+
+        async def __init__(self):
+            from pixelserve.engine.runners.local import LocalEngine
+
+            self.engine = LocalEngine(specs, cache_dir, **engine_kwargs)
+            await self.engine.start()
+            await self.engine.wait_ready()  # Serve counts the replica up only once this returns
+            if self.engine.health().loading_error:
+                raise RuntimeError(self.engine.health().loading_error)
+            self.run_batch.set_max_batch_size(options.max_batch_size)
+            self.run_batch.set_batch_wait_timeout_s(options.batch_wait_s)
+            self.replica_id = serve.get_replica_context().replica_id.unique_id
+            self.adapter_requests: dict[str, GenerationRequest] = {}
+
+        @serve.multiplexed(max_num_models_per_replica=options.max_adapter_sets)
+        async def adapter_set(self, key: str) -> tuple[str, ...]:
+            """Make a request's adapter set resident on this replica: its files must be safetensors
+            (the engine applies them per request; see engine/weights/formats.detect_format)."""
+            from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
+
+            request = self.adapter_requests[key]
+            files = [("checkpoint", request.checkpoint), ("vae", request.vae)]
+            files += [("loras", x.path) for x in request.loras]
+            files += [("textual_inversions", x.path) for x in request.textual_inversions]
+            for field_name, path in files:
+                if path is not None:
+                    try:
+                        detect_format(Path(path))
+                    except WeightsFormatError as e:
+                        raise InvalidRequest(str(e), field=field_name) from None
+            return tuple(str(path) for _, path in files if path)
+
+        async def generate(self, job_id: str, request: GenerationRequest):
+            key = serve.get_multiplexed_model_id()
+            if key:  # the loader runs only when the set is not resident yet; it reads the files from here
+                self.adapter_requests[key] = request
+                try:
+                    await self.adapter_set(key)
+                except PixelserveError as e:
+                    return ("error", *pack(e))
+                finally:
+                    self.adapter_requests.pop(key, None)
+            return await self.run_batch((job_id, request))
+
+        @serve.batch
+        async def run_batch(self, items: list[tuple[str, GenerationRequest]]) -> list:
+            """Serve's batch, split by batch key: compatible requests share one pipeline call."""
+            groups: dict[Any, list[int]] = {}
+            for i, (_, request) in enumerate(items):
+                k = batch_key(request) if options.max_batch_size > 1 else None
+                groups.setdefault(("alone", i) if k is None else ("key", k), []).append(i)
+            out: list = [None] * len(items)
+            for indices in groups.values():
+                try:
+                    results = await self.engine.execute([items[i] for i in indices])
+                except Exception as e:  # noqa: BLE001 - answered per request, the replica goes on
+                    results = [e] * len(indices)
+                for i, result in zip(indices, results):
+                    if isinstance(result, GenerationResult):
+                        result.worker = self.replica_id
+                        out[i] = result
+                    else:
+                        out[i] = ("error", *pack(result))
+            return out
+
+    return EngineReplica.options(**options.deployment_options(name)).bind()
+
+
+class RayEngine:
+    def __init__(self, specs: dict[str, ModelSpec], cache_dir: Path, *, address: str | None = None,
+                 deploy: bool = True, groups: dict[str, list[str]] | None = None,
+                 replicas: ReplicaOptions = ReplicaOptions(), app_prefix: str = "pixelserve",
+                 max_queue: int = 64, max_attempts: int = 2, **engine_kwargs):
+        self.specs = dict(specs)
+        self.cache_dir = Path(cache_dir)
+        self.address = address
+        self.deploy = deploy
+        self.groups = model_groups(self.specs, groups or {})
+        self.group_of = {mid: g for g, ids in self.groups.items() for mid in ids}
+        self.replicas = replicas
+        self.app_prefix = app_prefix
+        self.max_queue = max_queue
+        self.max_attempts = max_attempts
+        # LocalEngine options for the replicas; each holds one device ("auto": the GPU Ray gave it).
+        self.engine_kwargs = dict(engine_kwargs, max_queue=max_queue)
+        self._handles: dict[str, Any] = {}
+        self._responses: dict[str, Any] = {}
+        self._ready = False
+        self._loading_error: str | None = None
+        self._task: asyncio.Task | None = None
+        self._started_ray = False
+        self.resent = 0  # jobs sent again after their replica died
+
+    def app_name(self, group: str) -> str:
+        return f"{self.app_prefix}-{group}"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._connect(), name="ray-engine-connect")
+
+    async def wait_ready(self) -> None:
+        await self._task
+
+    async def _connect(self) -> None:
+        try:
+            await asyncio.to_thread(self._connect_blocking)
+        except Exception as e:  # the cluster is unreachable or a replica cannot load: not ready, say why
+            log.exception("Ray Serve engine failed to start")
+            self._loading_error = f"{type(e).__name__}: {e}"
+            return
+        self._ready = True
+        log.info("Ray Serve engine ready: %s", ", ".join(self.app_name(g) for g in self.groups))
+
+    def _connect_blocking(self) -> None:
+        import ray
+        from ray import serve
+
+        if not ray.is_initialized():
+            ray.init(address=self.address, namespace="pixelserve", log_to_driver=False)
+            self._started_ray = self.address is None
+        running = set()
+        if self.deploy:
+            serve.start(proxy_location="Disabled")  # requests come through handles, not Serve's HTTP
+            running = {name for name, app in serve.status().applications.items()
+                       if app.status in ("RUNNING", "DEPLOYING")}
+        for group, ids in self.groups.items():
+            name = self.app_name(group)
+            if self.deploy and name not in running:
+                app = build_application({m: self.specs[m] for m in ids}, self.cache_dir, self.replicas,
+                                        self.engine_kwargs, f"engine-{group}")
+                self._handles[group] = serve.run(app, name=name, route_prefix=None)
+            else:
+                # Deployed by another API process or by `serve deploy` (deploy/serve.yaml): a second
+                # serve.run would replace the running replicas, so this process only finds them.
+                self._handles[group] = serve.get_app_handle(name)
+
+    async def stop(self) -> None:
+        """Cancels this process's requests; the deployments stay up for the other API replicas."""
+        for response in list(self._responses.values()):
+            response.cancel()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._started_ray:
+            import ray
+
+            await asyncio.to_thread(ray.shutdown)
+
+    # -- jobs --------------------------------------------------------------------------------
+    def check(self, request: GenerationRequest) -> None:
+        if request.model not in self.specs:
+            raise NotFound(f"unknown model {request.model!r}", field="model")
+
+    async def submit(self, job_id: str, request: GenerationRequest,
+                     on_progress: ProgressCallback | None = None) -> GenerationResult:
+        if not self._ready:
+            raise NotReady(self._loading_error or "the Ray Serve deployments are starting; retry shortly")
+        if request.model not in self.group_of:
+            raise EngineFailure(f"unknown model {request.model!r}")
+        if len(self._responses) >= self.max_queue:
+            raise Overloaded(f"queue full ({self.max_queue} jobs waiting); retry later")
+        handle = self._handles[self.group_of[request.model]]
+        key = adapter_key(request)
+        if key:
+            handle = handle.options(multiplexed_model_id=key)
+        if on_progress is not None:  # steps are not streamed back: started once handed over, then done
+            on_progress(0, request.steps)
+        outcome = await self._call(handle, job_id, request)
+        if isinstance(outcome, tuple):
+            raise unpack(outcome[1:])
+        if on_progress is not None:
+            on_progress(request.steps, request.steps)
+        return outcome
+
+    async def _call(self, handle, job_id: str, request: GenerationRequest):
+        from ray import exceptions as ray_errors
+        from ray.serve.exceptions import BackPressureError, RequestCancelledError
+
+        attempt = 1
+        while True:
+            response = handle.generate.remote(job_id, request)
+            self._responses[job_id] = response
+            try:
+                return await response
+            except asyncio.CancelledError:  # the client went away: stop the replica's work too
+                response.cancel()
+                raise
+            except RequestCancelledError:
+                raise Cancelled("cancelled") from None
+            except BackPressureError:
+                raise Overloaded("every replica's queue is full; retry later") from None
+            except (ray_errors.ActorDiedError, ray_errors.ActorUnavailableError, ray_errors.RayActorError) as e:
+                if attempt >= self.max_attempts:
+                    raise EngineFailure(f"the replica died {attempt} times running this job: {e}") from None
+                attempt += 1
+                self.resent += 1
+                log.warning("replica died running job %s; sending it again (attempt %d)", job_id, attempt)
+            except ray_errors.RayTaskError as e:  # a bug in the replica: its own error, not a 500 loop
+                raise EngineFailure(f"generation failed: {e.cause if e.cause else e}") from None
+            finally:
+                self._responses.pop(job_id, None)
+
+    async def postprocess(self, job_id: str, request: GenerationRequest, image) -> GenerationResult:
+        return await self.submit(job_id, request.with_(task="post", init_image=image))
+
+    def cancel(self, job_id: str) -> bool:
+        response = self._responses.get(job_id)
+        if response is None:
+            return False
+        response.cancel()
+        return True
+
+    # -- introspection -----------------------------------------------------------------------
+    def health(self) -> EngineHealth:
+        return EngineHealth(ready=self._ready, devices=tuple(f"ray:{self.app_name(g)}" for g in self.groups),
+                            queue_depth=len(self._responses), queue_capacity=self.max_queue,
+                            running=len(self._responses), loading_error=self._loading_error,
+                            detail={"ray_address": self.address or "local", "resent_after_replica_death": self.resent})
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo.of(s, loaded=self._ready) for s in self.specs.values()]

@@ -1,0 +1,1 @@
+"""Speed-ups: exact ones (compile, fused projections, channels_last) and opt-in approximations."""

@@ -1,0 +1,1 @@
+"""Prompt text: weighting syntax, long prompts, clip skip, embeddings; optional translation."""

@@ -1,0 +1,1 @@
+"""Weights on disk: format detection by content (no torch), loading, single files, conversion, vocab."""
