@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.signer = signer
         app.state.sessions = sessions
         app.state.max_body_bytes = settings.max_body_bytes
-        app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled)
+        app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled, secret=settings.api_key_hmac_secret())
         app.state.service = GenerationService(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits())

@@ -137,7 +137,7 @@ def keys_create(name: Annotated[str, typer.Option(help="who or what the key is f
     from pixelserve.db.crud.keys import create_key
 
     with _sessions()() as s:
-        info, key = create_key(s, name)
+        info, key = create_key(s, name, Settings().api_key_hmac_secret())
     typer.echo(f"created key {info.id} ({info.name}); it is shown only now:")
     typer.echo(key)
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     url_ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)
     #: HMAC secret for signed URLs; unset: generated once and kept in data_dir/secrets/.
     url_signing_secret: str | None = None
+    #: HMAC secret API keys are stored under; unset: generated once and kept in data_dir/secrets/.
+    #: Losing or changing it invalidates every key; API replicas sharing a database need the same.
+    api_key_secret: str | None = None
     auth_enabled: bool = True
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     #: "local": pipelines run in the API process; "process": in a supervised worker process that is
@@ -205,17 +208,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _real_secrets_outside_demo(self) -> "Settings":
-        """With real models configured, a configured signing secret must be a real one.
+        """With real models configured, a configured secret must be a real one.
 
         Unset is fine (a random one is generated and kept in data_dir/secrets); an empty, short or
-        placeholder value is refused at start, because anyone who guesses it can mint image URLs.
+        placeholder value is refused at start: anyone who guesses the signing secret can mint image
+        URLs, and the API-key secret is what keeps a copied database from confirming a guessed key.
         """
-        secret = self.url_signing_secret
-        if self.models_config is None or secret is None:
+        if self.models_config is None:
             return self
-        if len(secret) < 32 or secret.lower() in WEAK_SECRETS or len(set(secret)) < 8:
-            raise ValueError("url_signing_secret must be at least 32 random characters (or unset, to have "
-                             "one generated); refusing to start with an empty, short or placeholder secret")
+        for name in ("url_signing_secret", "api_key_secret"):
+            secret = getattr(self, name)
+            if secret is not None and (len(secret) < 32 or secret.lower() in WEAK_SECRETS or len(set(secret)) < 8):
+                raise ValueError(f"{name} must be at least 32 random characters (or unset, to have one "
+                                 "generated); refusing to start with an empty, short or placeholder secret")
         return self
 
     @field_validator("tiny_vae")
@@ -287,13 +292,26 @@ class Settings(BaseSettings):
 
     def signing_secret(self) -> bytes:
         """The URL-signing secret: configured, or generated on first start and kept."""
-        if self.url_signing_secret:
-            return self.url_signing_secret.encode()
-        path = self.data_dir / "secrets" / "url_signing.key"
+        return self._kept_secret(self.url_signing_secret, "url_signing.key")
+
+    def api_key_hmac_secret(self) -> bytes:
+        """The secret API keys are hashed under (db/crud/keys.py): configured, or generated once and kept."""
+        return self._kept_secret(self.api_key_secret, "api_keys.key")
+
+    def _kept_secret(self, configured: str | None, name: str) -> bytes:
+        if configured:
+            return configured.encode()
+        path = self.data_dir / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")  # two first starts at once: one wins
             tmp.write_text(secrets.token_urlsafe(48))
             tmp.chmod(0o600)
-            tmp.replace(path)
+            try:
+                path.hardlink_to(tmp)  # never replaces a secret another process just wrote
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                tmp.replace(path)
+            tmp.unlink(missing_ok=True)
         return path.read_text().strip().encode()

@@ -160,5 +160,5 @@ def api_key(app_client) -> str:
     from pixelserve.db.crud.keys import create_key
 
     with app_client.app.state.sessions() as s:
-        _, key = create_key(s, "tests")
+        _, key = create_key(s, "tests", app_client.app.state.auth.secret)
     return key

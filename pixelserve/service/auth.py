@@ -9,18 +9,19 @@ from collections import OrderedDict
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core import timing
-from pixelserve.db.crud.keys import KeyInfo, active_key, find_key
+from pixelserve.db.crud.keys import KeyInfo, active_key, find_key, well_formed
 from pixelserve.errors import Unauthorized
 
-#: Verified keys remembered in memory (a SHA-256 of the key -> its id); revocation is still read
-#: from the database on every request, so a revoked key stops working at once.
+#: Verified keys remembered in memory (a SHA-256 of the key -> its id), sparing the prefix lookup;
+#: revocation is still read from the database on every request, so a revoked key stops working at once.
 VERIFIED_CACHE_SIZE = 4096
 
 
 class Authenticator:
-    def __init__(self, sessions: sessionmaker[Session], enabled: bool = True):
+    def __init__(self, sessions: sessionmaker[Session], enabled: bool = True, *, secret: bytes):
         self._sessions = sessions
         self.enabled = enabled
+        self.secret = secret  # API keys' HMAC secret (Settings.api_key_hmac_secret)
         self._verified: OrderedDict[bytes, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -34,12 +35,14 @@ class Authenticator:
     def _check(self, key: str | None) -> KeyInfo:
         if not key:
             raise Unauthorized("missing API key")
+        if not well_formed(key):
+            raise Unauthorized("invalid API key")  # no database, no hash
         fingerprint = hashlib.sha256(key.encode()).digest()
         with self._lock:
             key_id = self._verified.get(fingerprint)
         with self._sessions() as session:
             if key_id is None:
-                key_id = find_key(session, key)  # the slow scrypt check, once per key
+                key_id = find_key(session, key, self.secret)
             info = None if key_id is None else active_key(session, key_id)
         if info is None:
             raise Unauthorized("invalid API key")

@@ -33,7 +33,7 @@ def live(tmp_path_factory, tiny_cache):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         with app.state.sessions() as s:
-            _, key = create_key(s, "disconnect")
+            _, key = create_key(s, "disconnect", app.state.auth.secret)
         unet_calls, cancels = [], []
         engine = app.state.engine
         engine.registry.get("tiny-sd", "cpu").pipe.unet.register_forward_hook(
