@@ -52,8 +52,12 @@ def serve(
                 app.state.draining, app.state.drain_started = True, time.monotonic()
             super().handle_exit(sig, frame)
 
+    # X-Forwarded-For/-Proto are believed only from PIXELSERVE_TRUSTED_PROXIES (uvicorn's default
+    # would trust any local process).
     config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                            timeout_graceful_shutdown=settings.drain_timeout_seconds)
+                            timeout_graceful_shutdown=settings.drain_timeout_seconds,
+                            proxy_headers=bool(settings.trusted_networks),
+                            forwarded_allow_ips=[str(n) for n in settings.trusted_networks] or None)
     DrainingServer(config).run()
     # The settlements of requests cancelled at the end of the drain ran on worker threads that
     # asyncio.run waited for; close the connections they opened so the database file is complete.

@@ -78,6 +78,12 @@ class QuotaExceeded(PixelserveError):
     """A rate limit or quota was hit."""
 
 
+class AuthThrottled(QuotaExceeded):
+    """Too many failed authentications from this address or for this key prefix (service/auth_limits.py)."""
+
+    retry_after = 60
+
+
 class Overloaded(PixelserveError):
     """The queue is full; retry later."""
 
@@ -120,6 +126,7 @@ STATUS: dict[type[PixelserveError], int] = {
     PaymentRequired: 402,
     PayloadTooLarge: 413,
     QuotaExceeded: 429,
+    AuthThrottled: 429,  # listed so each dialect documents how it renders it
     Cancelled: 499,
     EngineFailure: 500,
     NotSupported: 501,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -11,6 +12,20 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixelserve.core.models import ModelsConfig, demo_config, load_models_config
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.1, 192.168.0.0/16"`` -> networks; raises ValueError naming a bad entry."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(out)
 
 
 #: Placeholder secrets copied from examples; refused outside demo mode.
@@ -39,6 +54,14 @@ class Settings(BaseSettings):
     #: Losing or changing it invalidates every key; API replicas sharing a database need the same.
     api_key_secret: str | None = None
     auth_enabled: bool = True
+    #: Failed authentications (401s) a client address, or a key prefix, may make in a burst; past
+    #: them its requests are refused (429, Retry-After) before their body is read, until the bucket
+    #: refills. A caller with a valid key is never refused by it (service/auth_limits.py). 0: no limit.
+    auth_fail_burst: int = Field(20, ge=0)
+    auth_fail_per_minute: float = Field(10.0, gt=0)  # how fast the bucket refills
+    #: Proxies (IPs or networks, comma-separated) whose X-Forwarded-For names the client (for the
+    #: limit above, and uvicorn's proxy headers); unset: the TCP peer is the client, headers ignored.
+    trusted_proxies: str = ""
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     #: "local": pipelines run in the API process; "process": in a supervised worker process that is
     #: restarted when it dies, its unanswered jobs handed over once (engine/supervised.py).
@@ -177,6 +200,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{size!r} must be 'WxH' with multiples of 8 from 64 to 4096")
         return v
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        parse_networks(v)
+        return v
+
     @field_validator("studio_credit_timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
@@ -269,6 +298,10 @@ class Settings(BaseSettings):
     @property
     def asset_dir(self) -> Path:
         return self.data_dir / "assets"
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def octoai_sizes(self) -> tuple[tuple[int, int], ...]:

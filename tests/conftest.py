@@ -25,6 +25,9 @@ TEST_STORE = os.environ.get("PIXELSERVE_TEST_STORE", "local")
 #: collection of pytest's heap each time, and a growing permanent generation between starts and
 #: stops); tests/engine/test_heap.py turns it on where the freeze itself is under test.
 os.environ.setdefault("PIXELSERVE_GC_FREEZE", "false")
+#: The shared servers of the suite see many deliberate 401s from one client; the failed-auth limit
+#: would turn the later ones into 429s. Its own tests (tests/security/test_auth_limits.py) set it.
+os.environ.setdefault("PIXELSERVE_AUTH_FAIL_BURST", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)

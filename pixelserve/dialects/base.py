@@ -204,7 +204,22 @@ class DialectRoute(APIRoute):
                 log.exception("unhandled error on %s", request.url.path)
                 return render(PixelserveError(f"internal error ({type(exc).__name__})"), 500)
 
-        return route
+        async def limited(request: Request) -> Response:
+            """The failed-authentication limit (service/auth_limits.py): checked before the body is read."""
+            limits = getattr(request.app.state, "auth_limits", None)
+            if limits is None:
+                return await route(request)
+            attempt = limits.attempt(request.client.host if request.client else None, request.headers)
+            try:
+                await limits.admit(attempt)
+            except PixelserveError as exc:
+                return render(exc, status_of(exc))
+            response = await route(request)
+            if response.status_code == 401:
+                limits.failed(attempt)
+            return response
+
+        return limited
 
 
 #: Only successful answers are kept for an Idempotency-Key (as Stripe does): a refused request

@@ -52,3 +52,16 @@ class Authenticator:
             while len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
         return info
+
+    def remembered(self, key: str) -> bool:
+        """Whether ``key`` was verified recently (memory only; for service/auth_limits.py)."""
+        with self._lock:
+            return hashlib.sha256(key.encode()).digest() in self._verified
+
+    def known(self, key: str) -> bool:
+        """Whether ``key`` is an active key, found without a slow (legacy scrypt) hash."""
+        if not well_formed(key):
+            return False
+        with self._sessions() as session:
+            key_id = find_key(session, key, self.secret, slow=False)
+            return key_id is not None and active_key(session, key_id) is not None
