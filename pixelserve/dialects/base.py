@@ -198,7 +198,7 @@ class DialectRoute(APIRoute):
                 err = FRAMEWORK_ERRORS.get(exc.status_code)
                 if err is None:
                     raise
-                err = unreadable or err(str(exc.detail) if exc.status_code != 400 else "body is not valid JSON")
+                err = unreadable or err(str(exc.detail))  # the framework's reason (a form's part limit ...)
                 return render(err, status_of(err))
             except Exception as exc:  # a bug; the client still gets the vendor's error shape
                 log.exception("unhandled error on %s", request.url.path)
