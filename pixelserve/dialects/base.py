@@ -22,10 +22,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from pixelserve import errors
-from pixelserve.errors import (BodyTooLarge, Forbidden, InvalidRequest, NotFound, PayloadTooLarge, PixelserveError,
-                               Unauthorized, UnsupportedMediaType, status_of)
+from pixelserve.errors import (BodyTooLarge, Cancelled, Forbidden, InvalidRequest, NotFound, PayloadTooLarge,
+                               PixelserveError, Unauthorized, UnsupportedMediaType, status_of)
 from pixelserve.service import idempotency
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,9 @@ class DialectRoute(APIRoute):
                     raise
                 err = unreadable or err(str(exc.detail))  # the framework's reason (a form's part limit ...)
                 return render(err, status_of(err))
+            except ClientDisconnect:  # hung up mid-body: a normal event; the answer goes nowhere
+                log.debug("client hung up mid-body on %s", request.url.path)
+                return render(Cancelled("the client closed the connection"), 499)
             except Exception as exc:  # a bug; the client still gets the vendor's error shape
                 log.exception("unhandled error on %s", request.url.path)
                 return render(PixelserveError(f"internal error ({type(exc).__name__})"), 500)
