@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.signer = signer
         app.state.sessions = sessions
         app.state.max_body_bytes = settings.max_body_bytes
+        app.state.body_read_timeout = settings.body_read_timeout_seconds
         app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled, secret=settings.api_key_hmac_secret())
         if settings.auth_enabled and settings.auth_fail_burst:
             app.state.auth_limits = AuthLimiter(app.state.auth, settings.auth_fail_burst,

@@ -36,6 +36,7 @@ def serve(
     import uvicorn
 
     from pixelserve.app import create_app
+    from pixelserve.serving import server_config
 
     _logging()
     overrides = {k: v for k, v in (("engine", engine), ("ray_address", ray_address)) if v is not None}
@@ -52,12 +53,7 @@ def serve(
                 app.state.draining, app.state.drain_started = True, time.monotonic()
             super().handle_exit(sig, frame)
 
-    # X-Forwarded-For/-Proto are believed only from PIXELSERVE_TRUSTED_PROXIES (uvicorn's default
-    # would trust any local process).
-    config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                            timeout_graceful_shutdown=settings.drain_timeout_seconds,
-                            proxy_headers=bool(settings.trusted_networks),
-                            forwarded_allow_ips=[str(n) for n in settings.trusted_networks] or None)
+    config = server_config(app, settings, host, port, log_level="info")
     DrainingServer(config).run()
     # The settlements of requests cancelled at the end of the drain ran on worker threads that
     # asyncio.run waited for; close the connections they opened so the database file is complete.

@@ -54,6 +54,10 @@ class Conflict(PixelserveError):
     retry_after = 1
 
 
+class RequestTimeout(PixelserveError):
+    """The request's body did not arrive within the body-read deadline (a slow or stalled client)."""
+
+
 class NotSupported(PixelserveError):
     """A feature of the wire format this server does not implement (yet)."""
 
@@ -123,6 +127,7 @@ STATUS: dict[type[PixelserveError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    RequestTimeout: 408,
     PaymentRequired: 402,
     PayloadTooLarge: 413,
     QuotaExceeded: 429,

@@ -98,6 +98,17 @@ class Settings(BaseSettings):
     #: the worker is deemed hung, killed and replaced, and its jobs handed over (once).
     worker_lease_seconds: float = Field(300.0, gt=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # -- slow clients (serving.py; the body deadline in dialects/base.py) -----------------------
+    #: A request's headers must be complete this long after its first byte (or its connection);
+    #: else a bare 408 and the connection is closed (uvicorn itself waits forever).
+    header_read_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    #: A request's body must be read in full within this long; else 408 in the dialect's shape.
+    body_read_timeout_seconds: float = Field(60.0, gt=0, le=86_400)
+    #: An idle kept-alive connection is closed after this long (uvicorn's timeout_keep_alive).
+    keep_alive_timeout_seconds: int = Field(5, ge=1, le=3600)
+    #: Open connections (or running requests) past which new ones get 503 (uvicorn's
+    #: limit_concurrency); 0: no limit.
+    max_connections: int = Field(1000, ge=0)
     #: Largest file a signed upload URL takes into a local store (PUT /v1/uploads/...).
     # -- storage (storage/local.py, storage/s3.py) ---------------------------------------------
     #: "local": files under data_dir/images; "s3": an S3 bucket (AWS, MinIO, SeaweedFS, ...).

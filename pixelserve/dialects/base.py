@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect
 
 from pixelserve import errors
 from pixelserve.errors import (BodyTooLarge, Cancelled, Forbidden, InvalidRequest, NotFound, PayloadTooLarge,
-                               PixelserveError, Unauthorized, UnsupportedMediaType, status_of)
+                               PixelserveError, RequestTimeout, Unauthorized, UnsupportedMediaType, status_of)
 from pixelserve.service import idempotency
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,22 @@ def not_blank(value: str) -> str:
     return value
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused past ``limit`` bytes (the rest never read) or past the app's
+    body-read deadline (a stalled client does not hold a request open)."""
+    seconds = getattr(request.app.state, "body_read_timeout", None)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge(f"request body over {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {seconds:g} s") from None
+    return bytes(body)
+
+
 class DialectRoute(APIRoute):
     """Subclass per dialect: implement ``render`` and set ``error_model``."""
 
@@ -155,6 +171,8 @@ class DialectRoute(APIRoute):
             response = vendor_render(exc, status)
             if exc.retry_after is not None:  # 429 / 503: when a retry may succeed, in every dialect
                 response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+            if isinstance(exc, RequestTimeout):  # the unread rest of the body must not pass for a next request
+                response.headers["Connection"] = "close"
             return response
 
         async def route(request: Request) -> Response:
@@ -165,12 +183,7 @@ class DialectRoute(APIRoute):
                 if declared is not None and declared.isdigit() and int(declared) > limit:
                     raise BodyTooLarge(f"request body over {limit} bytes")
                 if request.method in ("POST", "PUT", "PATCH"):
-                    body = bytearray()
-                    async for chunk in request.stream():
-                        body += chunk
-                        if len(body) > limit:  # refused here: the rest is never read
-                            raise BodyTooLarge(f"request body over {limit} bytes")
-                    body = bytes(body)
+                    body = await read_body(request, limit)
                     request._body = body  # FastAPI reads the body from here
                     if json_body:
                         content_type = request.headers.get("content-type")
