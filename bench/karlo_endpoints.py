@@ -68,7 +68,7 @@ def pixelserve_rows(repeat: int) -> dict[str, list[float]]:
         with TestClient(app) as client:
             client.portal.call(app.state.engine.wait_ready)
             with app.state.sessions() as s:
-                _, key = create_key(s, "bench")
+                _, key = create_key(s, "bench", app.state.auth.secret)
             headers = {"Authorization": f"KakaoAK {key}"}
             out = {}
             for name, (endpoint, body, _) in cases().items():

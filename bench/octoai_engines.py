@@ -53,7 +53,7 @@ def pixelserve_rows(repeat: int, steps: int) -> dict[tuple[str, int], list[float
         with TestClient(app) as client:
             client.portal.call(app.state.engine.wait_ready)
             with app.state.sessions() as s:
-                _, key = create_key(s, "bench")
+                _, key = create_key(s, "bench", app.state.auth.secret)
             out = {}
             for engine, (_, controlnet) in ENGINES.items():
                 for size in SIZES:

@@ -82,7 +82,7 @@ def http_path(data_dir: Path, size: int, steps: int, repeat: int) -> list[float]
     with TestClient(app) as client:
         client.portal.call(app.state.engine.wait_ready)
         with app.state.sessions() as s:
-            _, key = create_key(s, "bench")
+            _, key = create_key(s, "bench", app.state.auth.secret)
         body = {"version": "v2.0", "prompt": "a cat", "width": size, "height": size,
                 "num_inference_steps": steps, "image_format": "png", "return_type": "base64_string", "seed": [1]}
         headers = {"Authorization": f"KakaoAK {key}"}

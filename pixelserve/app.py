@@ -20,6 +20,7 @@ from pixelserve.http import health, images
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
+from pixelserve.service.auth_limits import AuthLimiter
 from pixelserve.service.generation import GenerationService
 from pixelserve.service.studio import open_studio
 from pixelserve.settings import Settings
@@ -95,7 +96,11 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.signer = signer
         app.state.sessions = sessions
         app.state.max_body_bytes = settings.max_body_bytes
-        app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled)
+        app.state.body_read_timeout = settings.body_read_timeout_seconds
+        app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled, secret=settings.api_key_hmac_secret())
+        if settings.auth_enabled and settings.auth_fail_burst:
+            app.state.auth_limits = AuthLimiter(app.state.auth, settings.auth_fail_burst,
+                                                settings.auth_fail_per_minute, settings.trusted_networks)
         app.state.service = GenerationService(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits(), bus)

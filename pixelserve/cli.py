@@ -36,6 +36,7 @@ def serve(
     import uvicorn
 
     from pixelserve.app import create_app
+    from pixelserve.serving import server_config
 
     _logging()
     overrides = {k: v for k, v in (("engine", engine), ("ray_address", ray_address)) if v is not None}
@@ -52,8 +53,7 @@ def serve(
                 app.state.draining, app.state.drain_started = True, time.monotonic()
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="info",
-                            timeout_graceful_shutdown=settings.drain_timeout_seconds)
+    config = server_config(app, settings, host, port, log_level="info")
     DrainingServer(config).run()
     # The settlements of requests cancelled at the end of the drain ran on worker threads that
     # asyncio.run waited for; close the connections they opened so the database file is complete.
@@ -137,7 +137,7 @@ def keys_create(name: Annotated[str, typer.Option(help="who or what the key is f
     from pixelserve.db.crud.keys import create_key
 
     with _sessions()() as s:
-        info, key = create_key(s, name)
+        info, key = create_key(s, name, Settings().api_key_hmac_secret())
     typer.echo(f"created key {info.id} ({info.name}); it is shown only now:")
     typer.echo(key)
 

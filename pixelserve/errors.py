@@ -54,6 +54,10 @@ class Conflict(PixelserveError):
     retry_after = 1
 
 
+class RequestTimeout(PixelserveError):
+    """The request's body did not arrive within the body-read deadline (a slow or stalled client)."""
+
+
 class NotSupported(PixelserveError):
     """A feature of the wire format this server does not implement (yet)."""
 
@@ -76,6 +80,12 @@ class PaymentRequired(PixelserveError):
 
 class QuotaExceeded(PixelserveError):
     """A rate limit or quota was hit."""
+
+
+class AuthThrottled(QuotaExceeded):
+    """Too many failed authentications from this address or for this key prefix (service/auth_limits.py)."""
+
+    retry_after = 60
 
 
 class Overloaded(PixelserveError):
@@ -117,9 +127,11 @@ STATUS: dict[type[PixelserveError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    RequestTimeout: 408,
     PaymentRequired: 402,
     PayloadTooLarge: 413,
     QuotaExceeded: 429,
+    AuthThrottled: 429,  # listed so each dialect documents how it renders it
     Cancelled: 499,
     EngineFailure: 500,
     NotSupported: 501,

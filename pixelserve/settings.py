@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -11,6 +12,20 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pixelserve.core.model_config import ModelsConfig, demo_config, load_models_config
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.1, 192.168.0.0/16"`` -> networks; raises ValueError naming a bad entry."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(out)
 
 
 #: Placeholder secrets copied from examples; refused outside demo mode.
@@ -35,7 +50,18 @@ class Settings(BaseSettings):
     url_ttl_seconds: int = Field(600, ge=1, le=7 * 24 * 3600)
     #: HMAC secret for signed URLs; unset: generated once and kept in data_dir/secrets/.
     url_signing_secret: str | None = None
+    #: HMAC secret API keys are stored under; unset: generated once and kept in data_dir/secrets/.
+    #: Losing or changing it invalidates every key; API replicas sharing a database need the same.
+    api_key_secret: str | None = None
     auth_enabled: bool = True
+    #: Failed authentications (401s) a client address, or a key prefix, may make in a burst; past
+    #: them its requests are refused (429, Retry-After) before their body is read, until the bucket
+    #: refills. A caller with a valid key is never refused by it (service/auth_limits.py). 0: no limit.
+    auth_fail_burst: int = Field(20, ge=0)
+    auth_fail_per_minute: float = Field(10.0, gt=0)  # how fast the bucket refills
+    #: Proxies (IPs or networks, comma-separated) whose X-Forwarded-For names the client (for the
+    #: limit above, and uvicorn's proxy headers); unset: the TCP peer is the client, headers ignored.
+    trusted_proxies: str = ""
     devices: str = "auto"  # "auto", or a comma list like "cuda:0,cuda:1"
     #: "local": pipelines run in the API process; "process": in a supervised worker process that is
     #: restarted when it dies, its unanswered jobs handed over once (engine/runners/supervised.py).
@@ -72,6 +98,17 @@ class Settings(BaseSettings):
     #: the worker is deemed hung, killed and replaced, and its jobs handed over (once).
     worker_lease_seconds: float = Field(300.0, gt=0, le=86_400)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    # -- slow clients (serving.py; the body deadline in http/body.py) -----------------------
+    #: A request's headers must be complete this long after its first byte (or its connection);
+    #: else a bare 408 and the connection is closed (uvicorn itself waits forever).
+    header_read_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    #: A request's body must be read in full within this long; else 408 in the dialect's shape.
+    body_read_timeout_seconds: float = Field(60.0, gt=0, le=86_400)
+    #: An idle kept-alive connection is closed after this long (uvicorn's timeout_keep_alive).
+    keep_alive_timeout_seconds: int = Field(5, ge=1, le=3600)
+    #: Open connections (or running requests) past which new ones get 503 (uvicorn's
+    #: limit_concurrency); 0: no limit.
+    max_connections: int = Field(1000, ge=0)
     #: Largest file a signed upload URL takes into a local store (PUT /v1/uploads/...).
     # -- storage (storage/local.py, storage/s3.py) ---------------------------------------------
     #: "local": files under data_dir/images; "s3": an S3 bucket (AWS, MinIO, SeaweedFS, ...).
@@ -174,6 +211,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{size!r} must be 'WxH' with multiples of 8 from 64 to 4096")
         return v
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: str) -> str:
+        parse_networks(v)
+        return v
+
     @field_validator("studio_credit_timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
@@ -205,17 +248,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _real_secrets_outside_demo(self) -> "Settings":
-        """With real models configured, a configured signing secret must be a real one.
+        """With real models configured, a configured secret must be a real one.
 
         Unset is fine (a random one is generated and kept in data_dir/secrets); an empty, short or
-        placeholder value is refused at start, because anyone who guesses it can mint image URLs.
+        placeholder value is refused at start: anyone who guesses the signing secret can mint image
+        URLs, and the API-key secret is what keeps a copied database from confirming a guessed key.
         """
-        secret = self.url_signing_secret
-        if self.models_config is None or secret is None:
+        if self.models_config is None:
             return self
-        if len(secret) < 32 or secret.lower() in WEAK_SECRETS or len(set(secret)) < 8:
-            raise ValueError("url_signing_secret must be at least 32 random characters (or unset, to have "
-                             "one generated); refusing to start with an empty, short or placeholder secret")
+        for name in ("url_signing_secret", "api_key_secret"):
+            secret = getattr(self, name)
+            if secret is not None and (len(secret) < 32 or secret.lower() in WEAK_SECRETS or len(set(secret)) < 8):
+                raise ValueError(f"{name} must be at least 32 random characters (or unset, to have one "
+                                 "generated); refusing to start with an empty, short or placeholder secret")
         return self
 
     @field_validator("tiny_vae")
@@ -266,6 +311,10 @@ class Settings(BaseSettings):
         return self.data_dir / "assets"
 
     @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    @property
     def octoai_sizes(self) -> tuple[tuple[int, int], ...]:
         pairs = (x.strip().partition("x") for x in self.octoai_extra_sizes.split(",") if x.strip())
         return tuple((int(w), int(h)) for w, _, h in pairs)
@@ -287,13 +336,26 @@ class Settings(BaseSettings):
 
     def signing_secret(self) -> bytes:
         """The URL-signing secret: configured, or generated on first start and kept."""
-        if self.url_signing_secret:
-            return self.url_signing_secret.encode()
-        path = self.data_dir / "secrets" / "url_signing.key"
+        return self._kept_secret(self.url_signing_secret, "url_signing.key")
+
+    def api_key_hmac_secret(self) -> bytes:
+        """The secret API keys are hashed under (db/crud/keys.py): configured, or generated once and kept."""
+        return self._kept_secret(self.api_key_secret, "api_keys.key")
+
+    def _kept_secret(self, configured: str | None, name: str) -> bytes:
+        if configured:
+            return configured.encode()
+        path = self.data_dir / "secrets" / name
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")  # two first starts at once: one wins
             tmp.write_text(secrets.token_urlsafe(48))
             tmp.chmod(0o600)
-            tmp.replace(path)
+            try:
+                path.hardlink_to(tmp)  # never replaces a secret another process just wrote
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                tmp.replace(path)
+            tmp.unlink(missing_ok=True)
         return path.read_text().strip().encode()

@@ -25,6 +25,9 @@ TEST_STORE = os.environ.get("PIXELSERVE_TEST_STORE", "local")
 #: collection of pytest's heap each time, and a growing permanent generation between starts and
 #: stops); tests/engine/weights/test_gc_freeze.py turns it on where the freeze itself is under test.
 os.environ.setdefault("PIXELSERVE_GC_FREEZE", "false")
+#: The shared servers of the suite see many deliberate 401s from one client; the failed-auth limit
+#: would turn the later ones into 429s. Its own tests (tests/security/test_auth_limits.py) set it.
+os.environ.setdefault("PIXELSERVE_AUTH_FAIL_BURST", "0")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -160,5 +163,5 @@ def api_key(app_client) -> str:
     from pixelserve.db.crud.keys import create_key
 
     with app_client.app.state.sessions() as s:
-        _, key = create_key(s, "tests")
+        _, key = create_key(s, "tests", app_client.app.state.auth.secret)
     return key

@@ -13,6 +13,15 @@ def test_keys_create_list_revoke(data_dir):
     assert r.exit_code == 0, r.output
     key = r.stdout.strip().splitlines()[-1]
     assert key.startswith("ps_") and len(key) > 40 and " " not in key
+    # Hashed under the data dir's generated secret, the one the server reads (no scrypt to pay on first use).
+    from pixelserve.db.session import open_database
+    from pixelserve.service.auth import Authenticator
+    from pixelserve.settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    sessions = open_database(settings.db_url)
+    assert Authenticator(sessions, secret=settings.api_key_hmac_secret()).check(key).name == "alice"
+    sessions.kw["bind"].dispose()
     listed = runner.invoke(cli, ["keys", "list"]).stdout
     assert "alice" in listed and "active" in listed and key not in listed
     assert runner.invoke(cli, ["keys", "revoke", "1"]).exit_code == 0

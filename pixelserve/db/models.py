@@ -22,7 +22,7 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(16), index=True)  # shown in listings, not secret
-    key_hash: Mapped[str] = mapped_column(String(128), unique=True)  # "scrypt$<salt>$<hash>" (crud/keys.py)
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)  # "hmac$<hex>" (crud/keys.py; older: scrypt, SHA-256)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

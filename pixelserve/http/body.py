@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from typing import Any
 
 from fastapi import Request
 
-from pixelserve.errors import BodyTooLarge, InvalidRequest
+from pixelserve.errors import BodyTooLarge, InvalidRequest, RequestTimeout
 
 #: Deeper JSON than this is refused: no wire format here nests more than a few levels.
 MAX_JSON_DEPTH = 32
@@ -22,12 +23,19 @@ def check_length(request: Request, limit: int) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refused (BodyTooLarge) as soon as more than ``limit`` bytes arrive."""
+    """The whole body, refused (BodyTooLarge) as soon as more than ``limit`` bytes arrive (the rest never
+    read), or (RequestTimeout) past the app's body-read deadline: a stalled client does not hold a
+    request open."""
+    seconds = getattr(request.app.state, "body_read_timeout", None)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:  # refused here: the rest is never read
-            raise BodyTooLarge(f"request body over {limit} bytes")
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyTooLarge(f"request body over {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeout(f"request body not received within {seconds:g} s") from None
     return bytes(body)
 
 

@@ -18,9 +18,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from pixelserve import errors
-from pixelserve.errors import BodyTooLarge, InvalidRequest, PixelserveError, UnsupportedMediaType, status_of
+from pixelserve.errors import (BodyTooLarge, Cancelled, InvalidRequest, PixelserveError, RequestTimeout,
+                               UnsupportedMediaType, status_of)
 from pixelserve.http.body import check_length, is_json, parse_json, read_body
 from pixelserve.http.errors import FRAMEWORK_ERRORS, phrase, validation_message
 from pixelserve.http.idempotency import idempotent
@@ -76,6 +78,8 @@ class DialectRoute(APIRoute):
             response = vendor_render(exc, status)
             if exc.retry_after is not None:  # 429 / 503: when a retry may succeed, in every dialect
                 response.headers["Retry-After"] = str(max(1, int(exc.retry_after)))
+            if isinstance(exc, RequestTimeout):  # the unread rest of the body must not pass for a next request
+                response.headers["Connection"] = "close"
             return response
 
         async def route(request: Request) -> Response:
@@ -113,10 +117,28 @@ class DialectRoute(APIRoute):
                 err = FRAMEWORK_ERRORS.get(exc.status_code)
                 if err is None:
                     raise
-                err = unreadable or err(str(exc.detail) if exc.status_code != 400 else "body is not valid JSON")
+                err = unreadable or err(str(exc.detail))  # the framework's reason (a form's part limit ...)
                 return render(err, status_of(err))
+            except ClientDisconnect:  # hung up mid-body: a normal event; the answer goes nowhere
+                log.debug("client hung up mid-body on %s", request.url.path)
+                return render(Cancelled("the client closed the connection"), 499)
             except Exception as exc:  # a bug; the client still gets the vendor's error shape
                 log.exception("unhandled error on %s", request.url.path)
                 return render(PixelserveError(f"internal error ({type(exc).__name__})"), 500)
 
-        return route
+        async def limited(request: Request) -> Response:
+            """The failed-authentication limit (service/auth_limits.py): checked before the body is read."""
+            limits = getattr(request.app.state, "auth_limits", None)
+            if limits is None:
+                return await route(request)
+            attempt = limits.attempt(request.client.host if request.client else None, request.headers)
+            try:
+                await limits.admit(attempt)
+            except PixelserveError as exc:
+                return render(exc, status_of(exc))
+            response = await route(request)
+            if response.status_code == 401:
+                limits.failed(attempt)
+            return response
+
+        return limited

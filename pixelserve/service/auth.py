@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core import timing
-from pixelserve.db.crud.keys import active_key, find_key
+from pixelserve.db.crud.keys import active_key, find_key, well_formed
 from pixelserve.errors import Unauthorized
 
-#: Verified keys remembered in memory (a SHA-256 of the key -> its id); revocation is still read
-#: from the database on every request, so a revoked key stops working at once.
+#: Verified keys remembered in memory (a SHA-256 of the key -> its id), sparing the prefix lookup;
+#: revocation is still read from the database on every request, so a revoked key stops working at once.
 VERIFIED_CACHE_SIZE = 4096
 
 
@@ -28,9 +28,10 @@ class Caller:
 
 
 class Authenticator:
-    def __init__(self, sessions: sessionmaker[Session], enabled: bool = True):
+    def __init__(self, sessions: sessionmaker[Session], enabled: bool = True, *, secret: bytes):
         self._sessions = sessions
         self.enabled = enabled
+        self.secret = secret  # API keys' HMAC secret (Settings.api_key_hmac_secret)
         self._verified: OrderedDict[bytes, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -44,12 +45,14 @@ class Authenticator:
     def _check(self, key: str | None) -> Caller:
         if not key:
             raise Unauthorized("missing API key")
+        if not well_formed(key):
+            raise Unauthorized("invalid API key")  # no database, no hash
         fingerprint = hashlib.sha256(key.encode()).digest()
         with self._lock:
             key_id = self._verified.get(fingerprint)
         with self._sessions() as session:
             if key_id is None:
-                key_id = find_key(session, key)  # the slow scrypt check, once per key
+                key_id = find_key(session, key, self.secret)
             info = None if key_id is None else active_key(session, key_id)
         if info is None:
             raise Unauthorized("invalid API key")
@@ -59,3 +62,16 @@ class Authenticator:
             while len(self._verified) > VERIFIED_CACHE_SIZE:
                 self._verified.popitem(last=False)
         return Caller(id=info.id, name=info.name)
+
+    def remembered(self, key: str) -> bool:
+        """Whether ``key`` was verified recently (memory only; for service/auth_limits.py)."""
+        with self._lock:
+            return hashlib.sha256(key.encode()).digest() in self._verified
+
+    def known(self, key: str) -> bool:
+        """Whether ``key`` is an active key, found without a slow (legacy scrypt) hash."""
+        if not well_formed(key):
+            return False
+        with self._sessions() as session:
+            key_id = find_key(session, key, self.secret, slow=False)
+            return key_id is not None and active_key(session, key_id) is not None

@@ -294,7 +294,7 @@ class Pipeline:
 
 async def cancel_on_disconnect(disconnected: Awaitable, work: Awaitable):
     """Run ``work``; cancel it (and so its engine job) as soon as ``disconnected`` completes, i.e. the
-    client went away (dialects/base.client_gone). Both are awaited together, nothing is polled: polling
+    client went away (http/route.client_gone). Both are awaited together, nothing is polled: polling
     every in-flight request several times a second took a large share of the event loop under bursts."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(disconnected)

@@ -21,7 +21,7 @@ def test_karlo_octoai_and_studio_jobs_publish_the_same_events(tmp_path, tiny_cac
     with TestClient(app) as client:
         wait_ready(client)
         with app.state.sessions() as s:
-            info, key = create_key(s, "events")
+            info, key = create_key(s, "events", app.state.auth.secret)
         calls = {
             "karlo": client.post(T2I, headers={"Authorization": f"KakaoAK {key}"},
                                  json={**karlo_small(), "num_inference_steps": 10, "return_type": "base64_string"}),

@@ -33,7 +33,7 @@ def s3_server(tmp_path, seaweed_s3):
 
 def key_for(app) -> str:
     with app.state.sessions() as s:
-        return create_key(s, "s3")[1]
+        return create_key(s, "s3", app.state.auth.secret)[1]
 
 
 def test_karlo_urls_are_presigned_bucket_urls_for_ten_minutes(s3_server, seaweed_s3):

@@ -23,7 +23,7 @@ def test_server_timing_names_each_stage_of_a_generation(tmp_path, tiny_cache):
     with TestClient(create_app(make_settings(tmp_path, tiny_cache, server_timing=True))) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:
-            _, key = create_key(s, "t")
+            _, key = create_key(s, "t", c.app.state.auth.secret)
         r = c.post(T2I, json=small(), headers={"Authorization": f"KakaoAK {key}"})
         bad = c.post(T2I, json=small(), headers={"Authorization": "KakaoAK wrong"})
     assert r.status_code == 200

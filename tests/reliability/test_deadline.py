@@ -32,7 +32,7 @@ def test_a_request_past_its_deadline_is_stopped_503_and_charges_nothing(slow_cli
 
     app = slow_client.app
     with app.state.sessions() as s:
-        _, key = create_key(s, "deadline")
+        _, key = create_key(s, "deadline", app.state.auth.secret)
     start = balances(slow_client, {"X-Api-Key": key})
     before = snapshot(app)
     r = slow_client.post(path, json=body, headers=auth(key))

@@ -33,7 +33,7 @@ def live(tmp_path_factory, tiny_cache):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         with app.state.sessions() as s:
-            _, key = create_key(s, "disconnect")
+            _, key = create_key(s, "disconnect", app.state.auth.secret)
         unet_calls, cancels = [], []
         engine = app.state.engine
         engine.registry.get("tiny-sd", "cpu").pipe.unet.register_forward_hook(
@@ -121,3 +121,17 @@ def test_studio_disconnect_stops_the_job_and_refunds_every_credit(live):
     wait_for(lambda: job() is not None and job().status == "FAILED")
     assert "cancel" in job().error
     assert httpx.get(live["base"] + "/api/credits", headers=h).json() == start  # reserved, then all refunded
+
+
+def test_a_client_hanging_up_mid_body_is_not_an_error(live, caplog):
+    """Half a body, then the socket closes: a normal event, logged at debug, not an ERROR with a
+    traceback (nor an answer of 500)."""
+    caplog.set_level("DEBUG", logger="pixelserve")
+    raw = json.dumps({"version": "v2.0", "prompt": "a cat " * 200}).encode()
+    with socket.create_connection(("127.0.0.1", live["port"])) as s:
+        s.sendall(f"POST /v2/inference/karlo/t2i HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Authorization: KakaoAK {live['key']}\r\nContent-Length: {len(raw)}\r\n\r\n".encode()
+                  + raw[: len(raw) // 2])
+        time.sleep(0.2)
+    wait_for(lambda: any("hung up" in r.getMessage() for r in caplog.records), timeout=10)
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []

@@ -22,7 +22,7 @@ def test_out_of_memory_is_a_clear_503_charges_nothing_and_the_server_stays_up(st
 
     app = studio_client.app
     with app.state.sessions() as s:
-        _, key = create_key(s, "oom")
+        _, key = create_key(s, "oom", app.state.auth.secret)
     h = auth(key)
     start = balances(studio_client, {"X-Api-Key": key})
     engine = app.state.engine

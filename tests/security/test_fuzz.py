@@ -83,7 +83,7 @@ def fuzz_server(tmp_path_factory, tiny_cache):
                      engine=InstantEngine())
     with live_server(app) as port:
         with app.state.sessions() as session:
-            _, key = create_key(session, "fuzz")
+            _, key = create_key(session, "fuzz", app.state.auth.secret)
         yield {"base": f"http://127.0.0.1:{port}", "key": key}
 
 

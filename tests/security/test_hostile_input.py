@@ -259,7 +259,7 @@ def keys(request):
     for d in DIALECTS:
         client = request.getfixturevalue(d.client)
         with client.app.state.sessions() as s:
-            _, key = create_key(s, f"hostile {d.name}")
+            _, key = create_key(s, f"hostile {d.name}", client.app.state.auth.secret)
         client.get("/api/credits", headers={"X-Api-Key": key})
         out[d.name] = key
     return out

@@ -38,7 +38,7 @@ def test_the_same_key_for_another_body_is_refused(app_client, api_key):
 
 def test_keys_are_per_caller(app_client, api_key):
     with app_client.app.state.sessions() as s:
-        _, other = create_key(s, "other caller")
+        _, other = create_key(s, "other caller", app_client.app.state.auth.secret)
     before = job_count(app_client)
     assert post(app_client, api_key, small(), "shared-name").status_code == 200
     r = post(app_client, other, small(), "shared-name")
@@ -51,7 +51,7 @@ def test_a_server_error_is_not_replayed(tmp_path):
     app = create_app(Settings(data_dir=tmp_path), engine=engine)
     with TestClient(app) as client:
         with app.state.sessions() as s:
-            _, key = create_key(s, "k")
+            _, key = create_key(s, "k", app.state.auth.secret)
         assert post(client, key, small(), "retry-me").status_code == 503
         assert post(client, key, small(), "retry-me").status_code == 503
     assert len(engine.submitted) == 2  # the retry really ran again

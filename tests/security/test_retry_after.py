@@ -24,7 +24,7 @@ def test_karlo_busy_answers_carry_retry_after(tmp_path, error, status, retry_aft
     app = create_app(Settings(data_dir=tmp_path), engine=FailingEngine(error))
     with TestClient(app, raise_server_exceptions=False) as client:
         with app.state.sessions() as s:
-            _, key = create_key(s, "k")
+            _, key = create_key(s, "k", app.state.auth.secret)
         r = client.post(T2I, json=small(), headers={"Authorization": f"KakaoAK {key}"})
     assert r.status_code == status
     assert r.headers.get("retry-after") == retry_after
@@ -34,7 +34,7 @@ def test_an_exhausted_quota_says_when_its_window_ends(tmp_path, tiny_cache, froz
     with TestClient(create_app(make_settings(tmp_path, tiny_cache, quota_per_minute=1))) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:
-            _, key = create_key(s, "q")
+            _, key = create_key(s, "q", c.app.state.auth.secret)
         h = {"Authorization": f"KakaoAK {key}"}
         assert c.post(T2I, json=small(), headers=h).status_code == 200
         r = c.post(T2I, json=small(), headers=h)

@@ -1,4 +1,4 @@
-"""Secrets: API keys compared in constant time (unknown prefixes cost the same scrypt), never
+"""Secrets: API keys compared in constant time (an unknown prefix is refused unhashed), never
 logged and never stored in plain text anywhere in the database; no start with a default or empty
 signing secret outside demo mode."""
 
@@ -22,20 +22,19 @@ BIN = os.path.dirname(sys.executable)
 
 def test_every_check_compares_in_constant_time(tmp_path, monkeypatch):
     sessions = open_database(f"sqlite:///{tmp_path / 'k.db'}")
+    secret = b"a server secret"
     with sessions() as s:
-        _, key = keys.create_key(s, "k")
-    keys._dummy_hash()  # computed once per process; from then on every check costs one scrypt
-    compared, hashed = [], []
-    real_compare, real_scrypt = hmac.compare_digest, hashlib.scrypt
+        _, key = keys.create_key(s, "k", secret)
+    compared = []
+    real_compare = hmac.compare_digest
     monkeypatch.setattr(keys.hmac, "compare_digest", lambda a, b: compared.append(1) or real_compare(a, b))
-    monkeypatch.setattr(keys.hashlib, "scrypt", lambda *a, **kw: hashed.append(1) or real_scrypt(*a, **kw))
     with sessions() as s:
-        assert keys.find_key(s, key) is not None
-        assert keys.find_key(s, key[:-1] + ("A" if key[-1] != "A" else "B")) is None  # known prefix, wrong key
-        assert keys.find_key(s, "ps_unknown" + key[10:]) is None  # unknown prefix: a dummy check, same cost
-    assert len(compared) == 3 and len(hashed) == 3
-    assert keys.verify_key("x", hashlib.sha256(b"x").hexdigest())  # a legacy hash: compared the same way
-    assert len(compared) == 4
+        assert keys.find_key(s, key, secret) is not None
+        assert keys.find_key(s, key[:-1] + ("A" if key[-1] != "A" else "B"), secret) is None  # known prefix
+        assert keys.find_key(s, "ps_unknown" + key[10:], secret) is None  # unknown prefix: nothing to compare
+    assert len(compared) == 2
+    assert keys.verify_key("x", hashlib.sha256(b"x").hexdigest(), secret)  # a legacy hash: compared the same way
+    assert len(compared) == 3
 
 
 def test_keys_are_never_logged_nor_stored_in_plain_text(tmp_path, tiny_cache, caplog):
@@ -47,8 +46,8 @@ def test_keys_are_never_logged_nor_stored_in_plain_text(tmp_path, tiny_cache, ca
     with TestClient(app, raise_server_exceptions=False) as client:
         wait_ready(client)
         with app.state.sessions() as s:
-            info, key = keys.create_key(s, "secret holder")
-            _, revoked = keys.create_key(s, "revoked")
+            info, key = keys.create_key(s, "secret holder", app.state.auth.secret)
+            _, revoked = keys.create_key(s, "revoked", app.state.auth.secret)
         with app.state.sessions() as s:
             keys.revoke_key(s, info.id + 1)
         wrong = key[:-4] + "AAAA"
@@ -80,3 +79,24 @@ def test_the_server_refuses_to_start_with_a_weak_signing_secret(tmp_path, secret
                           text=True, timeout=120)
     assert proc.returncode != 0
     assert "url_signing_secret" in proc.stderr and "refusing to start" in proc.stderr
+
+
+def test_the_server_refuses_to_start_with_a_weak_api_key_secret(tmp_path):
+    config = tmp_path / "models.toml"
+    config.write_text("")
+    env = {**os.environ, "PIXELSERVE_DATA_DIR": str(tmp_path), "PIXELSERVE_MODELS_CONFIG": str(config),
+           "PIXELSERVE_API_KEY_SECRET": "changeme"}
+    proc = subprocess.run([os.path.join(BIN, "pixelserve"), "serve", "--port", "1"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "api_key_secret" in proc.stderr and "refusing to start" in proc.stderr
+
+
+def test_the_api_key_secret_is_generated_once_and_kept(tmp_path):
+    from pixelserve.settings import Settings
+
+    first = Settings(data_dir=tmp_path).api_key_hmac_secret()
+    assert len(first) >= 32 and Settings(data_dir=tmp_path).api_key_hmac_secret() == first
+    assert (tmp_path / "secrets" / "api_keys.key").stat().st_mode & 0o077 == 0
+    assert first != Settings(data_dir=tmp_path).signing_secret()
+    assert Settings(data_dir=tmp_path, api_key_secret="s" * 40).api_key_hmac_secret() == b"s" * 40

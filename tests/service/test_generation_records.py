@@ -28,7 +28,7 @@ class SteppingEngine(InstantEngine):
 def test_concurrent_jobs_record_on_one_thread_in_order(tmp_path, monkeypatch):
     sessions = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with sessions() as session:
-        key, _ = create_key(session, "k")
+        key, _ = create_key(session, "k", b"test secret")
     writes: list[tuple[str, str, str]] = []  # (what, job id, thread)
     for name in ("create_job", "mark_running", "finish_job"):
         original = getattr(jobs, name)

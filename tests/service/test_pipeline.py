@@ -46,7 +46,7 @@ def run(tmp_path, engine, body, subscriber=None):
     """One generate() through a fresh pipeline; returns (outcome, events, job statuses, the key id)."""
     sessions = open_database(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with sessions() as session:
-        key, _ = create_key(session, "k")
+        key, _ = create_key(session, "k", b"test secret")
     bus, events = EventBus(), []
     bus.subscribe("collect", events.append)
     if subscriber is not None:

@@ -1,16 +1,20 @@
-"""API keys: created once (shown once), stored as a salted scrypt hash, compared in constant time.
+"""API keys: created once (shown once), stored as an HMAC-SHA256 under a server secret.
 
-A key is found by its non-secret prefix, then verified against the stored hash. Keys stored by
-earlier versions as a plain SHA-256 are still accepted and re-hashed with scrypt on first use.
-scrypt costs ~50 ms per check on purpose; ``service/auth.py`` remembers keys it has verified
-(by a SHA-256 of the key, in memory only) so a busy client does not pay it on every request.
+A key is ``ps_`` + 43 random base64url characters (256 bits): a token, not a password, so a keyed
+hash is enough at rest and costs microseconds. Its first 10 characters are the public prefix,
+stored in an indexed column since the first schema: a key is found by its prefix, then its HMAC is
+compared in constant time. A key that is malformed or whose prefix is unknown is refused without
+hashing anything.
+
+Rows written by earlier versions hold a salted scrypt hash (or, older still, a plain SHA-256); they
+are checked that way and re-hashed as HMAC on their first successful use, so no key stops working.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,27 +25,28 @@ from sqlalchemy.orm import Session
 from pixelserve.db.models import ApiKey, utcnow
 
 KEY_PREFIX = "ps_"
+#: Characters of a key stored in clear (``KEY_PREFIX`` and 7 random ones): the lookup part.
+PREFIX_LEN = 10
+#: Every key ever issued: ``ps_`` + secrets.token_urlsafe(32).
+KEY_FORMAT = re.compile(r"ps_[A-Za-z0-9_-]{43}")
+HMAC_TAG = "hmac$"
 
-
-#: scrypt cost: 16 MiB and ~50 ms per check (hashlib's stdlib scrypt; OWASP's minimum is N=2^17
-#: with r=8 for passwords; API keys are 256-bit random tokens, so a lighter cost suffices).
+#: Legacy scrypt cost (rows written before HMAC); only checked, never written any more.
 SCRYPT = dict(n=2**14, r=8, p=1, dklen=32, maxmem=64 * 1024 * 1024)
 
 
-def hash_key(key: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    digest = hashlib.scrypt(key.encode(), salt=salt, **SCRYPT)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+def well_formed(key: str) -> bool:
+    return KEY_FORMAT.fullmatch(key) is not None
 
 
-@functools.cache
-def _dummy_hash() -> str:
-    """A stored-hash stand-in for unknown prefixes (computed once, so checking it costs one scrypt)."""
-    return hash_key("", b"\0" * 16)
+def hash_key(key: str, secret: bytes) -> str:
+    return HMAC_TAG + hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
 
 
-def verify_key(key: str, stored: str) -> bool:
-    """Constant-time check of ``key`` against a stored scrypt (or legacy SHA-256) hash."""
+def verify_key(key: str, stored: str, secret: bytes) -> bool:
+    """Constant-time check of ``key`` against a stored HMAC (or legacy scrypt / SHA-256) hash."""
+    if stored.startswith(HMAC_TAG):
+        return hmac.compare_digest(hash_key(key, secret), stored)
     if stored.startswith("scrypt$"):
         _, salt, digest = stored.split("$")
         candidate = hashlib.scrypt(key.encode(), salt=bytes.fromhex(salt), **SCRYPT).hex()
@@ -63,10 +68,12 @@ def _info(k: ApiKey) -> KeyInfo:
     return KeyInfo(k.id, k.name, k.prefix, k.created_at, k.revoked_at, k.last_used_at)
 
 
-def create_key(session: Session, name: str) -> tuple[KeyInfo, str]:
-    """Returns the record and the plain key (the only time it exists in plain text)."""
+def create_key(session: Session, name: str, secret: bytes) -> tuple[KeyInfo, str]:
+    """Returns the record and the plain key (the only time it exists in plain text).
+
+    ``secret``: the server's key-hashing secret (``Settings.api_key_hmac_secret()``)."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
-    row = ApiKey(name=name, prefix=key[:10], key_hash=hash_key(key))
+    row = ApiKey(name=name, prefix=key[:PREFIX_LEN], key_hash=hash_key(key, secret))
     session.add(row)
     session.commit()
     return _info(row), key
@@ -84,18 +91,20 @@ def revoke_key(session: Session, key_id: int) -> bool:
     return result.rowcount == 1
 
 
-def find_key(session: Session, key: str) -> int | None:
-    """The id of the stored key matching ``key`` (revoked or not), verifying the hash; else None."""
-    if not key or len(key) > 256:
+def find_key(session: Session, key: str, secret: bytes, *, slow: bool = True) -> int | None:
+    """The id of the stored key matching ``key`` (revoked or not); else None.
+
+    Malformed keys and unknown prefixes cost one indexed lookup at most, no hash. A legacy row that
+    matches is re-hashed as HMAC; ``slow=False`` passes over legacy scrypt rows (~50 ms each)."""
+    if not well_formed(key):
         return None
-    rows = session.scalars(select(ApiKey).where(ApiKey.prefix == key[:10])).all()
-    if not rows:
-        verify_key(key, _dummy_hash())  # one scrypt, as a real check costs: no timing signal
-        return None
+    rows = session.scalars(select(ApiKey).where(ApiKey.prefix == key[:PREFIX_LEN])).all()
     for row in rows:
-        if verify_key(key, row.key_hash):
-            if not row.key_hash.startswith("scrypt$"):  # a legacy SHA-256 row: upgrade it
-                row.key_hash = hash_key(key)
+        if not slow and row.key_hash.startswith("scrypt$"):
+            continue
+        if verify_key(key, row.key_hash, secret):
+            if not row.key_hash.startswith(HMAC_TAG):  # scrypt or SHA-256 from an earlier version
+                row.key_hash = hash_key(key, secret)
                 session.commit()
             return row.id
     return None
@@ -121,7 +130,7 @@ def active_key(session: Session, key_id: int) -> KeyInfo | None:
     return _info(row)
 
 
-def authenticate(session: Session, key: str) -> KeyInfo | None:
+def authenticate(session: Session, key: str, secret: bytes) -> KeyInfo | None:
     """The active key matching ``key``, or None."""
-    key_id = find_key(session, key)
+    key_id = find_key(session, key, secret)
     return None if key_id is None else active_key(session, key_id)

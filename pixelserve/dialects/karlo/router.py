@@ -14,8 +14,8 @@ from pixelserve.dialects.karlo.config import load as load_config
 from pixelserve.dialects.karlo.protocol import (ErrorBody, InpaintingRequest, KarloResponse, T2IRequest,
                                                 VariationsRequest)
 from pixelserve.errors import (
-    BodyTooLarge, Cancelled, EngineFailure, Forbidden, InvalidHeader, InvalidRequest, NotFound, NotSupported,
-    PayloadTooLarge, PixelserveError, QuotaExceeded, Unauthorized,
+    AuthThrottled, BodyTooLarge, Cancelled, EngineFailure, Forbidden, InvalidHeader, InvalidRequest, NotFound,
+    NotSupported, PayloadTooLarge, PixelserveError, QuotaExceeded, Unauthorized,
 )
 from pixelserve.http.deps import Auth, BaseUrl, Service, SettingsDep
 from pixelserve.http.route import DialectRoute, client_gone
@@ -35,6 +35,7 @@ KAKAO_CODES: list[tuple[type[PixelserveError], int, int | None]] = [
     (Unauthorized, -401, 401),
     (Forbidden, -5, 403),
     (NotSupported, -3, 403),  # "the feature is not enabled for this app"
+    (AuthThrottled, -10, 429),  # failed authentications: the HTTP status clients back off on
     (QuotaExceeded, -10, 400),
     (Cancelled, -1, None),
     (EngineFailure, -1, None),

@@ -23,7 +23,7 @@ def test_auth_is_checked_before_validation(app_client):
 
 def test_revoked_key_is_refused(app_client):
     with app_client.app.state.sessions() as s:
-        info, key = create_key(s, "to revoke")
+        info, key = create_key(s, "to revoke", app_client.app.state.auth.secret)
     headers = {"Authorization": f"KakaoAK {key}"}
     assert app_client.post(T2I, json=small(), headers=headers).status_code == 200
     with app_client.app.state.sessions() as s:
@@ -38,6 +38,6 @@ def test_keys_are_stored_hashed(app_client):
     from pixelserve.db.models import ApiKey
 
     with app_client.app.state.sessions() as s:
-        _, key = create_key(s, "hash check")
+        _, key = create_key(s, "hash check", app_client.app.state.auth.secret)
         hashes = s.scalars(select(ApiKey.key_hash)).all()
-    assert key not in hashes and all(h.startswith("scrypt$") and key[10:] not in h for h in hashes)
+    assert key not in hashes and all(h.startswith("hmac$") and key[10:] not in h for h in hashes)

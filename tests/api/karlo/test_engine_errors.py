@@ -57,7 +57,7 @@ def test_engine_errors_in_karlo_shape(tmp_path, error, status, code):
     app = create_app(Settings(data_dir=tmp_path), engine=engine)
     with TestClient(app, raise_server_exceptions=False) as client:
         with app.state.sessions() as s:
-            _, key = create_key(s, "k")
+            _, key = create_key(s, "k", app.state.auth.secret)
         r = client.post(T2I, json=small(seed=[9]), headers={"Authorization": f"KakaoAK {key}"})
         from pixelserve.db.models import Job
 

@@ -18,7 +18,7 @@ def test_daily_quota_survives_a_restart_and_bad_input_is_free(tmp_path, tiny_cac
     with client_for(tmp_path, tiny_cache, quota_per_day=2) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:
-            _, key = create_key(s, "q")
+            _, key = create_key(s, "q", c.app.state.auth.secret)
         h = {"Authorization": f"KakaoAK {key}"}
         assert c.post(T2I, json=small(samples=0), headers=h).status_code == 400  # invalid: not counted
         assert c.post(T2I, json=small(), headers=h).status_code == 200
@@ -33,8 +33,8 @@ def test_per_key_override_and_unlimited(tmp_path, tiny_cache, frozen_quota_clock
     with client_for(tmp_path, tiny_cache, quota_per_minute=1) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:
-            limited, key1 = create_key(s, "limited")
-            free, key2 = create_key(s, "free")
+            limited, key1 = create_key(s, "limited", c.app.state.auth.secret)
+            free, key2 = create_key(s, "free", c.app.state.auth.secret)
             set_limits(s, free.id, per_minute=0, per_day=None, per_month=None)
         h1, h2 = {"Authorization": f"KakaoAK {key1}"}, {"Authorization": f"KakaoAK {key2}"}
         assert c.post(T2I, json=small(), headers=h1).status_code == 200
@@ -48,7 +48,7 @@ def test_failed_jobs_do_not_count(tmp_path, tiny_cache):
     with client_for(tmp_path, tiny_cache, quota_per_day=5) as c:
         wait_ready(c)
         with c.app.state.sessions() as s:
-            info, key = create_key(s, "k")
+            info, key = create_key(s, "k", c.app.state.auth.secret)
         engine = c.app.state.engine
         real = engine._run
         engine._run = lambda *a: (_ for _ in ()).throw(RuntimeError("worker crashed"))

@@ -30,7 +30,7 @@ inpainting = "sd"
     with TestClient(app) as client:
         wait_ready(client)
         with app.state.sessions() as s:
-            _, key = create_key(s, "u")
+            _, key = create_key(s, "u", app.state.auth.secret)
         client.headers["Authorization"] = f"KakaoAK {key}"
         yield client
 

@@ -22,7 +22,7 @@ def octo_client(tmp_path_factory, tiny_cache):
 
 def _key(client, name: str) -> str:
     with client.app.state.sessions() as s:
-        _, key = create_key(s, name)
+        _, key = create_key(s, name, client.app.state.auth.secret)
     return key
 
 

@@ -21,7 +21,7 @@ def test_auth_comes_before_the_body_check(octo_client):
 
 def test_revoked_token_is_401(octo_client):
     with octo_client.app.state.sessions() as s:
-        info, key = create_key(s, "to revoke")
+        info, key = create_key(s, "to revoke", octo_client.app.state.auth.secret)
         revoke_key(s, info.id)
     assert octo_client.post("/generate/sd", json=small(), headers={"Authorization": f"Bearer {key}"}).status_code == 401
 

@@ -21,7 +21,7 @@ def test_octoai_operations_never_answer_5xx(tmp_path, tiny_cache):
     app = create_app(make_settings(tmp_path, tiny_cache, max_image_pixels=1024 * 1024), engine=InstantEngine())
     with live_server(app) as port:
         with app.state.sessions() as session:
-            _, key = create_key(session, "fuzz")
+            _, key = create_key(session, "fuzz", app.state.auth.secret)
         base = f"http://127.0.0.1:{port}"
         schema = schemathesis.openapi.from_url(base + "/openapi.json")
         calls = collections.Counter()

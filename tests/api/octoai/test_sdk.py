@@ -33,7 +33,7 @@ def server(tmp_path_factory, tiny_cache):
             assert time.monotonic() < deadline, "engine not ready"
             time.sleep(0.1)
         with app.state.sessions() as s:
-            _, key = create_key(s, "sdk")
+            _, key = create_key(s, "sdk", app.state.auth.secret)
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key)
 
 

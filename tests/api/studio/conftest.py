@@ -16,7 +16,7 @@ SMALL_SETTINGS = dict(studio_resolutions={"sd": SMALL, "sdxl": SMALL}, studio_st
 
 def new_key(app, name: str = "studio") -> tuple[int, str]:
     with app.state.sessions() as s:
-        info, key = create_key(s, name)
+        info, key = create_key(s, name, app.state.auth.secret)
     return info.id, key
 
 

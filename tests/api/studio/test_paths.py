@@ -104,3 +104,18 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(studio_client, owner, fil
 def test_upload_needs_a_key(studio_client):
     r = studio_client.post("/api/images/upload", files={"file": ("x.png", png_bytes(), "image/png")})
     assert r.status_code == 401
+
+
+@on_local_disk
+def test_a_multipart_over_the_part_limit_says_so_not_that_json_is_bad(studio_client, owner):
+    """Starlette refuses a form past its part limit (1,000 fields); the client hears that reason."""
+    owner_id, h = owner
+    area = studio_client.app.state.store.root / "uploads" / str(owner_id)
+    fields = {f"f{i}": "x" for i in range(5000)}
+    r = studio_client.post("/api/images/upload", headers=h, data=fields,
+                           files={"file": ("x.png", png_bytes(), "image/png")})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["statusCode"] == 400 and "Too many fields" in body["message"], body
+    assert "JSON" not in body["message"]
+    assert not area.exists() or not list(area.iterdir())
