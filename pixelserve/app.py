@@ -21,7 +21,7 @@ from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
 from pixelserve.service.auth_limits import AuthLimiter
-from pixelserve.service.generation import GenerationService
+from pixelserve.service.pipeline import Pipeline
 from pixelserve.service.studio import open_studio
 from pixelserve.settings import Settings
 from pixelserve.storage.base import ImageStore
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         if settings.auth_enabled and settings.auth_fail_burst:
             app.state.auth_limits = AuthLimiter(app.state.auth, settings.auth_fail_burst,
                                                 settings.auth_fail_per_minute, settings.trusted_networks)
-        app.state.service = GenerationService(eng, sessions, store, signer,
+        app.state.service = Pipeline(eng, sessions, store, signer,
                                               Limits(max_pixels=settings.max_image_pixels),
                                               settings.quota_limits(), bus)
         app.state.assets = AssetService(sessions, settings.asset_dir, models, settings.cache_dir,
@@ -117,9 +117,9 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         await bus.start()
         await eng.start()
         await app.state.studio_jobs.start()  # resumes the Studio jobs a stopped server left
-        # engine/weights/gc_freeze.py: a local engine freezes the whole process once its models are ready; with the
-        # pipelines in other processes (process, ray), the API process freezes its own start-up state
-        # (about 113,000 objects: a 33 ms full pass on the 2-core test machine).
+        # engine/weights/gc_freeze.py: a local engine freezes the whole process once its models are ready;
+        # with the pipelines in other processes (process, ray), the API process freezes its own start-up
+        # state, so the collector's full passes do not walk it again and again.
         frozen = settings.gc_freeze and settings.engine != "local"
         if frozen:
             gc_freeze.freeze()

@@ -155,8 +155,8 @@ class Settings(BaseSettings):
     #: used model no job holds is unloaded (0: no bound). See engine/runners/models.py.
     model_cache_gib: float = Field(0.0, ge=0)
     #: Once the engine is ready, move every object alive into a generation the garbage collector's
-    #: full passes skip (gc.freeze): a full pass then takes about 1 ms instead of 300+ ms with every
-    #: thread stopped. Dropped models are still reclaimed in full. With the process or Ray engine the
+    #: full passes skip (gc.freeze): with models loaded, a full pass otherwise stops every thread for
+    #: a long time (bench/gc_pauses.py). Dropped models are still reclaimed in full. With the process or Ray engine the
     #: API process freezes its own start-up state (app.py). See engine/weights/gc_freeze.py.
     gc_freeze: bool = True
     #: Add a W3C Server-Timing header (auth, admit, engine, store, finish, app; ms) to every answer.

@@ -61,12 +61,12 @@ def fast_png(image: Image.Image, deflate_with: ModuleType = zlib_ng) -> bytes:
     """A lossless 8-bit RGB(A) PNG: every row Up-filtered, then zlib level 1 with the RLE strategy.
 
     Written by hand because Pillow's PNG encoder tries all five row filters on every row and
-    offers no way to pick one; that search was 80-90% of the server's per-request CPU on the
-    bench. One Up filter with run-length deflate measured 3-10x faster than Pillow at level 1,
-    and smaller on smooth (generated) images. Any PNG decoder reads it (a test round-trips it).
+    offers no way to pick one, and that search dominated the server's CPU per answer; one Up filter
+    with run-length deflate is much faster and smaller on smooth (generated) images
+    (bench/png_encode.py compares them). Any PNG decoder reads it (a test round-trips it).
     Deflate and CRC come from zlib-ng: the same stream, byte for byte, as the standard zlib at the
-    same settings, 1.8-2.4x faster (2.2 -> 1.2 ms for a 384² answer, 34 -> 14 ms at 1024² here).
-    ``deflate_with``: the module (zlib_ng or the standard zlib: the same API) the bench compares.
+    same settings, and faster. ``deflate_with``: the module (zlib_ng or the standard zlib: the same
+    API) the bench compares.
     """
     import numpy as np
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.adapters import controlnet
-from pixelserve.engine.adapters.textual_inversion import text_encoders
-from pixelserve.engine.text import prompts
-from pixelserve.engine.weights.formats import WeightsFormatError, detect_format
+from pixelserve.core.request import PREPROCESSORS
+from pixelserve.engine.adapters import controlnet_config
+from pixelserve.engine.text.weighting import check_token_limits
+from pixelserve.engine.weights.formats import WeightsFormatError, detect_format, tensor_names
 from pixelserve.errors import InvalidRequest, NotSupported
 
 #: diffusers pipeline class of a checkpoint folder, per family.
@@ -35,8 +35,11 @@ class TextInfo:
 
 
 def text_info(model: Any) -> TextInfo:
-    """Taken once when the model is loaded, before any job runs."""
+    """Taken once when the model is loaded, before any job runs (in the process that loaded it; the
+    process and Ray engines send it to the API process, which runs ``check_request`` itself)."""
     import copy
+
+    from pixelserve.engine.adapters.textual_inversion import text_encoders  # torch: only where models load
 
     encoders = text_encoders(model.pipe) if model.spec.family in ADAPTER_FAMILIES else []
     layers = encoders[0].text_encoder.config.num_hidden_layers if encoders else 0
@@ -68,7 +71,7 @@ def check_request(request: GenerationRequest, spec: ModelSpec, info: TextInfo | 
         raise NotSupported(f"image prompts (transfer_images) need an IP-Adapter configured for model {spec.id} "
                            "(ip_adapter and image_encoder in the model config)", field="transfer_images")
     if info is not None:
-        prompts.check_token_limits(request, family, info.tokenizers)
+        check_token_limits(request, family, info.tokenizers)
 
 
 def _check_family_features(request: GenerationRequest, family: str) -> None:
@@ -114,10 +117,7 @@ def _check_checkpoint(path: str, family: str) -> None:
 
 def single_file_family(path: Path) -> str | None:
     """sd or sdxl from an original-layout checkpoint's tensor names (header only)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        keys = list(f.keys())
+    keys = tensor_names(path)
     if any(k.startswith("conditioner.embedders.") for k in keys):
         return "sdxl"
     if any(k.startswith("cond_stage_model.") for k in keys):
@@ -129,18 +129,18 @@ def _check_controlnet(request: GenerationRequest, family: str) -> None:
     ref = request.controlnet
     path = Path(ref.path)
     if path.is_dir():
-        config = controlnet.config_of(path)
+        config = controlnet_config.config_of(path)
         if not any(path.glob("*.safetensors")):
             raise InvalidRequest(f"{ref.name!r} has no safetensors weights", field="controlnet")
-        found = controlnet.family_of_config(config)
+        found = controlnet_config.family_of_config(config)
         if found != family:
             raise InvalidRequest(f"{ref.name!r} is a {found} ControlNet; this model is {family}", field="controlnet")
     else:
         _safetensors_file(ref.path, "controlnet", ref.name)
-    if ref.preprocess is not None and ref.preprocess not in controlnet.PREPROCESSORS:
+    if ref.preprocess is not None and ref.preprocess not in PREPROCESSORS:
         raise NotSupported(f"the {ref.preprocess!r} preprocessor needs weights this server does not have; send "
-                           f"the control map with preprocessing off, or use {', '.join(controlnet.PREPROCESSORS)}",
+                           f"the control map with preprocessing off, or use {', '.join(PREPROCESSORS)}",
                            field="controlnet_preprocess")
     if not 0 <= ref.end <= 1:
         raise InvalidRequest("must be 0 to 1", field="controlnet_early_stop")
-    controlnet.pipeline_name(family, request.task)
+    controlnet_config.pipeline_name(family, request.task)

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
-from pixelserve.service.generation import GenerationService
+from pixelserve.service.pipeline import Pipeline
 from pixelserve.service.jobs import JobRunner
 from pixelserve.service.studio import StudioService
 from pixelserve.settings import Settings
@@ -25,7 +25,7 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_service(request: Request) -> GenerationService:
+def get_service(request: Request) -> Pipeline:
     return request.app.state.service
 
 
@@ -60,7 +60,7 @@ def base_url(request: Request) -> str:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-Service = Annotated[GenerationService, Depends(get_service)]
+Service = Annotated[Pipeline, Depends(get_service)]
 Auth = Annotated[Authenticator, Depends(get_auth)]
 Assets = Annotated[AssetService, Depends(get_assets)]
 Studio = Annotated[StudioService, Depends(get_studio)]

@@ -35,7 +35,7 @@ _UNREADABLE = object()
 
 
 async def client_gone(request: Request) -> None:
-    """Returns once the client has closed the connection (for service.generation.cancel_on_disconnect).
+    """Returns once the client has closed the connection (for service.pipeline.cancel_on_disconnect).
 
     After the body has been read, the server's next ASGI message for this request is
     ``http.disconnect``: it arrives when the connection drops (or the answer has gone out), so one

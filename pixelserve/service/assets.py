@@ -2,7 +2,7 @@
 
 Upload states: ``ready_to_upload`` -> (PUT to the signed URL) ``uploading`` -> ``uploaded`` ->
 (complete) ``ready`` or ``rejected`` (the file is deleted; ``status_details`` says why). Every file
-is checked by ``engine/asset_check.py`` (safetensors only, by content; names and widths fitting the
+is checked by ``engine/weights/inspection.py`` (safetensors only, by content; names and widths fitting the
 declared kind and the family's configured model) before anything may load it.
 
 Public assets (scope ``public``) come from the model configuration (ControlNets, checkpoints
@@ -44,7 +44,7 @@ PUT_STATES = ("ready_to_upload", "uploading", "uploaded")
 
 #: (file, kind, family, the family's model spec) -> raises ValueError with the reason it is refused.
 Checker = Callable[[Path, str, str, ModelSpec], None]
-#: (kind, family) -> the tiny demo adapter's path (engine/tiny_adapters.py).
+#: (kind, family) -> the tiny demo adapter's path (engine/demo/tiny_adapters.py).
 TinyBuilder = Callable[[str, str], Path]
 
 

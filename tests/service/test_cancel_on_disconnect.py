@@ -1,4 +1,4 @@
-"""service/generation.cancel_on_disconnect with http/route.client_gone: a hang-up cancels the work
+"""service/pipeline.cancel_on_disconnect with http/route.client_gone: a hang-up cancels the work
 at once, a finished job answers, and the connection is watched by one waiting receive(), not polled.
 (tests/reliability/test_disconnect.py hangs up real sockets on a real server.)"""
 
@@ -8,7 +8,7 @@ import pytest
 
 from pixelserve.http.route import client_gone
 from pixelserve.errors import Cancelled
-from pixelserve.service.generation import cancel_on_disconnect
+from pixelserve.service.pipeline import cancel_on_disconnect
 
 
 class FakeRequest:

@@ -20,7 +20,7 @@ from pixelserve.errors import (
 from pixelserve.http.deps import Auth, BaseUrl, Service, SettingsDep
 from pixelserve.http.route import DialectRoute, client_gone
 from pixelserve.service.auth import Caller
-from pixelserve.service.generation import GenerationService, cancel_on_disconnect
+from pixelserve.service.pipeline import Pipeline, cancel_on_disconnect
 from pixelserve.settings import Settings
 
 # Kakao's "Common" error codes, with the HTTP status Kakao answers them with (None: errors.STATUS's).
@@ -77,7 +77,7 @@ Key = Annotated[Caller | None, Depends(karlo_key)]
 Config = Annotated[KarloConfig, Depends(karlo_config)]
 
 
-async def _run(request: Request, service: GenerationService, key: Caller | None, body, gen, root: str,
+async def _run(request: Request, service: Pipeline, key: Caller | None, body, gen, root: str,
                settings: Settings) -> JSONResponse:
     result = await cancel_on_disconnect(
         client_gone(request),

@@ -11,7 +11,7 @@ from pixelserve.core.images import HEIF_FORMATS, INPUT_FORMATS, decode_base64_im
 from pixelserve.core.request import FaceRefine, GenerationRequest, PostProcess
 from pixelserve.dialects.karlo.protocol import SCHEDULERS, InpaintingRequest, T2IRequest, VariationsRequest
 from pixelserve.errors import InvalidRequest, NotSupported
-from pixelserve.service.generation import OutputOptions, ServiceResult
+from pixelserve.service.pipeline import OutputOptions, ServiceResult
 
 AnyRequest = Union[T2IRequest, VariationsRequest, InpaintingRequest]
 

@@ -8,7 +8,7 @@ leave open was decided as follows (tests in tests/api/octoai/ pin each decision)
 - Sizes: the doc's nine resolutions per family (SDXL's and SD 1.5's lists); ``settings.octoai_extra_sizes``
   may allow more. The SDK lists more SD 1.5 sizes; the doc's list is the one enforced.
 - Samplers: ``protocol.SAMPLERS`` maps each of the SDK's 21 names to a diffusers scheduler config
-  (``engine/schedulers.py``): KLMS = LMS with Karras sigmas, HEUN and K_HEUN = Heun, K_EULER(_ANCESTRAL)
+  (``core/samplers.py``): KLMS = LMS with Karras sigmas, HEUN and K_HEUN = Heun, K_EULER(_ANCESTRAL)
   = Euler (ancestral), DPM_SOLVER_MULTISTEP = DPM++ 2M, DPM_SINGLE = DPM singlestep, UNI_PC = UniPC ...
 - ``seed`` as one int gives image i the seed ``seed + i``; a list needs one entry per image; null
   (or no seed) draws a random one; the response reports each image's seed.

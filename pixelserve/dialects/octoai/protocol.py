@@ -30,7 +30,7 @@ SD15_SIZES = ((512, 512), (640, 512), (768, 512), (512, 704), (512, 768), (576, 
 SIZES = {"sdxl": SDXL_SIZES, "controlnet-sdxl": SDXL_SIZES, "sd": SD15_SIZES, "controlnet-sd15": SD15_SIZES}
 DEFAULT_SIZE = {"sdxl": 1024, "controlnet-sdxl": 1024, "sd": 512, "controlnet-sd15": 512}
 
-#: The SDK's 21 sampler names -> core.request.SCHEDULERS (engine/schedulers.py builds each with
+#: The SDK's 21 sampler names -> core.request.SCHEDULERS (core/samplers.py: the class and options each builds, with
 #: from_config). The K_ names are k-diffusion's: diffusers' discrete schedulers implement the same
 #: algorithms; Karras variants use Karras sigmas. HEUN and K_HEUN are the same diffusers scheduler.
 SAMPLERS = {

@@ -21,7 +21,7 @@ from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, DEFAULT_SIZE, EN
 from pixelserve.dialects.octoai.styles import apply_style
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 from pixelserve.service.assets import ASSET_NAME, PUBLIC, AssetFilter, ResolvedAsset
-from pixelserve.service.generation import OutputOptions, ServiceResult
+from pixelserve.service.pipeline import OutputOptions, ServiceResult
 
 #: Each input image (base64-decoded) at most this many bytes; the body limit bounds them together.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024

@@ -19,7 +19,7 @@ from pixelserve.dialects.studio.route import Key, StudioRoute, owner_of
 from pixelserve.errors import InvalidRequest
 from pixelserve.http.deps import Studio
 from pixelserve.http.route import client_gone
-from pixelserve.service.generation import cancel_on_disconnect
+from pixelserve.service.pipeline import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
 

@@ -4,7 +4,7 @@ Prompt fields (the spec names them, it does not say how they combine; decided he
 
 - ``main``: the text that is drawn: ``enhancedPrompt`` when present and free of Hangul (the
   platform's English "text2prompt" result), else ``prompt``, translated to English first when it
-  is Korean and a translation model is configured (engine/translation.py). Without one a Korean
+  is Korean and a translation model is configured (engine/text/prompt_translation.py). Without one a Korean
   prompt goes to the text encoder unchanged, and ``promptSource`` says so.
 - ``super``: what the text encoder gets: ``main`` inside the style's template (``main`` alone
   without a style).

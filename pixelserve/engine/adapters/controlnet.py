@@ -26,46 +26,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pixelserve.core.request import ControlNetRef, GenerationRequest
+from pixelserve.core.request import PREPROCESSORS, ControlNetRef, GenerationRequest
 from pixelserve.engine.adapters.base import cached_load
 from pixelserve.engine.weights import single_file
 from pixelserve.errors import InvalidRequest, NotSupported
 
-PIPELINES = {
-    "sd": {"txt2img": "StableDiffusionControlNetPipeline", "img2img": "StableDiffusionControlNetImg2ImgPipeline",
-           "inpaint": "StableDiffusionControlNetInpaintPipeline"},
-    "sdxl": {"txt2img": "StableDiffusionXLControlNetPipeline",
-             "img2img": "StableDiffusionXLControlNetImg2ImgPipeline",
-             "inpaint": "StableDiffusionXLControlNetInpaintPipeline"},
-}
-#: Preprocessors made without extra weights.
-PREPROCESSORS = ("canny",)
 CANNY_LOW, CANNY_HIGH = 100, 200
 MAX_CONTROLNETS = 2
-
-
-def pipeline_name(family: str, task: str) -> str:
-    try:
-        return PIPELINES[family][task]
-    except KeyError:
-        raise NotSupported(f"ControlNet is not available for {family} {task}", field="controlnet") from None
-
-
-def config_of(path: Path) -> dict | None:
-    """A ControlNet folder's config (None for a single file)."""
-    path = Path(path)
-    if path.is_dir():
-        file = path / "config.json"
-        if not file.is_file():
-            raise InvalidRequest(f"{path.name} is a folder without config.json (not a diffusers ControlNet)",
-                                 field="controlnet")
-        return json.loads(file.read_text())
-    return None
-
-
-def family_of_config(config: dict) -> str:
-    """'sdxl' when the ControlNet takes SDXL's added text/time conditioning, else 'sd'."""
-    return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd"
 
 
 def load(model: Any, path: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.adapters import controlnet, image_prompt, lora, vae
+from pixelserve.engine.adapters import controlnet, controlnet_config, image_prompt, lora, vae
 from pixelserve.engine.families.base import Family, PromptLists, StepCallback
 from pixelserve.engine.text.prompts import pipeline_kwargs
 
@@ -62,7 +62,7 @@ class SDFamily(Family):
         name = None
         if request.controlnet is not None:
             overrides["controlnet"] = controlnet.load(model, request.controlnet.path)
-            name = controlnet.pipeline_name(self.name, request.task)
+            name = controlnet_config.pipeline_name(self.name, request.task)
         return self.task_pipeline(base.pipe, request.task, request.scheduler, overrides=overrides, pipeline=name)
 
     def text_kwargs(self, base: Any, request: GenerationRequest, texts: PromptLists, adapter_key: tuple) -> dict:

@@ -182,6 +182,11 @@ class LocalEngine:
         finally:
             self._jobs.pop(job_id, None)
 
+    def text_infos(self) -> dict[str, checks.TextInfo]:
+        """What the model checks need of each loaded model (tokenizers, text layers), for an API process
+        that runs them itself (the process and Ray engines)."""
+        return dict(self._text_info)
+
     def check(self, request: GenerationRequest) -> None:
         """Model-aware checks before anything is recorded (EngineClient.check)."""
         spec = self.registry.specs.get(request.model)
@@ -200,15 +205,16 @@ class LocalEngine:
         job.cancel.set()
         return True
 
-    async def execute(self, requests: list[tuple[str, GenerationRequest]],
-                      device: str | None = None) -> list[GenerationResult | Exception]:
+    async def execute(self, requests: list[tuple[str, GenerationRequest]], device: str | None = None,
+                      progress: list[ProgressCallback | None] | None = None) -> list[GenerationResult | Exception]:
         """Run ``(job_id, request)`` pairs now, bypassing the queue, as one batch: for a caller that
         batches by itself (Ray Serve's ``@serve.batch``). The requests must share a batch key (or
         be one request). A result or the error per request, in order."""
         if not self._ready:
             raise NotReady(self._loading_error or "models are still loading; retry shortly")
         loop = asyncio.get_running_loop()
-        jobs = [Job(job_id, request, loop.create_future(), None) for job_id, request in requests]
+        progress = progress or [None] * len(requests)
+        jobs = [Job(job_id, request, loop.create_future(), cb) for (job_id, request), cb in zip(requests, progress)]
         await self._execute(jobs, device or self.devices[0], loop)
         # The futures settle after the pipeline call (NSFW scores come off the device thread).
         return list(await asyncio.gather(*(job.future for job in jobs), return_exceptions=True))

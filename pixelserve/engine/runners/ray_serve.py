@@ -15,6 +15,10 @@ them through a ``DeploymentHandle``:
 - A replica that dies mid-request (kill -9, OOM killer, lost node) fails the call; the job is
   sent again once to another replica (``max_attempts``). A job is answered once, so the service
   charges it once.
+- Progress: a replica's ``generate`` is a streaming method (``handle.options(stream=True)``): it
+  yields ``("progress", step, total)`` after each denoising step, then the result.
+- Model checks run in the API process: at connect, a replica of each group sends the tokenizers it
+  loaded (``text_infos``), and ``check`` runs the same ``engine/checks.py`` as the local engine.
 
 ``ray`` is imported lazily: the API process starts without it unless ``engine = "ray"``. The
 replicas run ``LocalEngine`` (torch) in Ray's worker processes, never in the API process.
@@ -32,6 +36,7 @@ from typing import Any
 
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
+from pixelserve.engine import checks
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.runners.batching import batch_key
 from pixelserve.engine.runners.errors import pack, unpack
@@ -138,29 +143,52 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
                         raise InvalidRequest(str(e), field=field_name) from None
             return tuple(str(path) for _, path in files if path)
 
+        def text_infos(self) -> dict:
+            """What the API process needs to run the model checks itself (engine/checks.py)."""
+            return self.engine.text_infos()
+
         async def generate(self, job_id: str, request: GenerationRequest):
+            """Streamed (``handle.options(stream=True)``): ``("progress", step, total)`` after each
+            denoising step, then the result (or ``("error", ...)``)."""
             key = serve.get_multiplexed_model_id()
             if key:  # the loader runs only when the set is not resident yet; it reads the files from here
                 self.adapter_requests[key] = request
                 try:
                     await self.adapter_set(key)
                 except PixelserveError as e:
-                    return ("error", *pack(e))
+                    yield ("error", *pack(e))
+                    return
                 finally:
                     self.adapter_requests.pop(key, None)
-            return await self.run_batch((job_id, request))
+            steps: asyncio.Queue = asyncio.Queue()
+            run = asyncio.ensure_future(self.run_batch((job_id, request, lambda s, t: steps.put_nowait((s, t)))))
+            try:
+                while not run.done():
+                    step = asyncio.ensure_future(steps.get())
+                    await asyncio.wait({step, run}, return_when=asyncio.FIRST_COMPLETED)
+                    if step.done():
+                        yield ("progress", *step.result())
+                    else:
+                        step.cancel()
+                while not steps.empty():
+                    yield ("progress", *steps.get_nowait())
+                yield run.result()
+            finally:
+                if not run.done():  # the caller went away: the job stops before its next step
+                    run.cancel()
 
         @serve.batch
-        async def run_batch(self, items: list[tuple[str, GenerationRequest]]) -> list:
+        async def run_batch(self, items: list[tuple[str, GenerationRequest, Any]]) -> list:
             """Serve's batch, split by batch key: compatible requests share one pipeline call."""
             groups: dict[Any, list[int]] = {}
-            for i, (_, request) in enumerate(items):
+            for i, (_, request, _progress) in enumerate(items):
                 k = batch_key(request) if options.max_batch_size > 1 else None
                 groups.setdefault(("alone", i) if k is None else ("key", k), []).append(i)
             out: list = [None] * len(items)
             for indices in groups.values():
                 try:
-                    results = await self.engine.execute([items[i] for i in indices])
+                    results = await self.engine.execute([items[i][:2] for i in indices],
+                                                        progress=[items[i][2] for i in indices])
                 except Exception as e:  # noqa: BLE001 - answered per request, the replica goes on
                     results = [e] * len(indices)
                 for i, result in zip(indices, results):
@@ -192,6 +220,7 @@ class RayEngine:
         # LocalEngine options for the replicas; each holds one device ("auto": the GPU Ray gave it).
         self.engine_kwargs = dict(engine_kwargs, max_queue=max_queue)
         self._handles: dict[str, Any] = {}
+        self._text_info: dict = {}  # model id -> checks.TextInfo, from a replica of each group
         self._responses: dict[str, Any] = {}
         self._ready = False
         self._loading_error: str | None = None
@@ -241,6 +270,8 @@ class RayEngine:
                 # Deployed by another API process or by `serve deploy` (deploy/serve.yaml): a second
                 # serve.run would replace the running replicas, so this process only finds them.
                 self._handles[group] = serve.get_app_handle(name)
+            # The model checks run here, in the API process, with the tokenizers a replica loaded.
+            self._text_info.update(self._handles[group].text_infos.remote().result())
 
     async def stop(self) -> None:
         """Cancels this process's requests; the deployments stay up for the other API replicas."""
@@ -255,8 +286,11 @@ class RayEngine:
 
     # -- jobs --------------------------------------------------------------------------------
     def check(self, request: GenerationRequest) -> None:
-        if request.model not in self.specs:
+        """The model checks, here in the API process, before anything is recorded or sent to a replica."""
+        spec = self.specs.get(request.model)
+        if spec is None:
             raise NotFound(f"unknown model {request.model!r}", field="model")
+        checks.check_request(request, spec, self._text_info.get(request.model))
 
     async def submit(self, job_id: str, request: GenerationRequest,
                      on_progress: ProgressCallback | None = None) -> GenerationResult:
@@ -270,16 +304,12 @@ class RayEngine:
         key = adapter_key(request)
         if key:
             handle = handle.options(multiplexed_model_id=key)
-        if on_progress is not None:  # steps are not streamed back: started once handed over, then done
-            on_progress(0, request.steps)
-        outcome = await self._call(handle, job_id, request)
+        outcome = await self._call(handle.options(stream=True), job_id, request, on_progress)
         if isinstance(outcome, tuple):
             raise unpack(outcome[1:])
-        if on_progress is not None:
-            on_progress(request.steps, request.steps)
         return outcome
 
-    async def _call(self, handle, job_id: str, request: GenerationRequest):
+    async def _call(self, handle, job_id: str, request: GenerationRequest, on_progress: ProgressCallback | None):
         from ray import exceptions as ray_errors
         from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
@@ -288,7 +318,13 @@ class RayEngine:
             response = handle.generate.remote(job_id, request)
             self._responses[job_id] = response
             try:
-                return await response
+                async for item in response:
+                    if isinstance(item, tuple) and item[0] == "progress":
+                        if on_progress is not None:
+                            on_progress(item[1], item[2])
+                        continue
+                    return item
+                raise EngineFailure("the replica ended the job without an answer")
             except asyncio.CancelledError:  # the client went away: stop the replica's work too
                 response.cancel()
                 raise

@@ -6,6 +6,8 @@ the supervisor starts a new one and hands each unanswered job over again, once
 (``max_attempts``); a job whose worker dies twice fails with ``EngineFailure`` (the service then
 records it failed and releases what it charged). Jobs are answered exactly once, so nothing is
 charged twice. Inside the worker runs the ordinary ``LocalEngine`` (queue, batching, devices).
+The model checks run in the API process (``check``), with the tokenizers the worker sends once its
+models are loaded (``text_infos`` in the ready message), so the API process never imports torch.
 
 Jobs are held on leases (``lease_s``): a running job's lease is renewed by each denoising step it
 reports, a job waiting in the worker's queue by the worker's heartbeat. A worker that is alive but
@@ -14,7 +16,7 @@ the usual death path hands its jobs over.
 
 Messages over a ``multiprocessing`` pipe (spawn context: no CUDA state is forked):
 parent -> worker ``("submit", job_id, request)``, ``("cancel", job_id)``, ``("stop",)``;
-worker -> parent ``("ready", error)``, ``("progress", job_id, step, total)``,
+worker -> parent ``("ready", error, text_infos)``, ``("progress", job_id, step, total)``,
 ``("heartbeat", [ids of jobs waiting in its queue])``,
 ``("done", job_id, result)``, ``("error", job_id, *pack(error))`` (runners/errors.py).
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
+from pixelserve.engine import checks
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.runners.errors import pack, unpack
 from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded
@@ -66,6 +69,7 @@ class SupervisedEngine:
         self._ready = False
         self._stopping = False
         self._loading_error: str | None = None
+        self._text_info: dict = {}  # model id -> checks.TextInfo, sent by the worker once it is ready
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready_event: asyncio.Event | None = None
         self._send_lock = threading.Lock()
@@ -115,8 +119,11 @@ class SupervisedEngine:
 
     # -- jobs --------------------------------------------------------------------------------
     def check(self, request: GenerationRequest) -> None:
-        if request.model not in self.specs:
+        """The model checks, here in the API process, with the tokenizers the worker loaded."""
+        spec = self.specs.get(request.model)
+        if spec is None:
             raise NotFound(f"unknown model {request.model!r}", field="model")
+        checks.check_request(request, spec, self._text_info.get(request.model))
 
     async def submit(self, job_id: str, request: GenerationRequest,
                      on_progress: ProgressCallback | None = None) -> GenerationResult:
@@ -199,6 +206,7 @@ class SupervisedEngine:
         kind = message[0]
         if kind == "ready":
             self._loading_error = message[1]
+            self._text_info = message[2]  # the parent's check() runs the model checks with these
             self._ready = message[1] is None
             self._ready_event.set()
             for job_id, pending in self._pending.items():  # jobs waiting for a restarted worker
@@ -260,13 +268,10 @@ async def _worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s: float = 1.
     engine = LocalEngine(specs, cache_dir, **engine_kwargs)
     await engine.start()
     await engine.wait_ready()
-    send(("ready", engine.health().loading_error))
+    send(("ready", engine.health().loading_error, engine.text_infos()))
 
     async def run(job_id: str, request: GenerationRequest) -> None:
         try:
-            # The model-aware checks need the loaded tokenizers: they run here, before the job is
-            # queued (the parent's check() knows only the model ids).
-            engine.check(request)
             result = await engine.submit(job_id, request, lambda s, t: send(("progress", job_id, s, t)))
             send(("done", job_id, result))
         except Exception as e:  # noqa: BLE001 - reported to the parent, the worker goes on

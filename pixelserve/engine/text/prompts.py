@@ -31,7 +31,6 @@ plus start and end), SD 1.x three (231 tokens, 225 of text). Karlo and Studio do
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,87 +39,8 @@ from compel.embeddings_provider import (BaseTextualInversionManager, EmbeddingsP
                                         SplitLongTextMode)
 
 from pixelserve.core.request import GenerationRequest
+from pixelserve.engine.text.weighting import parse_weighted, plain_text
 from pixelserve.engine.adapters import textual_inversion
-from pixelserve.errors import InvalidRequest
-
-#: 77-token chunks a weighted prompt may fill, per family.
-MAX_CHUNKS = {"sd": 3, "sdxl": 1}
-CHUNK_TEXT_TOKENS = 75  # 77 minus the start and end markers
-BARE_BRACKET = 1.1
-
-# -- weighting syntax --------------------------------------------------------------------------
-_TOKENS = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:|\\")
-
-
-def parse_weighted(text: str) -> list[tuple[str, float]]:
-    """``(a (b:1.5) c:0.8)`` -> [("a ", 0.8), ("b", 1.2), (" c", 0.8)]; adjacent equal weights merged."""
-    pieces: list[list] = []  # [text, weight]
-    round_open: list[int] = []  # index in pieces where each open "(" starts
-    square_open: list[int] = []
-
-    def scale(start: int, factor: float) -> None:
-        for piece in pieces[start:]:
-            piece[1] *= factor
-
-    for m in _TOKENS.finditer(text):
-        token, weight = m.group(0), m.group(1)
-        if token.startswith("\\") and len(token) == 2:
-            pieces.append([token[1], 1.0])
-        elif token == "(":
-            round_open.append(len(pieces))
-        elif token == "[":
-            square_open.append(len(pieces))
-        elif weight is not None and round_open:
-            scale(round_open.pop(), float(weight))
-        elif token == ")" and round_open:
-            scale(round_open.pop(), BARE_BRACKET)
-        elif token == "]" and square_open:
-            scale(square_open.pop(), 1 / BARE_BRACKET)
-        else:  # text, or a stray ":", ")" or "]"
-            pieces.append([token, 1.0])
-    for start in round_open:  # unclosed brackets run to the end
-        scale(start, BARE_BRACKET)
-    for start in square_open:
-        scale(start, 1 / BARE_BRACKET)
-    merged: list[tuple[str, float]] = []
-    for piece_text, w in pieces:
-        if merged and merged[-1][1] == w:
-            merged[-1] = (merged[-1][0] + piece_text, w)
-        else:
-            merged.append((piece_text, w))
-    return [(t, w) for t, w in merged if t] or [("", 1.0)]
-
-
-def plain_text(text: str) -> str:
-    """The prompt without its weighting syntax."""
-    return "".join(t for t, _ in parse_weighted(text))
-
-
-def count_tokens(tokenizer: Any, text: str, weighted: bool) -> int:
-    """Text tokens of ``text`` (no start/end markers; weighting syntax not counted)."""
-    fragments = [t for t, _ in parse_weighted(text)] if weighted else [text]
-    ids = tokenizer([f for f in fragments if f], add_special_tokens=False)["input_ids"] if any(fragments) else []
-    return sum(len(i) for i in ids)
-
-
-def check_token_limits(request: GenerationRequest, family: str, tokenizers: list[Any]) -> None:
-    """Raise InvalidRequest naming the field whose weighted prompt is over the family's limit."""
-    chunks = MAX_CHUNKS.get(family)
-    if not request.prompt_weighting or chunks is None or not tokenizers:
-        return
-    limit = CHUNK_TEXT_TOKENS * chunks
-    fields = [("prompt", request.prompt, 0), ("negative_prompt", request.negative_prompt, 0)]
-    if family == "sdxl" and len(tokenizers) > 1:
-        fields += [("prompt_2", request.prompt_2, 1), ("negative_prompt_2", request.negative_prompt_2, 1)]
-    for name, text, index in fields:
-        if not text:
-            continue
-        n = count_tokens(tokenizers[index], text, weighted=True)
-        if n > limit:
-            raise InvalidRequest(
-                f"is {n} tokens long (weighting syntax not counted); {family} models take at most {limit} "
-                f"({77 * chunks} tokens with the start and end markers of each 77-token chunk)", field=name)
-
 
 # -- what the pipeline gets --------------------------------------------------------------------
 @dataclass

@@ -35,6 +35,15 @@ def check_safetensors(path: Path) -> None:
     raise WeightsFormatError(f"{path} is not a safetensors file; only safetensors weights are loaded")
 
 
+def tensor_names(path: Path) -> list[str]:
+    """The tensor names in a safetensors file's header, read as JSON (no tensor is mapped, no torch)."""
+    check_safetensors(path)
+    with Path(path).open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return [k for k in header if k != "__metadata__"]
+
+
 def detect_format(path: Path) -> str:
     """'diffusers' for a diffusers folder, 'single_file' for a safetensors checkpoint."""
     path = Path(path)

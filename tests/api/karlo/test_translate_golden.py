@@ -8,7 +8,7 @@ import pytest
 
 from pixelserve.dialects.karlo import translate
 from pixelserve.dialects.karlo.protocol import T2IRequest
-from pixelserve.service.generation import ServedImage, ServiceResult
+from pixelserve.service.pipeline import ServedImage, ServiceResult
 
 GOLDEN = Path(__file__).parent / "golden"
 

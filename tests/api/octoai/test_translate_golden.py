@@ -11,7 +11,7 @@ from pixelserve.db.models_assets import AssetRecord
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import CreateAssetRequest, ImageGenerationRequest
 from pixelserve.service.assets import ResolvedAsset
-from pixelserve.service.generation import ServedImage, ServiceResult
+from pixelserve.service.pipeline import ServedImage, ServiceResult
 from tests.api.octoai.helpers import b64_image
 
 GOLDEN = Path(__file__).parent / "golden"

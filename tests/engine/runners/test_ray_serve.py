@@ -96,6 +96,43 @@ def test_requests_spread_over_both_replicas_and_batch_by_key(deployed):
     assert other.timings_ms["batch_size"] == 1  # another size: never stacked with the 64 px ones
 
 
+def test_each_denoising_step_streams_back_to_the_api_process(deployed):
+    steps = []
+
+    async def go():
+        return await deployed.submit("streamed", GenerationRequest(model="tiny-sd", prompt="a cat", width=64,
+                                                                   height=64, steps=3, seeds=(5,)),
+                                     lambda step, total: steps.append((step, total)))
+
+    result = asyncio.run(go())
+    assert len(result.images) == 1 and steps == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_model_checks_run_in_the_api_process_before_anything_is_written(deployed, tmp_path, tiny_cache):
+    """Ray's replicas hand their tokenizers to the API process at connect: clip_skip out of range for the
+    tiny text encoder is OctoAI's 422 with no job record and no quota use (it was a 500, and a failed
+    job, when only the replica knew the model)."""
+    from tests.service.test_model_checks import refused_and_nothing_written
+
+    settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
+                             octoai_extra_sizes="64x64")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        wait_ready(client, timeout=60)
+        refused_and_nothing_written(client, app)
+
+
+def test_an_api_process_with_the_ray_engine_never_imports_torch(deployed, tmp_path, tiny_cache):
+    """An API process of its own joins this cluster and finds the deployments (as a second API replica
+    would): it generates and refuses through the replicas without torch in its sys.modules."""
+    from tests.service.test_model_checks import api_process
+
+    address = ray.get_runtime_context().gcs_address
+    result = api_process(tmp_path, tiny_cache, engine="ray", ray_address=address, ray_deploy=False,
+                         ray_model_groups=GROUPS)
+    assert result == {"ok": 200, "refused": 422, "heavy": []}
+
+
 def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tmp_path):
     from pixelserve.core.request import LoraRef
     from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
@@ -138,13 +175,15 @@ def test_karlo_octoai_and_studio_samples_through_the_api(deployed, tmp_path, tin
                              json={"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 2})
         assert studio.status_code == 200, studio.text
         assert [decode(im["base64"]).size for im in studio.json()["images"]] == [(64, 64)] * 2
-        # OctoAI's sample shape (its curl body, at a tiny size), with a LoRA from the asset library.
+        # OctoAI's sample shape (its curl body, at a tiny size), with a LoRA from the asset library. Without
+        # its style_preset: the preset's template words take the demo's SDXL prompt past 77 tokens, refused
+        # by the model checks on every engine (Ray's replicas skipped them before).
         client.app.state.assets.add_file(PUBLIC, ensure_tiny_lora("sdxl", tmp_path), name="ink", kind="lora",
                                          family="sdxl")
         octo = client.post("/generate/sdxl", headers={"Authorization": f"Bearer {key}"}, json={
             "prompt": "The angel of death (Hyperrealistic:1.2), splash art", "negative_prompt": "ugly, tiling",
             "sampler": "DDIM", "cfg_scale": 11, "height": 64, "width": 64, "seed": [2748252853, None], "steps": 2,
-            "num_images": 2, "style_preset": "3d-model", "loras": {"octoai:ink": 0.7}})
+            "num_images": 2, "loras": {"octoai:ink": 0.7}})
         assert octo.status_code == 200, octo.text
         images = octo.json()["images"]
         assert [decode(im["image_b64"]).size for im in images] == [(64, 64)] * 2

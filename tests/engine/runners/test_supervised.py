@@ -88,21 +88,27 @@ def test_a_job_whose_worker_dies_twice_fails(tiny_cache):
     assert killed == 2 and len(after.images) == 1
 
 
-def test_the_worker_runs_the_model_aware_checks(tiny_cache):
+def test_the_parent_runs_the_model_aware_checks_with_the_workers_tokenizers(tiny_cache):
+    """The worker sends each model's tokenizers once it is ready; the API process checks with them
+    before anything is recorded, as the local engine does."""
     from pixelserve.errors import InvalidRequest
 
     async def go():
         engine = await started(tiny_cache)
         try:
             with pytest.raises(InvalidRequest) as e:
-                await engine.submit("long", req(prompt="abcdefgh " * 200, prompt_weighting=True))
+                engine.check(req(prompt="abcdefgh " * 200, prompt_weighting=True))
+            with pytest.raises(InvalidRequest) as skip:
+                engine.check(req(clip_skip=10))
+            engine.check(req(prompt="(a cat:1.3)", prompt_weighting=True))
             ok = await engine.submit("short", req(prompt="(a cat:1.3)", prompt_weighting=True))
-            return e.value, ok
+            return e.value, skip.value, ok
         finally:
             await engine.stop()
 
-    err, ok = asyncio.run(go())
+    err, skip, ok = asyncio.run(go())
     assert err.field == "prompt" and "231" in err.message
+    assert skip.field == "clip_skip" and "must be 0 to 1 for this model" in skip.message
     assert len(ok.images) == 1
 
 

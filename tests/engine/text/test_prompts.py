@@ -8,7 +8,7 @@ import torch
 
 from pixelserve.core.model_config import demo_config
 from pixelserve.engine.adapters import base as adapter_base
-from pixelserve.engine.text import prompts
+from pixelserve.engine.text import prompts, weighting
 from pixelserve.engine.runners.local import LocalEngine
 from pixelserve.errors import InvalidRequest
 from tests.engine.conftest import generate, request_for
@@ -16,17 +16,17 @@ from tests.engine.conftest import generate, request_for
 
 # -- the syntax --------------------------------------------------------------------------------
 def test_weight_is_the_product_of_the_brackets():
-    assert prompts.parse_weighted("(A tall (beautiful:1.5) woman:0.8) (other:0.5)") == [
+    assert weighting.parse_weighted("(A tall (beautiful:1.5) woman:0.8) (other:0.5)") == [
         ("A tall ", 0.8), ("beautiful", pytest.approx(1.2)), (" woman", 0.8), (" ", 1.0), ("other", 0.5)]
 
 
 def test_bare_brackets_escapes_and_stray_characters():
-    assert prompts.parse_weighted("a (cat) [dog]") == [
+    assert weighting.parse_weighted("a (cat) [dog]") == [
         ("a ", 1.0), ("cat", pytest.approx(1.1)), (" ", 1.0), ("dog", pytest.approx(1 / 1.1))]
-    assert prompts.parse_weighted(r"a \(literal\) 16:9 C++") == [(r"a (literal) 16:9 C++", 1.0)]
-    assert prompts.parse_weighted("unclosed (cat") == [("unclosed ", 1.0), ("cat", pytest.approx(1.1))]
-    assert prompts.parse_weighted("((a))") == [("a", pytest.approx(1.21))]
-    assert prompts.plain_text("(A tall (beautiful:1.5) woman:1.0)") == "A tall beautiful woman"
+    assert weighting.parse_weighted(r"a \(literal\) 16:9 C++") == [(r"a (literal) 16:9 C++", 1.0)]
+    assert weighting.parse_weighted("unclosed (cat") == [("unclosed ", 1.0), ("cat", pytest.approx(1.1))]
+    assert weighting.parse_weighted("((a))") == [("a", pytest.approx(1.21))]
+    assert weighting.plain_text("(A tall (beautiful:1.5) woman:1.0)") == "A tall beautiful woman"
 
 
 def test_syntax_does_not_count_as_tokens(tiny_models):

@@ -1,4 +1,4 @@
-"""service/generation.py keeps each job's record on one writer thread: concurrent requests never
+"""service/pipeline.py keeps each job's record on one writer thread: concurrent requests never
 contend for the database's write lock (SQLite's busy handler sleeps in steps of milliseconds), and
 a job's writes land in the order they were made (queued, running, succeeded)."""
 
@@ -10,7 +10,7 @@ from pixelserve.db.crud import jobs
 from pixelserve.db.crud.keys import create_key
 from pixelserve.db.models import Job
 from pixelserve.db.session import open_database
-from pixelserve.service.generation import GenerationService
+from pixelserve.service.pipeline import Pipeline
 from pixelserve.storage.local import LocalImageStore
 from pixelserve.storage.signing import UrlSigner
 from tests.security.test_fuzz import InstantEngine
@@ -38,7 +38,7 @@ def test_concurrent_jobs_record_on_one_thread_in_order(tmp_path, monkeypatch):
             return _original(session, job_id, *args, **kw)
 
         monkeypatch.setattr(jobs, name, recorded)
-    service = GenerationService(SteppingEngine(), sessions, LocalImageStore(tmp_path / "images"),
+    service = Pipeline(SteppingEngine(), sessions, LocalImageStore(tmp_path / "images"),
                                 UrlSigner(b"s" * 32, 60))
 
     async def go():
