@@ -41,7 +41,7 @@ def _shown(row) -> str:
 
 def _find(service, ref: str):
     """An asset by id, ``octoai:<name>`` or ``<scope>/<name>``."""
-    from pixelserve.service.assets import PUBLIC
+    from pixelserve.service.asset_refs import PUBLIC
 
     for row in service.all_rows():
         if ref in (row.id, _shown(row)) or (row.scope == PUBLIC and ref == row.name):
@@ -73,9 +73,9 @@ def assets_add(
     description: str = "",
 ) -> None:
     """Copy a weights file into the library and validate it (status ready, or rejected and why)."""
-    from pixelserve.service.assets import ASSET_NAME
+    from pixelserve.service.asset_refs import ASSET_NAME
     from pixelserve.errors import PixelserveError
-    from pixelserve.service.assets import PUBLIC
+    from pixelserve.service.asset_refs import PUBLIC
 
     if kind not in KINDS or engine not in ENGINES or not ASSET_NAME.fullmatch(name):
         typer.echo(f"--type must be one of {', '.join(KINDS)}, --engine one of sd, sdxl, controlnet-sd15, "

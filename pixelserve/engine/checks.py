@@ -18,7 +18,7 @@ from pixelserve.core.request import PREPROCESSORS
 from pixelserve.engine.adapters import controlnet_config
 from pixelserve.engine.text.weighting import check_token_limits
 from pixelserve.engine.weights.formats import WeightsFormatError, detect_format, tensor_names
-from pixelserve.errors import InvalidRequest, NotSupported
+from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 
 #: diffusers pipeline class of a checkpoint folder, per family.
 PIPELINE_CLASSES = {"sd": ("StableDiffusionPipeline",), "sdxl": ("StableDiffusionXLPipeline",)}
@@ -44,6 +44,15 @@ def text_info(model: Any) -> TextInfo:
     encoders = text_encoders(model.pipe) if model.spec.family in ADAPTER_FAMILIES else []
     layers = encoders[0].text_encoder.config.num_hidden_layers if encoders else 0
     return TextInfo([copy.deepcopy(e.tokenizer) for e in encoders], layers)
+
+
+def check_model(request: GenerationRequest, specs: dict[str, ModelSpec], text_infos: dict[str, TextInfo]) -> None:
+    """EngineClient.check for every engine, run where the request arrives (the API process):
+    the model is served here, and ``check_request`` against it."""
+    spec = specs.get(request.model)
+    if spec is None:
+        raise NotFound(f"unknown model {request.model!r}", field="model")
+    check_request(request, spec, text_infos.get(request.model))
 
 
 def check_request(request: GenerationRequest, spec: ModelSpec, info: TextInfo | None) -> None:

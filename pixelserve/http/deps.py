@@ -7,7 +7,7 @@ with ``Auth``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Callable
 
 from fastapi import Depends, Request
 
@@ -21,36 +21,24 @@ from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def _state(name: str) -> Callable[[Request], Any]:
+    """A dependency that hands a route what create_app put in ``app.state.<name>``."""
+
+    def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-def get_service(request: Request) -> Pipeline:
-    return request.app.state.service
-
-
-def get_auth(request: Request) -> Authenticator:
-    return request.app.state.auth
-
-
-def get_assets(request: Request) -> AssetService:
-    return request.app.state.assets
-
-
-def get_studio(request: Request) -> StudioService:
-    return request.app.state.studio
-
-
-def get_studio_jobs(request: Request) -> JobRunner:
-    return request.app.state.studio_jobs
-
-
-def get_store(request: Request) -> ImageStore:
-    return request.app.state.store
-
-
-def get_signer(request: Request) -> UrlSigner:
-    return request.app.state.signer
+get_settings = _state("settings")
+get_service = _state("service")
+get_auth = _state("auth")
+get_assets = _state("assets")
+get_studio = _state("studio")
+get_studio_jobs = _state("studio_jobs")
+get_store = _state("store")
+get_signer = _state("signer")
 
 
 def base_url(request: Request) -> str:

@@ -139,17 +139,17 @@ class DirectPolicy:
         return True
 
 
+@dataclass(eq=False)
 class Pipeline:
-    def __init__(self, engine: EngineClient, sessions: sessionmaker[Session], store: ImageStore,
-                 signer: UrlSigner, limits: Limits = Limits(), quota: quotas.QuotaLimits = quotas.QuotaLimits(),
-                 bus: EventBus | None = None):
-        self.engine = engine
-        self.sessions = sessions
-        self.store = store
-        self.signer = signer
-        self.limits = limits
-        self.quota = quota
-        self.bus = bus or EventBus()
+    engine: EngineClient
+    sessions: sessionmaker[Session]
+    store: ImageStore
+    signer: UrlSigner
+    limits: Limits = Limits()
+    quota: quotas.QuotaLimits = quotas.QuotaLimits()
+    bus: EventBus = field(default_factory=EventBus)
+
+    def __post_init__(self) -> None:
         # Encoding and storing answers: off the event loop and the device threads, and on few threads
         # so that on a CPU box they never take more than a share of the cores from denoising.
         self._encoders = ThreadPoolExecutor(max(1, (os.cpu_count() or 2) // 4), thread_name_prefix="encode")

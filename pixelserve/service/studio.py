@@ -27,7 +27,8 @@ from pixelserve.db.crud.credits import Balances
 from pixelserve.db.models_studio import StudioImage
 from pixelserve.engine.client import ModelInfo
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
-from pixelserve.service.assets import AssetService, scope_of
+from pixelserve.service.assets import AssetService
+from pixelserve.service.asset_refs import scope_of
 from pixelserve.service.credits import CreditService
 from pixelserve.service.jobs import JobRunner
 from pixelserve.service.pipeline import Job, Pipeline

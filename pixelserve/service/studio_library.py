@@ -19,16 +19,11 @@ class StudioLibrary:
         return self._db(crud.list_styles, owner_id)
 
     def style(self, owner_id: int, style_id: int, field_name: str = "styleId"):
-        row = self._db(crud.get_style, owner_id, style_id)
-        if row is None:
-            raise NotFound(f"no style {style_id}", field=field_name)
-        return row
+        return _found(self._db(crud.get_style, owner_id, style_id), f"no style {style_id}", field_name)
 
     def save_style(self, owner_id: int, values: dict, style_id: int | None = None):
-        row = self._db(crud.save_style, owner_id, values, style_id)
-        if row is None:
-            raise NotFound(f"no style {style_id} of yours (built-in styles are read-only)")
-        return row
+        return _found(self._db(crud.save_style, owner_id, values, style_id),
+                      f"no style {style_id} of yours (built-in styles are read-only)")
 
     def delete_style(self, owner_id: int, style_id: int) -> None:
         if not self._db(crud.delete_style, owner_id, style_id):
@@ -38,10 +33,8 @@ class StudioLibrary:
         return self._db(crud.list_collections, owner_id)
 
     def collection(self, owner_id: int, collection_id: int, field_name: str = "collectionId"):
-        row = self._db(crud.get_collection, owner_id, collection_id)
-        if row is None:
-            raise NotFound(f"no collection {collection_id}", field=field_name)
-        return row
+        return _found(self._db(crud.get_collection, owner_id, collection_id), f"no collection {collection_id}",
+                      field_name)
 
     def save_collection(self, owner_id: int, values: dict, collection_id: int | None = None):
         if values.get("style_id") is not None:
@@ -49,11 +42,16 @@ class StudioLibrary:
         for i, path in enumerate(values.get("images", ())):
             self._reference_key(owner_id, path, f"images.{i}")
             self.load_reference(owner_id, path, f"images.{i}")  # exists and is a readable image
-        row = self._db(crud.save_collection, owner_id, values, collection_id)
-        if row is None:
-            raise NotFound(f"no collection {collection_id}")
-        return row
+        return _found(self._db(crud.save_collection, owner_id, values, collection_id),
+                      f"no collection {collection_id}")
 
     def delete_collection(self, owner_id: int, collection_id: int) -> None:
         if not self._db(crud.delete_collection, owner_id, collection_id):
             raise NotFound(f"no collection {collection_id}")
+
+
+def _found(row, missing: str, field_name: str | None = None):
+    """``row``, or NotFound saying ``missing`` (the caller has no such row)."""
+    if row is None:
+        raise NotFound(missing, field=field_name)
+    return row

@@ -186,17 +186,7 @@ def get_style(session: Session, owner_id: int, style_id: int) -> StudioStyle | N
 
 def save_style(session: Session, owner_id: int, values: dict, style_id: int | None = None) -> StudioStyle | None:
     """Create (style_id None) or update one of the owner's styles; built-ins are not the owner's."""
-    if style_id is None:
-        row = StudioStyle(owner_id=owner_id, created_at=utcnow(), **values)
-        session.add(row)
-    else:
-        row = session.get(StudioStyle, style_id)
-        if row is None or row.owner_id != owner_id:
-            return None
-        for k, v in values.items():
-            setattr(row, k, v)
-    session.commit()
-    return row
+    return _save(session, StudioStyle, owner_id, values, style_id)
 
 
 def delete_style(session: Session, owner_id: int, style_id: int) -> bool:
@@ -221,12 +211,17 @@ def get_collection(session: Session, owner_id: int, collection_id: int) -> Studi
 
 def save_collection(session: Session, owner_id: int, values: dict,
                     collection_id: int | None = None) -> StudioCollection | None:
-    if collection_id is None:
-        row = StudioCollection(owner_id=owner_id, created_at=utcnow(), **values)
+    return _save(session, StudioCollection, owner_id, values, collection_id)
+
+
+def _save(session: Session, model: type, owner_id: int, values: dict, row_id: int | None):
+    """Create (row_id None) or update one of the owner's rows; None when the owner has no such row."""
+    if row_id is None:
+        row = model(owner_id=owner_id, created_at=utcnow(), **values)
         session.add(row)
     else:
-        row = get_collection(session, owner_id, collection_id)
-        if row is None:
+        row = session.get(model, row_id)
+        if row is None or row.owner_id != owner_id:
             return None
         for k, v in values.items():
             setattr(row, k, v)

@@ -27,7 +27,7 @@ from pixelserve.core.model_config import ConfigError, ModelsConfig, config_path
 from pixelserve.core.request import PREPROCESSORS
 from pixelserve.dialects.octoai.protocol import ENGINE_FAMILIES, ENGINES
 from pixelserve.errors import NotFound
-from pixelserve.service.assets import ASSET_NAME, ConfiguredAsset
+from pixelserve.service.asset_refs import ASSET_NAME, ConfiguredAsset
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from pixelserve.dialects.octoai.route import ERRORS, Key, OctoAIRoute
 from pixelserve.errors import Forbidden, NotFound, PayloadTooLarge, PixelserveError, status_of
 from pixelserve.http.deps import Assets, BaseUrl, Signer
 from pixelserve.http.errors import phrase
-from pixelserve.service.assets import ASSET_ID, PUBLIC, PUT_STATES, AssetService, scope_of
+from pixelserve.service.assets import AssetService
+from pixelserve.service.asset_refs import ASSET_ID, PUBLIC, PUT_STATES, scope_of
 from pixelserve.storage.signing import UrlSigner
 
 router = APIRouter(route_class=OctoAIRoute, tags=["OctoAI asset library"])

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pixelserve.core.request import MAX_SEED
 from pixelserve.http.body import not_blank
 from pixelserve.dialects.octoai.styles import STYLES
-from pixelserve.service.assets import ASSET_NAME
+from pixelserve.service.asset_refs import ASSET_NAME
 
 #: engine id -> the model family it serves.
 ENGINE_FAMILIES = {"sdxl": "sdxl", "sd": "sd", "controlnet-sdxl": "sdxl", "controlnet-sd15": "sd"}

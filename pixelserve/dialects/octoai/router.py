@@ -20,7 +20,7 @@ from pixelserve.dialects.octoai.protocol import ImageGenerationRequest, ImageGen
 from pixelserve.dialects.octoai.route import ERRORS, Key, OctoAIRoute
 from pixelserve.http.deps import Assets, Service, SettingsDep
 from pixelserve.http.route import client_gone
-from pixelserve.service.assets import scope_of
+from pixelserve.service.asset_refs import scope_of
 from pixelserve.service.pipeline import cancel_on_disconnect
 
 router = APIRouter(route_class=OctoAIRoute, tags=["OctoAI"])

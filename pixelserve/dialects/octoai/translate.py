@@ -20,7 +20,7 @@ from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, DEFAULT_SIZE, EN
                                                 SIZES, CreateAssetRequest, ImageGenerationRequest)
 from pixelserve.dialects.octoai.styles import apply_style
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
-from pixelserve.service.assets import ASSET_NAME, PUBLIC, AssetFilter, ResolvedAsset
+from pixelserve.service.asset_refs import ASSET_NAME, PUBLIC, AssetFilter, ResolvedAsset
 from pixelserve.service.pipeline import OutputOptions, ServiceResult
 
 #: Each input image (base64-decoded) at most this many bytes; the body limit bounds them together.

@@ -29,7 +29,7 @@ from pixelserve.engine.runners.jobs import Job, run_jobs, settle
 from pixelserve.engine.runners.models import ModelRegistry
 from pixelserve.engine.speed import approx, optimize
 from pixelserve.engine.weights import gc_freeze
-from pixelserve.errors import (Cancelled, DeadlineExceeded, EngineFailure, NotFound, NotReady, OutOfMemory, Overloaded,
+from pixelserve.errors import (Cancelled, DeadlineExceeded, EngineFailure, NotReady, OutOfMemory, Overloaded,
                                PixelserveError)
 
 log = logging.getLogger(__name__)
@@ -189,10 +189,7 @@ class LocalEngine:
 
     def check(self, request: GenerationRequest) -> None:
         """Model-aware checks before anything is recorded (EngineClient.check)."""
-        spec = self.registry.specs.get(request.model)
-        if spec is None:
-            raise NotFound(f"unknown model {request.model!r}", field="model")
-        checks.check_request(request, spec, self._text_info.get(request.model))
+        checks.check_model(request, self.registry.specs, self._text_info)
 
     async def postprocess(self, job_id: str, request: GenerationRequest, image) -> GenerationResult:
         """Only ``request.post`` on an existing image, queued like any job (EngineClient.postprocess)."""

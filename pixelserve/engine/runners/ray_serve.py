@@ -40,7 +40,7 @@ from pixelserve.engine import checks
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.runners.batching import batch_key
 from pixelserve.engine.runners.errors import pack, unpack
-from pixelserve.errors import Cancelled, EngineFailure, InvalidRequest, NotFound, NotReady, Overloaded, PixelserveError
+from pixelserve.errors import Cancelled, EngineFailure, InvalidRequest, NotReady, Overloaded, PixelserveError
 
 log = logging.getLogger(__name__)
 
@@ -287,10 +287,7 @@ class RayEngine:
     # -- jobs --------------------------------------------------------------------------------
     def check(self, request: GenerationRequest) -> None:
         """The model checks, here in the API process, before anything is recorded or sent to a replica."""
-        spec = self.specs.get(request.model)
-        if spec is None:
-            raise NotFound(f"unknown model {request.model!r}", field="model")
-        checks.check_request(request, spec, self._text_info.get(request.model))
+        checks.check_model(request, self.specs, self._text_info)
 
     async def submit(self, job_id: str, request: GenerationRequest,
                      on_progress: ProgressCallback | None = None) -> GenerationResult:

@@ -36,7 +36,7 @@ from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine import checks
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.runners.errors import pack, unpack
-from pixelserve.errors import Cancelled, EngineFailure, NotFound, NotReady, Overloaded
+from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,7 @@ class SupervisedEngine:
     # -- jobs --------------------------------------------------------------------------------
     def check(self, request: GenerationRequest) -> None:
         """The model checks, here in the API process, with the tokenizers the worker loaded."""
-        spec = self.specs.get(request.model)
-        if spec is None:
-            raise NotFound(f"unknown model {request.model!r}", field="model")
-        checks.check_request(request, spec, self._text_info.get(request.model))
+        checks.check_model(request, self.specs, self._text_info)
 
     async def submit(self, job_id: str, request: GenerationRequest,
                      on_progress: ProgressCallback | None = None) -> GenerationResult:

@@ -10,7 +10,7 @@ import pytest
 from pixelserve.db.models_assets import AssetRecord
 from pixelserve.dialects.octoai import translate
 from pixelserve.dialects.octoai.protocol import CreateAssetRequest, ImageGenerationRequest
-from pixelserve.service.assets import ResolvedAsset
+from pixelserve.service.asset_refs import ResolvedAsset
 from pixelserve.service.pipeline import ServedImage, ServiceResult
 from tests.api.octoai.helpers import b64_image
 

@@ -88,7 +88,7 @@ def test_style_lora_comes_from_the_asset_library_and_changes_the_image(studio_cl
 
     from pixelserve.core import validate
     from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
-    from pixelserve.service.assets import scope_of
+    from pixelserve.service.asset_refs import scope_of
     from tests.api.studio.test_create import image_count
 
     owner_id, h = owner

@@ -159,7 +159,7 @@ def test_requests_with_one_adapter_set_go_to_the_replica_holding_it(deployed, tm
 
 def test_karlo_octoai_and_studio_samples_through_the_api(deployed, tmp_path, tiny_cache):
     from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
-    from pixelserve.service.assets import PUBLIC
+    from pixelserve.service.asset_refs import PUBLIC
 
     # This API process finds the deployments another one made (PIXELSERVE_RAY_DEPLOY=false).
     settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
