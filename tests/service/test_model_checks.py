@@ -48,6 +48,33 @@ def test_a_request_the_model_refuses_is_refused_before_anything_is_written(engin
         refused_and_nothing_written(client, app)
 
 
+def test_a_studio_create_the_model_refuses_moves_no_credit(tmp_path, tiny_cache):
+    """Studio prices and reserves only after the checks: a refusal leaves the balances and records as
+    they were."""
+    from pixelserve.errors import InvalidRequest
+    from tests.api.studio.conftest import SMALL_SETTINGS
+
+    app = create_app(make_settings(tmp_path, tiny_cache, **SMALL_SETTINGS))
+    with TestClient(app) as client:
+        wait_ready(client)
+        with app.state.sessions() as s:
+            _, key = create_key(s, "studio", app.state.auth.secret)
+        headers = {"X-Api-Key": key}
+        before = client.get("/api/credits", headers=headers).json()
+
+        def refuse(request):
+            raise InvalidRequest("is 99 tokens long", field="prompt")
+
+        app.state.engine.check = refuse
+        r = client.post("/api/images/create", headers=headers,
+                        json={"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 2})
+        assert r.status_code == 400 and r.json()["message"] == "prompt: is 99 tokens long", r.text
+        assert client.get("/api/credits", headers=headers).json() == before
+        with app.state.sessions() as s:
+            assert s.scalar(select(func.count()).select_from(Job)) == 0
+            assert s.scalar(select(func.count()).select_from(UsageEvent)) == 0
+
+
 def api_process(tmp_path, tiny_cache, **settings) -> dict:
     """In a fresh Python process: an app on ``settings``, one generation and one refused request through
     OctoAI, then which of torch, diffusers, compel and safetensors its sys.modules holds."""
