@@ -222,7 +222,8 @@ def credits_show(key_id: int) -> None:
                        f"daily {e.daily_delta:+d}\tmonthly {e.monthly_delta:+d}\t{e.job_id or ''}\t{e.note or ''}")
 
 
-@credits.command("grant")
+# "-35" is the amount, not an option: Click takes any word starting with "-" for one otherwise.
+@credits.command("grant", context_settings={"ignore_unknown_options": True})
 def credits_grant(
     key_id: int,
     amount: Annotated[int, typer.Argument(help="credits to add (negative: remove)")],
@@ -233,7 +234,11 @@ def credits_grant(
     if bucket not in ("default", "daily", "monthly"):
         typer.echo("bucket must be default, daily or monthly", err=True)
         raise typer.Exit(2)
-    b = _credit_service().grant(key_id, amount, bucket, note)
+    try:
+        b = _credit_service().grant(key_id, amount, bucket, note)
+    except ValueError as e:
+        typer.echo(f"not granted: {e}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"key {key_id}: default {b.default}, daily {b.daily}, monthly {b.monthly}")
 
 

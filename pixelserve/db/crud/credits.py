@@ -163,13 +163,18 @@ def settle(session: Session, job_id: str, refund_amount: int, policy: CreditPoli
 
 def grant(session: Session, owner_id: int, amount: int, policy: CreditPolicy, now: datetime,
           bucket: str = "default", note: str | None = None) -> Balances:
-    """Add (or, negative, remove) credits; a balance never goes below zero."""
+    """Add (or, negative, remove) credits. ValueError, with nothing written, for 0 (a ledger row that
+    moves nothing) or for removing more than the bucket holds (a balance never goes below zero)."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {BUCKETS}")
+    if amount == 0:
+        raise ValueError("the amount must not be 0")
     acc = account(session, owner_id, policy, now)
-    delta = max(amount, -getattr(acc, f"{bucket}_credit"))
-    _apply(acc, {bucket: delta})
-    _entry(session, owner_id, "grant", now, {bucket: delta}, note=note)
+    balance = getattr(acc, f"{bucket}_credit")
+    if amount < 0 and -amount > balance:
+        raise ValueError(f"cannot remove {-amount} {bucket} credits: the balance is {balance}")
+    _apply(acc, {bucket: amount})
+    _entry(session, owner_id, "grant", now, {bucket: amount}, note=note)
     return _balances(acc)
 
 
