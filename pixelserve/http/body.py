@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import unicodedata
 from typing import Any
 
 from fastapi import Request
@@ -73,6 +74,12 @@ def parse_json(body: bytes) -> Any:
 def is_json(content_type: str | None) -> bool:
     media = (content_type or "").split(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def nfc(value: Any) -> Any:
+    """For ``BeforeValidator`` on enum-like wire strings (style presets, sampler names): Unicode NFC, so
+    "Pokémon" matches whether the client sent the "é" as one code point or as "e" + a combining accent."""
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
 
 
 def not_blank(value: str) -> str:

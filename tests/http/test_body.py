@@ -27,3 +27,16 @@ def test_media_types_and_blank_text():
     assert not is_json("text/plain") and not is_json(None)
     with pytest.raises(ValueError):
         not_blank(" \t")
+
+
+def test_enum_like_strings_match_in_either_unicode_form():
+    """"Pokémon" with a combining accent (NFD, as some keyboards and macOS file names send it) is the
+    same style preset as the precomposed one."""
+    import unicodedata
+
+    from pixelserve.dialects.octoai.protocol import ImageGenerationRequest
+
+    decomposed = unicodedata.normalize("NFD", "Pokémon")
+    assert decomposed != "Pokémon"
+    body = ImageGenerationRequest.model_validate({"prompt": "a cat", "style_preset": decomposed})
+    assert body.style_preset == "Pokémon"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from pixelserve.core.request import MAX_SEED
+from pixelserve.http.body import nfc
 
 #: version -> (min, max) of width and height; both must be multiples of 8.
 SIZE_LIMITS = {"v2.1": (768, 1280), "v2.0": (384, 640)}
@@ -61,7 +62,7 @@ def check_seed(seed: list[int] | None, samples: int) -> None:
 #: that clients and fuzzers see them.
 Side = Annotated[int, Field(ge=384, le=1280, multiple_of=8)]
 Seeds = Annotated[list[Annotated[int, Field(ge=0, le=MAX_SEED)]], Field(min_length=1, max_length=8)]
-Scheduler = Literal["decoder_ddim_v_prediction", "decoder_ddpm_v_prediction"]
+Scheduler = Annotated[Literal["decoder_ddim_v_prediction", "decoder_ddpm_v_prediction"], BeforeValidator(nfc)]
 #: A 64x64 PNG, and a mask of it whose left half is black (the area to regenerate): schema examples.
 EXAMPLE_IMAGE = ("iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAIAAAAlC+aJAAAAUUlEQVR42u3PMQ0AMAgAMJhMNCEMWVPBQdI6aFZPXPbiOAEBAQE"
                  "BAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAYF9H01pAi5f/9loAAAAAElFTkSuQmCC")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import MAX_SEED
-from pixelserve.http.body import not_blank
+from pixelserve.http.body import nfc, not_blank
 from pixelserve.dialects.octoai.styles import STYLES
 from pixelserve.service.asset_refs import ASSET_NAME
 
@@ -42,8 +42,8 @@ SAMPLERS = {
     "DPM_PLUS_PLUS_SDE_KARRAS": "dpm++_sde_karras", "UNI_PC": "unipc", "LCM": "lcm",
 }
 
-Sampler = Literal[tuple(SAMPLERS)]  # type: ignore[valid-type]
-StylePreset = Literal[tuple(STYLES)]  # type: ignore[valid-type]
+Sampler = Annotated[Literal[tuple(SAMPLERS)], BeforeValidator(nfc)]  # type: ignore[valid-type]
+StylePreset = Annotated[Literal[tuple(STYLES)], BeforeValidator(nfc)]  # type: ignore[valid-type]
 Text = Annotated[str, Field(max_length=4000)]  # our bound (the token limit is checked by the engine)
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 AssetRef = Annotated[str, Field(min_length=1, max_length=120)]  # "name" or "octoai:name"

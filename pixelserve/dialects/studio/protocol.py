@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from pixelserve.core.request import SCHEDULERS
-from pixelserve.http.body import not_blank
+from pixelserve.http.body import nfc, not_blank
 from pixelserve.service.studio import REFERENCE_PATH  # the service mints (upload) and resolves these paths
 
 #: Record ids (images, styles, collections): database integers, so bounded like one.
@@ -89,7 +89,7 @@ class StyleBody(StudioModel):  # not in Studio spec
     name: str = Field(..., min_length=1, max_length=100)
     promptTemplate: str = Field("{prompt}", min_length=1, max_length=2000)
     negativePrompt: str | None = Field(None, max_length=2000)
-    sampler: Literal[SCHEDULERS] | None = None  # type: ignore[valid-type]
+    sampler: Annotated[Literal[SCHEDULERS], BeforeValidator(nfc)] | None = None  # type: ignore[valid-type]
     steps: int | None = Field(None, ge=1, le=150)
     cfgScale: float | None = Field(None, ge=0, le=30)
     lora: StyleLora | None = None
