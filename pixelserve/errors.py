@@ -13,10 +13,12 @@ class PixelserveError(Exception):
     #: Seconds after which a retry may succeed (sent as ``Retry-After``); None: not a retryable error.
     retry_after: int | None = None
 
-    def __init__(self, message: str, *, field: str | None = None, retry_after: int | None = None):
+    def __init__(self, message: str, *, field: str | None = None, retry_after: int | None = None,
+                 location: str = "body"):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.location = location  # where ``field`` was sent: body | header | path | query
         if retry_after is not None:
             self.retry_after = retry_after
 

@@ -193,7 +193,8 @@ class AssetService:
                 crud.update(s, asset_id, status="uploaded", size_bytes=self.file_of(asset_id).stat().st_size)
             row.status = "uploaded"
         if row.status != "uploaded" or not self.file_of(asset_id).is_file():
-            raise InvalidRequest("nothing was uploaded: PUT the file to the asset's put_url first", field="asset_id")
+            raise InvalidRequest("nothing was uploaded: PUT the file to the asset's put_url first", field="asset_id",
+                                 location="path")
         return self.validate(asset_id)
 
     def validate(self, asset_id: str) -> AssetRecord:

@@ -48,7 +48,7 @@ def claim(sessions: sessionmaker[Session], scope: str, key: str, fingerprint: st
     Conflict (the first request with this key is still running).
     """
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidRequest(f"must be 1 to {MAX_KEY_LENGTH} printable characters", field="Idempotency-Key")
+        raise InvalidRequest(f"must be 1 to {MAX_KEY_LENGTH} printable characters", field="Idempotency-Key", location="header")
     with sessions() as s:
         s.execute(delete(IdempotentRequest).where(IdempotentRequest.created_at < utcnow() - TTL))
         s.add(IdempotentRequest(scope=scope, key=key, fingerprint=fingerprint))
@@ -60,11 +60,11 @@ def claim(sessions: sessionmaker[Session], scope: str, key: str, fingerprint: st
         row = s.scalar(select(IdempotentRequest).where(IdempotentRequest.scope == scope,
                                                        IdempotentRequest.key == key))
     if row is None:  # released between our insert and read: let the client retry
-        raise Conflict("a request with this Idempotency-Key just finished; retry", field="Idempotency-Key")
+        raise Conflict("a request with this Idempotency-Key just finished; retry", field="Idempotency-Key", location="header")
     if row.fingerprint != fingerprint:
-        raise InvalidRequest("was already used for a different request", field="Idempotency-Key")
+        raise InvalidRequest("was already used for a different request", field="Idempotency-Key", location="header")
     if row.status_code is None:
-        raise Conflict("a request with this Idempotency-Key is still running", field="Idempotency-Key")
+        raise Conflict("a request with this Idempotency-Key is still running", field="Idempotency-Key", location="header")
     return StoredAnswer(row.status_code, row.content_type, row.body or b"")
 
 

@@ -31,7 +31,7 @@ class OctoAIRoute(DialectRoute):
                 detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                           for e in errors]
             else:
-                loc = ["body", *exc.field.split(".")] if exc.field else ["body"]
+                loc = [exc.location, *exc.field.split(".")] if exc.field else [exc.location]
                 detail = [{"loc": loc, "msg": exc.message, "type": "value_error"}]
             return JSONResponse({"detail": detail}, status_code=422)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None

@@ -133,7 +133,7 @@ def test_signed_urls(octo_client, octo_key, files, monkeypatch):
     got = octo_client.get(f"/v1/assets/{created['asset']['id']}", headers=auth(octo_key)).json()["asset"]
     assert got["status"] == "ready_to_upload" and got["size_bytes"] == 0
     done = octo_client.post(f"/v1/assets/{created['asset']['id']}/complete-upload", headers=auth(octo_key))
-    assert done.status_code == 422 and done.json()["detail"][0]["loc"] == ["body", "asset_id"]  # nothing uploaded
+    assert done.status_code == 422 and done.json()["detail"][0]["loc"] == ["path", "asset_id"]  # nothing uploaded
     monkeypatch.undo()
     assert octo_client.put(put_url, content=files[("lora", "sd")].read_bytes()).status_code == 200
     octo_client.post(f"/v1/assets/{created['asset']['id']}/complete-upload", headers=auth(octo_key))

@@ -177,3 +177,11 @@ def test_controlnet_fields_needed_together(octo):
     assert locs(octo(small(controlnet="octoai:canny_sd15"))) == [["body", "controlnet_image"]]
     assert locs(octo(small(), engine="controlnet-sd15")) == [["body", "controlnet"]]
     assert locs(octo(small(controlnet="octoai:canny_sd15"), engine="controlnet-sd15")) == [["body", "controlnet_image"]]
+
+
+def test_a_reused_idempotency_key_names_the_header_in_loc(octo_client, octo_key):
+    """FastAPI's convention: a header's 422 says ["header", name], not ["body", name]."""
+    headers = {"Authorization": f"Bearer {octo_key}", "Idempotency-Key": "loc-check"}
+    assert octo_client.post("/generate/sd", headers=headers, json=small()).status_code == 200
+    r = octo_client.post("/generate/sd", headers=headers, json=small(prompt="a dog"))
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"], r.text
