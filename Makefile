@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	@$(BIN)/pixelserve keys create --name "demo $$(date +%F)" | tail -n 1 | sed 's/^/demo API key: /'
-	$(BIN)/pixelserve serve --host 127.0.0.1 --port 8000
+	@KEY=$$($(BIN)/pixelserve keys create --name "demo $$(date +%F)" | tail -n 1) && echo "demo API key: $$KEY" && \
+	$(BIN)/pixelserve serve --host 127.0.0.1 --port 8000 --demo-key "$$KEY"
 
 lint: $(STAMP)
 	$(BIN)/lint-imports

@@ -58,6 +58,16 @@ def build_store(settings: Settings) -> ImageStore:
     return LocalImageStore(settings.image_dir)
 
 
+def client_lines(app: FastAPI) -> list[str]:
+    """One line per dialect: where its clients point and how they send the key (``serve`` sets the
+    URL it listens on and, under ``make run``, the demo key it created)."""
+    base = getattr(app.state, "listen_url", None)
+    if base is None:
+        return []
+    key = getattr(app.state, "demo_key", None) or "$KEY (pixelserve keys create --name NAME)"
+    return [hint.format(base=base, key=key) for hint in app.state.client_hints]
+
+
 def warn_if_demo(settings: Settings) -> None:
     demo = [m.id for m in settings.models.models.values() if m.is_demo]
     if demo:
@@ -110,6 +120,8 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
                                         configured=octo.public_assets(models), family_models=octo.family_models())
         app.state.assets.sync_config()  # the configured public assets (octoai:canny_sdxl ...)
         warn_if_demo(settings)
+        for line in client_lines(app):
+            log.warning("%s", line)
         if not settings.auth_enabled:
             log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")
         app.state.studio, app.state.studio_jobs = open_studio(settings, app.state.service, sessions, store,
@@ -137,6 +149,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
     app.state.events = bus
+    app.state.client_hints = []  # each dialect's mount adds how its clients point at it
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)
     app.include_router(health.router)

@@ -31,6 +31,7 @@ def serve(
     host: str = "127.0.0.1", port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     engine: Annotated[Optional[str], typer.Option(help="local | process | ray (default: PIXELSERVE_ENGINE)")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster, e.g. auto or ray://head:10001")] = None,
+    demo_key: Annotated[Optional[str], typer.Option(help="an API key to show in the start-up lines (make run)")] = None,
 ) -> None:
     """Run the HTTP server."""
     import uvicorn
@@ -42,6 +43,7 @@ def serve(
     overrides = {k: v for k, v in (("engine", engine), ("ray_address", ray_address)) if v is not None}
     settings = Settings(**overrides)
     app = create_app(settings)
+    app.state.listen_url, app.state.demo_key = f"http://{host}:{port}", demo_key
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM/SIGINT: /health/ready turns 503 at once, new connections are refused, running

@@ -41,7 +41,7 @@ def server(tmp_path_factory, tiny_cache):
     key = created.stdout.strip().splitlines()[-1]
     port = free_port()
     log = open(data / "server.log", "w")
-    proc = subprocess.Popen([BIN / "pixelserve", "serve", "--host", "127.0.0.1", "--port", str(port)],
+    proc = subprocess.Popen([BIN / "pixelserve", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo-key", key],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     statuses = []
@@ -75,6 +75,17 @@ def test_ready_only_once_models_are_loaded(server):
     assert set(server["ready_statuses"][:-1]) <= {503}
     assert get(server["base"] + "/health/live")[0] == 200
     assert get(server["base"] + "/docs")[0] == 200
+
+
+def test_start_up_names_each_dialects_url_and_the_demo_key(server):
+    """After the demo banner (as make run starts it): one line per dialect, with its URL and the key."""
+    log = (server["data"] / "server.log").read_text()
+    banner = log.index("DEMO MODELS")
+    lines = [line for line in log[banner:].splitlines() if server["base"] in line]
+    for path, header in (("/v2/inference/karlo/t2i", "KakaoAK"), ("/generate/sdxl", "Bearer"),
+                         ("/api/images/create", "X-Api-Key")):
+        assert any(server["base"] + path in line and f"{header}" in line and server["key"] in line
+                   for line in lines), (path, lines)
 
 
 def test_spec_python_sample(server):

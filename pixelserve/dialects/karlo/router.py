@@ -114,8 +114,13 @@ async def inpainting(body: InpaintingRequest, request: Request, key: Key, servic
     return await _run(request, service, key, body, gen, root, settings)
 
 
+#: How a client points at this dialect ({base}: the server's URL, {key}: an API key), shown at start.
+CLIENT_HINT = "Karlo   POST {base}/v2/inference/karlo/t2i      Authorization: KakaoAK {key}"
+
+
 def mount(app: FastAPI, models: ModelsConfig) -> KarloConfig:
     """Karlo's routes, and its [karlo] table parsed (a bad one fails here, at start)."""
+    app.state.client_hints.append(CLIENT_HINT)
     app.state.karlo_config = load_config(models)
     app.include_router(router)
     return app.state.karlo_config

@@ -54,8 +54,13 @@ async def generate(body: ImageGenerationRequest, request: Request, key: Key, eng
     return JSONResponse(translate.result_to_wire(result, run_ms, settings.nsfw_threshold))
 
 
+#: How a client points at this dialect ({base}: the server's URL, {key}: an API key), shown at start.
+CLIENT_HINT = "OctoAI  POST {base}/generate/sdxl               Authorization: Bearer {key}   (SDK: OctoAI(api_key=KEY, environment=OctoAIEnvironment(default=URL, image_gen=URL, text_gen=URL)))"
+
+
 def mount(app: FastAPI, models: ModelsConfig) -> OctoAIConfig:
     """OctoAI's routes, and its [octoai] tables parsed (a bad one fails here, at start)."""
+    app.state.client_hints.append(CLIENT_HINT)
     app.state.octoai_config = load_config(models)
     app.include_router(router)
     app.include_router(library.files_router)  # before the library's GET /v1/assets/{ref:path}

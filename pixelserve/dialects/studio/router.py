@@ -121,7 +121,12 @@ async def credits(key: Key, studio: Studio) -> JSONResponse:
     return JSONResponse(balances.to_wire())
 
 
+#: How a client points at this dialect ({base}: the server's URL, {key}: an API key), shown at start.
+CLIENT_HINT = "Studio  POST {base}/api/images/create           X-Api-Key: {key}"
+
+
 def mount(app: FastAPI, models: ModelsConfig) -> None:
     """Studio's routes (its model is settings.studio_model: no table of its own in the models TOML)."""
+    app.state.client_hints.append(CLIENT_HINT)
     app.include_router(router)
     app.include_router(library.router)
