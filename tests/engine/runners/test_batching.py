@@ -171,6 +171,13 @@ def test_same_seed_same_image_batched_or_alone(tiny_cache, model):
     assert np.abs(batched[0] - batched[1]).max() > 10  # and each kept its own prompt and seed
 
 
+def test_the_readme_states_the_batching_tolerance_the_tests_allow():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    assert f"batched or alone, to within {BATCH_TOLERANCE}/255 per pixel" in readme
+
+
 def test_a_batch_out_of_memory_is_retried_one_job_at_a_time(tiny_cache, monkeypatch):
     import torch
 
