@@ -14,8 +14,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import functools
 import os
 import pathlib
+import shutil
 import sqlite3
 import subprocess
 import tempfile
@@ -32,6 +34,7 @@ from pixelserve.db.models_studio import CreditEntry, StudioJob
 from pixelserve.settings import Settings
 from tests.api.studio.helpers import balances
 from tests.api.studio.test_leases import SlowEngine
+from tests.conftest import TEST_STORE
 from tests.storage import seaweed
 
 #: One small request per dialect: (name, path, body, headers for a key).
@@ -55,7 +58,9 @@ RECOVERY_BOUND_S = 30
 
 
 def server(data_dir, **settings) -> TestClient:
-    """A server on a fake engine (grey images at once): the faults are in what it leans on."""
+    """A server on a fake engine (grey images at once): the faults are in what it leans on. Its
+    database is the SQLite file unless a test names another (whatever PIXELSERVE_TEST_DB says)."""
+    settings.setdefault("database_url", f"sqlite:///{data_dir / 'pixelserve.db'}")
     return TestClient(create_app(Settings(data_dir=data_dir, studio_resolutions={"sd": {"1:1": "64x64"}},
                                           studio_daily_credit=1000, **settings), engine=SlowEngine(0)))
 
@@ -132,7 +137,10 @@ def check_ledger(client, key, start_balances: dict, *, ok: int, store_failed: in
 
 # -- the image store -------------------------------------------------------------------------------
 
-def _can_mount() -> bool:
+@functools.cache
+def can_mount() -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
     with tempfile.TemporaryDirectory() as d:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", d], capture_output=True)
         if done.returncode != 0:
@@ -141,15 +149,13 @@ def _can_mount() -> bool:
         return True
 
 
-CAN_MOUNT = os.geteuid() == 0 and _can_mount()
-
 
 @contextlib.contextmanager
 def small_disk(folder: pathlib.Path, size_kb: int = 512):
     """A small tmpfs of its own at ``folder`` (the image store's root): a disk that can really fill up
     or turn read-only. Where mounting is not allowed, None: the fault is then raised by the writes."""
     folder.mkdir(parents=True, exist_ok=True)
-    if not CAN_MOUNT:
+    if not can_mount():
         yield None
         return
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], check=True)
@@ -195,6 +201,7 @@ def store_fault(root: pathlib.Path, disk, kind: str, monkeypatch):
             subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
 
 
+@pytest.mark.skipif(TEST_STORE != "local", reason="the local disk's faults (PIXELSERVE_TEST_STORE puts files in S3)")
 @pytest.mark.parametrize("kind", ["full", "read-only"])
 def test_a_full_or_read_only_disk_answers_503s_charges_nothing_and_recovers(tmp_path, monkeypatch, kind):
     with small_disk(tmp_path / "images") as disk, server(tmp_path) as client:
