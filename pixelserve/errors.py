@@ -102,6 +102,21 @@ class NotReady(PixelserveError):
     retry_after = 5
 
 
+class Unavailable(PixelserveError):
+    """A part the server leans on is not answering (the image store, the database); nothing was
+    charged or half-written, and the server recovers by itself when it comes back."""
+
+    retry_after = 5
+
+
+class StorageUnavailable(Unavailable):
+    """The image store refused a write (disk full, read-only, the S3 server away)."""
+
+
+class DatabaseUnavailable(Unavailable):
+    """The database refused a connection or a write (server down, file read-only or full)."""
+
+
 class DeadlineExceeded(Overloaded):
     """The job did not finish within the per-request deadline; it was stopped, not left running."""
 
@@ -141,6 +156,7 @@ STATUS: dict[type[PixelserveError], int] = {
     OutOfMemory: 503,
     Overloaded: 503,
     NotReady: 503,
+    Unavailable: 503,
 }
 
 

@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pixelserve.errors import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: SQLite's primary result codes for a database that is there but cannot be used now (busy, locked,
+#: out of memory, read-only, I/O error, full, cannot be opened); its other OperationalErrors (no
+#: such table, a syntax error) are bugs and stay errors.
+_SQLITE_UNAVAILABLE = {5, 6, 7, 8, 10, 13, 14}
+
+
+def _unavailable(ctx) -> DatabaseUnavailable | None:
+    """Every statement and connect on the engine passes here when it fails: a database that went away
+    (a lost or refused connection, a read-only or full SQLite file) becomes DatabaseUnavailable, a 503
+    with Retry-After in every dialect, wherever it was used. The pool still drops a dead connection
+    first; a pre-ping's failure is left to the pool, which reconnects."""
+    if ctx.is_pre_ping:
+        return None
+    orig = ctx.original_exception
+    dbapi = ctx.dialect.loaded_dbapi
+    if ctx.dialect.name == "sqlite":
+        gone = (isinstance(orig, dbapi.OperationalError)
+                and (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_UNAVAILABLE)
+    else:
+        gone = ctx.is_disconnect or isinstance(orig, (dbapi.OperationalError, dbapi.InterfaceError))
+    if not gone:
+        return None
+    # The driver's words name hosts and files: the log gets them, the client does not.
+    log.warning("database unavailable: %s: %s", type(orig).__name__, str(orig).strip())
+    return DatabaseUnavailable("the database is unavailable; retry later")
+
+
+def _watch(engine: Engine) -> Engine:
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
 
 
 def make_engine(url: str) -> Engine:
@@ -27,8 +62,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        return engine
-    return create_engine(url, pool_pre_ping=True)
+        return _watch(engine)
+    return _watch(create_engine(url, pool_pre_ping=True))
 
 
 def migrate(engine: Engine) -> None:

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from pixelserve.errors import NotFound
+from pixelserve.errors import NotFound, StorageUnavailable
 from pixelserve.storage.base import check_object_key
+
+
+@contextmanager
+def _writing(tmp: Path):
+    """A write that fails on the disk (full, read-only, I/O error) leaves no ``.part`` file behind and
+    is the store being unavailable (503, retry later), not a bug."""
+    try:
+        yield
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only folder: nothing was written there either
+        raise StorageUnavailable(f"the image store refused a write ({e.strerror or e})") from e
 
 
 class LocalImageStore:
@@ -24,18 +39,20 @@ class LocalImageStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # readers never see a half-written image
+        with _writing(tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)  # readers never see a half-written image
 
     def put_fileobj(self, key: str, fileobj: BinaryIO, content_type: str) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
-        with tmp.open("wb") as out:
-            shutil.copyfileobj(fileobj, out, 1024 * 1024)
-        os.replace(tmp, path)
+        with _writing(tmp):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as out:
+                shutil.copyfileobj(fileobj, out, 1024 * 1024)
+            os.replace(tmp, path)
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

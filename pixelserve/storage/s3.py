@@ -8,12 +8,31 @@ a compose network); pixelserve itself talks to ``endpoint_url``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import BinaryIO
 
-from pixelserve.errors import NotFound
+from pixelserve.errors import NotFound, StorageUnavailable
 from pixelserve.storage.base import check_object_key
 
 _MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+@contextmanager
+def _writing():
+    """The bucket's server away (refused or dropped connections, timeouts) or answering 5xx after
+    boto3's retries: the store is unavailable (503, retry later). A 4xx (no such bucket, access
+    denied) is a configuration error and stays one."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (BotoCoreError, S3UploadFailedError) as e:
+        raise StorageUnavailable(f"the image store refused a write ({type(e).__name__})") from e
+    except ClientError as e:
+        if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) < 500:
+            raise
+        raise StorageUnavailable(f"the image store refused a write ({e.response['Error'].get('Code')})") from e
 
 
 class S3Store:
@@ -62,11 +81,13 @@ class S3Store:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         # One PUT: S3 makes the object visible whole or not at all.
-        self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+        with _writing():
+            self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
 
     def put_fileobj(self, key: str, fileobj: BinaryIO, content_type: str) -> None:
         # boto3's managed transfer: multipart for large files, each part retried.
-        self._client.upload_fileobj(fileobj, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
+        with _writing():
+            self._client.upload_fileobj(fileobj, self.bucket, self._key(key), ExtraArgs={"ContentType": content_type})
 
     def open(self, key: str) -> BinaryIO:
         from botocore.exceptions import ClientError

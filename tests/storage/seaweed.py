@@ -54,6 +54,21 @@ class SeaweedS3:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
         (self.root / "s3.json").write_text(json.dumps(config))
         self.ports = free_ports(8)
+        return self._launch(timeout)
+
+    def kill(self) -> None:
+        """The server dies (SIGKILL), its data dir and ports kept for ``restart``."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        self._remove_sockets()
+
+    def restart(self, timeout: float = 60) -> "SeaweedS3":
+        """Start again on the same data dir and ports (after ``kill``): the same endpoint, its objects kept."""
+        return self._launch(timeout)
+
+    def _launch(self, timeout: float) -> "SeaweedS3":
         master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc = self.ports
         self.port = s3
         cmd = [self.weed, "server", f"-dir={self.root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -62,7 +77,7 @@ class SeaweedS3:
                "-filer", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
                "-s3", f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
                f"-s3.config={self.root / 's3.json'}"]
-        self.log = (self.root / "weed.log").open("wb")
+        self.log = (self.root / "weed.log").open("ab")
         # -logdir: its glog files go to the throwaway dir, not /tmp.
         self.proc = subprocess.Popen([cmd[0], f"-logdir={self.root}", *cmd[1:]], stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=self.root)
@@ -120,10 +135,13 @@ class SeaweedS3:
             self.proc.wait()
         if getattr(self, "log", None):
             self.log.close()
+        self._remove_sockets()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _remove_sockets(self) -> None:
         for port in getattr(self, "ports", ()):  # the unix sockets weed leaves in /tmp, named by port
             for sock in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
                 Path(sock).unlink(missing_ok=True)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 _server: SeaweedS3 | None = None
