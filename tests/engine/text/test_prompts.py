@@ -31,9 +31,9 @@ def test_bare_brackets_escapes_and_stray_characters():
 
 def test_syntax_does_not_count_as_tokens(tiny_models):
     tok = tiny_models["tiny-sd"].pipe.tokenizer
-    plain = prompts.count_tokens(tok, "a tall beautiful woman", weighted=True)
-    assert prompts.count_tokens(tok, "(a tall (beautiful:1.5) woman:1.0)", weighted=True) == plain
-    assert prompts.count_tokens(tok, "(a tall (beautiful:1.5) woman:1.0)", weighted=False) > plain
+    plain = weighting.count_tokens(tok, "a tall beautiful woman", weighted=True)
+    assert weighting.count_tokens(tok, "(a tall (beautiful:1.5) woman:1.0)", weighted=True) == plain
+    assert weighting.count_tokens(tok, "(a tall (beautiful:1.5) woman:1.0)", weighted=False) > plain
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -54,10 +54,10 @@ def test_sd_long_prompt_is_encoded_in_77_token_chunks(tiny_models):
     model = tiny_models["tiny-sd"]
     base = adapter_base.own_base(model)
     text = "red cube " * 40  # > 77 tokens for the tiny byte-level tokenizer
-    n = prompts.count_tokens(model.pipe.tokenizer, text, weighted=True)
+    n = weighting.count_tokens(model.pipe.tokenizer, text, weighted=True)
     req = request_for("tiny-sd", prompt=text, prompt_weighting=True)
     kw = prompts.pipeline_kwargs(base, "sd", req, prompts.PromptLists.of([req]))
-    chunks = -(-n // prompts.CHUNK_TEXT_TOKENS)
+    chunks = -(-n // weighting.CHUNK_TEXT_TOKENS)
     assert chunks >= 2 and kw["prompt_embeds"].shape[1] == 77 * chunks
     assert kw["negative_prompt_embeds"].shape == kw["prompt_embeds"].shape  # padded with empty chunks
     truncated = generate(model, request_for("tiny-sd", prompt=text))
@@ -126,7 +126,7 @@ def test_check_names_the_field_over_the_limit(tiny_cache):
         try:
             tok = engine.registry.get("tiny-sd", "cpu").pipe.tokenizer
             word = "abcdefgh "  # a fixed number of tiny tokens
-            per = prompts.count_tokens(tok, word, weighted=True)
+            per = weighting.count_tokens(tok, word, weighted=True)
             sdxl_fit = word * (75 // per)
             sd_fit = word * (225 // per)
             engine.check(request_for("tiny-sdxl", prompt=sdxl_fit, prompt_weighting=True))
