@@ -12,7 +12,7 @@ from pixelserve.settings import Settings
 
 def build_engine(settings: Settings) -> RayEngine:
     return RayEngine(settings.models.models, settings.cache_dir, address=settings.ray_address,
-                     deploy=settings.ray_deploy, groups=settings.ray_model_groups,
+                     deploy=settings.ray_deploy, groups=group_settings(settings),
                      replicas=replica_options(settings), app_prefix=settings.ray_app_prefix,
                      max_queue=settings.max_queue, **engine_options(settings))
 
@@ -23,9 +23,22 @@ def build_app(args: dict):
     settings = Settings()
     specs = settings.models.models
     group = args["group"]
-    ids = model_groups(specs, settings.ray_model_groups)[group]
+    ids = model_groups(specs, group_settings(settings))[group]
     return build_application({m: specs[m] for m in ids}, settings.cache_dir, replica_options(settings),
                              engine_options(settings), f"engine-{group}")
+
+
+#: The demo models' one group when PIXELSERVE_RAY_MODEL_GROUPS is unset.
+DEMO_GROUP = "demo"
+
+
+def group_settings(settings: Settings) -> dict[str, list[str]]:
+    """PIXELSERVE_RAY_MODEL_GROUPS; unset with the demo models: the three share one group. One group
+    per model would ask three replicas' CPUs (PIXELSERVE_RAY_NUM_CPUS each), more than a 2-core machine
+    has, and the last never starts; one group fits any machine that can run one replica."""
+    if settings.ray_model_groups or not settings.models.demo:
+        return settings.ray_model_groups
+    return {DEMO_GROUP: list(settings.models.models)}
 
 
 def replica_options(settings) -> ReplicaOptions:

@@ -41,6 +41,9 @@ class EngineHealth:
     queue_capacity: int
     running: int
     loading_error: str | None = None
+    #: Not ready yet, and why, when something outside the engine holds it up (a Ray replica no node has
+    #: room for): not an error, it may still resolve (a node joins, another deployment goes away).
+    waiting: str | None = None
     detail: dict = field(default_factory=dict)
 
 

@@ -29,6 +29,7 @@ class Ready(BaseModel):
     running: int
     models: list[ModelState]
     error: str | None = None
+    waiting: str | None = None  # while loading: what holds it up (e.g. a Ray replica no node has room for)
 
 
 @router.get("/health/live", response_model=Live)
@@ -52,4 +53,6 @@ async def ready(request: Request) -> JSONResponse:
     }
     if h.loading_error:
         body["error"] = h.loading_error
+    if h.waiting and not h.ready:
+        body["waiting"] = h.waiting
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -2,6 +2,7 @@
 
 import asyncio
 
+import pytest
 from fastapi.testclient import TestClient
 
 from pixelserve.app import create_app
@@ -51,3 +52,19 @@ def test_not_ready_while_draining(app_client):
     finally:
         app_client.app.state.draining = False
     assert app_client.get("/health/ready").status_code == 200
+
+
+def test_what_holds_loading_up_is_on_ready(app_client):
+    """An engine that is not ready and says why (a Ray replica no node has room for): still "loading",
+    not an error, with the reason; gone once ready."""
+    from pixelserve.engine.client import EngineHealth
+
+    engine = app_client.app.state.engine
+    why = "pixelserve-c (deployment engine-c): Ray cannot place 1 replica; each asks CPU 1"
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(engine, "health", lambda: EngineHealth(ready=False, devices=("ray:pixelserve-c",), queue_depth=0,
+                                                         queue_capacity=1, running=0, waiting=why))
+        r = app_client.get("/health/ready")
+    assert r.status_code == 503 and r.json()["status"] == "loading" and r.json()["waiting"] == why
+    assert "error" not in r.json()
+    assert "waiting" not in app_client.get("/health/ready").json()

@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from pixelserve.engine import checks
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.runners.batching import batch_key
 from pixelserve.engine.runners.errors import pack, unpack
+from pixelserve.engine.runners.ray_placement import Stopped, wait_running
 from pixelserve.errors import Cancelled, EngineFailure, InvalidRequest, NotReady, Overloaded, PixelserveError
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ class RayEngine:
         self._responses: dict[str, Any] = {}
         self._ready = False
         self._loading_error: str | None = None
+        self._waiting: str | None = None  # what holds the deployments up (ray_placement.py)
+        self._stopping = threading.Event()
         self._task: asyncio.Task | None = None
         self._started_ray = False
         self.resent = 0  # jobs sent again after their replica died
@@ -241,6 +245,8 @@ class RayEngine:
     async def _connect(self) -> None:
         try:
             await asyncio.to_thread(self._connect_blocking)
+        except Stopped:
+            return
         except Exception as e:  # the cluster is unreachable or a replica cannot load: not ready, say why
             log.exception("Ray Serve engine failed to start")
             self._loading_error = f"{type(e).__name__}: {e}"
@@ -255,30 +261,34 @@ class RayEngine:
         if not ray.is_initialized():
             ray.init(address=self.address, namespace="pixelserve", log_to_driver=False)
             self._started_ray = self.address is None
-        running = set()
         if self.deploy:
             serve.start(proxy_location="Disabled")  # requests come through handles, not Serve's HTTP
+            # Deployed by another API process or by `serve deploy` (deploy/serve.yaml): a second
+            # serve.run would replace the running replicas, so this process only finds them.
             running = {name for name, app in serve.status().applications.items()
                        if app.status in ("RUNNING", "DEPLOYING")}
-        for group, ids in self.groups.items():
-            name = self.app_name(group)
-            if self.deploy and name not in running:
-                app = build_application({m: self.specs[m] for m in ids}, self.cache_dir, self.replicas,
-                                        self.engine_kwargs, f"engine-{group}")
-                self._handles[group] = serve.run(app, name=name, route_prefix=None)
-            else:
-                # Deployed by another API process or by `serve deploy` (deploy/serve.yaml): a second
-                # serve.run would replace the running replicas, so this process only finds them.
-                self._handles[group] = serve.get_app_handle(name)
+            targets = [serve.RunTarget(build_application({m: self.specs[m] for m in ids}, self.cache_dir,
+                                                         self.replicas, self.engine_kwargs, f"engine-{group}"),
+                                       name=self.app_name(group), route_prefix=None)
+                       for group, ids in self.groups.items() if self.app_name(group) not in running]
+            if targets:  # without waiting: serve.run would wait in silence for a replica with no room
+                serve.run_many(targets, wait_for_applications_running=False)
+        wait_running([self.app_name(g) for g in self.groups], self._stopping, self._set_waiting)
+        for group in self.groups:
+            self._handles[group] = serve.get_app_handle(self.app_name(group))
             # The model checks run here, in the API process, with the tokenizers a replica loaded.
             self._text_info.update(self._handles[group].text_infos.remote().result())
+
+    def _set_waiting(self, waiting: str | None) -> None:
+        self._waiting = waiting
 
     async def stop(self) -> None:
         """Cancels this process's requests; the deployments stay up for the other API replicas."""
         for response in list(self._responses.values()):
             response.cancel()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        self._stopping.set()
+        if self._task is not None:  # the connect thread sees _stopping within a poll; Ray must not go
+            await asyncio.wait({self._task}, timeout=10)  # away under it (it would start another)
         if self._started_ray:
             import ray
 
@@ -292,7 +302,8 @@ class RayEngine:
     async def submit(self, job_id: str, request: GenerationRequest,
                      on_progress: ProgressCallback | None = None) -> GenerationResult:
         if not self._ready:
-            raise NotReady(self._loading_error or "the Ray Serve deployments are starting; retry shortly")
+            raise NotReady(self._loading_error or self._waiting
+                           or "the Ray Serve deployments are starting; retry shortly")
         if request.model not in self.group_of:
             raise EngineFailure(f"unknown model {request.model!r}")
         if len(self._responses) >= self.max_queue:
@@ -354,7 +365,7 @@ class RayEngine:
     def health(self) -> EngineHealth:
         return EngineHealth(ready=self._ready, devices=tuple(f"ray:{self.app_name(g)}" for g in self.groups),
                             queue_depth=len(self._responses), queue_capacity=self.max_queue,
-                            running=len(self._responses), loading_error=self._loading_error,
+                            running=len(self._responses), loading_error=self._loading_error, waiting=self._waiting,
                             detail={"ray_address": self.address or "local", "resent_after_replica_death": self.resent})
 
     def models(self) -> list[ModelInfo]:

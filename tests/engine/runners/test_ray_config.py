@@ -35,6 +35,23 @@ def test_model_groups_default_to_one_per_model():
         model_groups(specs, {"g": ["tiny-sd", "nope"]})
 
 
+def test_the_demo_models_share_one_group_that_fits_one_cpu(tmp_path):
+    """Three groups of one CPU each never all start on a 2-core machine; the demo's default is one."""
+    from pixelserve.core.model_config import ModelsConfig
+    from pixelserve.ray_app import build_engine, group_settings, replica_options
+
+    demo = Settings(data_dir=tmp_path, engine="ray")
+    engine = build_engine(demo)
+    assert engine.groups == {"demo": ["tiny-sd", "tiny-sdxl", "tiny-unclip"]}
+    sizes = replica_options(demo)
+    assert len(engine.groups) * sizes.min_replicas * sizes.num_cpus <= 1
+    chosen = Settings(data_dir=tmp_path, engine="ray", ray_model_groups={"sd": ["tiny-sd"]})
+    assert build_engine(chosen).groups == {"sd": ["tiny-sd"], "tiny-sdxl": ["tiny-sdxl"], "tiny-unclip": ["tiny-unclip"]}
+    configured = Settings(data_dir=tmp_path, engine="ray")
+    configured.__dict__["models"] = ModelsConfig(models=demo_config().models)  # as if from a TOML: not the demo
+    assert group_settings(configured) == {}  # real models: one group per model, as before
+
+
 def test_deployment_options_from_settings(tmp_path):
     from pixelserve.ray_app import replica_options
 
