@@ -110,10 +110,10 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.auth = Authenticator(sessions, enabled=settings.auth_enabled, secret=settings.api_key_hmac_secret())
         if settings.auth_enabled and settings.auth_fail_burst:
             app.state.auth_limits = AuthLimiter(app.state.auth, settings.auth_fail_burst,
-                                                settings.auth_fail_per_minute, settings.trusted_networks)
-        app.state.service = Pipeline(eng, sessions, store, signer,
-                                              Limits(max_pixels=settings.max_image_pixels),
-                                              settings.quota_limits(), bus)
+                                                settings.auth_fail_per_minute, settings.trusted_networks,
+                                                delay_s=settings.auth_fail_delay_seconds)
+        app.state.service = Pipeline(eng, sessions, store, signer, Limits(max_pixels=settings.max_image_pixels),
+                                     settings.quota_limits(), bus)
         app.state.assets = AssetService(sessions, settings.asset_dir, models, settings.cache_dir,
                                         max_bytes=settings.asset_max_bytes, store=store,
                                         # octo: OctoAI's parsed config (octoai.mount, below, before any start)

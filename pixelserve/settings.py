@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     #: refills. A caller with a valid key is never refused by it (service/auth_limits.py). 0: no limit.
     auth_fail_burst: int = Field(20, ge=0)
     auth_fail_per_minute: float = Field(10.0, gt=0)  # how fast the bucket refills
+    #: How long a request refused by that limit is held before its 429 (a tarpit: a flooding client
+    #: that waits for each answer is slowed to one refusal per this, at no CPU cost); 0: none.
+    auth_fail_delay_seconds: float = Field(1.0, ge=0, le=30)
     #: Proxies (IPs or networks, comma-separated) whose X-Forwarded-For names the client (for the
     #: limit above, and uvicorn's proxy headers); unset: the TCP peer is the client, headers ignored.
     trusted_proxies: str = ""

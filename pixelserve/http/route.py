@@ -135,6 +135,7 @@ class DialectRoute(APIRoute):
             try:
                 await limits.admit(attempt)
             except PixelserveError as exc:
+                await limits.hold()
                 return render(exc, status_of(exc))
             response = await route(request)
             if response.status_code == 401:

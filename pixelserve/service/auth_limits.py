@@ -80,8 +80,9 @@ def credential_of(authorization: str | None, x_api_key: str | None) -> str | Non
 
 class AuthLimiter:
     def __init__(self, auth: Authenticator, burst: int, per_minute: float, trusted_proxies: tuple[IPNetwork, ...],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, delay_s: float = 0.0):
         self._auth = auth
+        self.delay_s = delay_s
         self._buckets = TokenBuckets(burst, per_minute / 60, clock)
         self._trusted = trusted_proxies
 
@@ -121,6 +122,13 @@ class AuthLimiter:
         if not key or not well_formed(key):
             return False
         return self._auth.remembered(key) or await asyncio.to_thread(self._auth.known, key)
+
+    async def hold(self) -> None:
+        """Before a throttled request's 429: a client that sends its next bogus key only after the last
+        answer (most do) then costs the server one refusal per ``delay_s``, not as many as it can
+        parse; waiting here is a sleeping coroutine, no CPU."""
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
 
     def failed(self, attempt: Attempt) -> None:
         for name in self._names(attempt):

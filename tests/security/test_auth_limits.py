@@ -66,7 +66,7 @@ def bogus() -> str:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory, tiny_cache):
     settings = make_settings(tmp_path_factory.mktemp("limits"), tiny_cache, auth_fail_burst=BURST,
-                             auth_fail_per_minute=1, trusted_proxies=PROXY)
+                             auth_fail_per_minute=1, trusted_proxies=PROXY, auth_fail_delay_seconds=0)
     app = create_app(settings, engine=InstantEngine())
     with TestClient(app, client=(PROXY, 40000)) as c:
         yield c
@@ -122,6 +122,26 @@ def test_a_missing_or_malformed_key_counts_as_a_failure(client, address):
     for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic x"}):
         assert client.get(d.path, headers={**headers, "X-Forwarded-For": address}).status_code == 401
     d.assert_throttled(client.get(d.path, headers={"X-Forwarded-For": address}))
+
+
+def test_a_throttled_request_is_held_for_the_delay_before_its_429(client, address, monkeypatch):
+    """The tarpit: the 429 waits auth_fail_delay_seconds (a sleeping coroutine), so a flooding client
+    that waits for each answer is slowed to one refusal per delay; a 401 within the burst is not held."""
+    from pixelserve.service import auth_limits
+
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(auth_limits.asyncio, "sleep", sleep)
+    monkeypatch.setattr(client.app.state.auth_limits, "delay_s", 0.75)
+    d = DIALECTS[0]
+    for _ in range(BURST):
+        assert d.send(client, bogus(), address).status_code == 401
+    assert slept == []
+    d.assert_throttled(d.send(client, bogus(), address))
+    assert slept == [0.75]
 
 
 def test_forwarded_for_is_believed_only_from_a_trusted_proxy():
