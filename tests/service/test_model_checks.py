@@ -23,7 +23,7 @@ from tests.conftest import make_settings, wait_ready
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def refused_and_nothing_written(client, app) -> None:
+def assert_refused_and_nothing_written(client, app) -> None:
     """OctoAI asks for clip_skip 10 of the tiny SD model's 2-layer text encoder: a 422 naming the field,
     no job record, no quota use, no event."""
     events = []
@@ -45,7 +45,7 @@ def test_a_request_the_model_refuses_is_refused_before_anything_is_written(engin
     app = create_app(make_settings(tmp_path, tiny_cache, engine=engine, octoai_extra_sizes=EXTRA_SIZES))
     with TestClient(app) as client:
         wait_ready(client)
-        refused_and_nothing_written(client, app)
+        assert_refused_and_nothing_written(client, app)
 
 
 def test_a_studio_create_the_model_refuses_moves_no_credit(tmp_path, tiny_cache):

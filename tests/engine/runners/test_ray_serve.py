@@ -112,14 +112,14 @@ def test_model_checks_run_in_the_api_process_before_anything_is_written(deployed
     """Ray's replicas hand their tokenizers to the API process at connect: clip_skip out of range for the
     tiny text encoder is OctoAI's 422 with no job record and no quota use (it was a 500, and a failed
     job, when only the replica knew the model)."""
-    from tests.service.test_model_checks import refused_and_nothing_written
+    from tests.service.test_model_checks import assert_refused_and_nothing_written
 
     settings = make_settings(tmp_path, tiny_cache, engine="ray", ray_deploy=False, ray_model_groups=GROUPS,
                              octoai_extra_sizes="64x64")
     app = create_app(settings)
     with TestClient(app) as client:
         wait_ready(client, timeout=60)
-        refused_and_nothing_written(client, app)
+        assert_refused_and_nothing_written(client, app)
 
 
 def test_an_api_process_with_the_ray_engine_never_imports_torch(deployed, tmp_path, tiny_cache):
