@@ -165,6 +165,15 @@ class Settings(BaseSettings):
     #: Add a W3C Server-Timing header (auth, admit, engine, store, finish, app; ms) to every answer.
     #: Off by default: it tells callers how long internal steps took. See core/timing.py.
     server_timing: bool = False
+    # -- jobs: progress, previews, webhooks, metrics (http/jobs.py, service/webhooks, http/metrics.py) ------
+    #: A live preview (small JPEG) every this many denoising steps of a job; 0: no previews.
+    preview_every: int = Field(5, ge=0, le=1000)
+    #: How long a job's events stay replayable (Last-Event-ID) after it ended.
+    job_events_keep_seconds: float = Field(300.0, ge=0, le=86_400)
+    #: Webhook targets may be private, loopback or link-local addresses (tests, private networks).
+    webhook_allow_private: bool = False
+    metrics: bool = True  # GET /metrics (Prometheus text format)
+    metrics_token: str | None = None  # set: /metrics requires "Authorization: Bearer <token>"
     # -- opt-in approximations: each CHANGES THE IMAGE (engine/speed/approx.py, engine/speed/optimize.py) ---
     #: CHANGES THE IMAGE. FP8 linear layers (torchao; CUDA compute capability 8.9+; pip install 'pixelserve[fp8]').
     fp8: bool = False

@@ -30,6 +30,10 @@ class ApiKey(Base):
     quota_per_minute: Mapped[int | None] = mapped_column(Integer, nullable=True)
     quota_per_day: Mapped[int | None] = mapped_column(Integer, nullable=True)
     quota_per_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Webhooks (service/webhooks): where this key's jobs report when the request names no URL, and
+    # the "whsec_<base64>" secret their deliveries are signed with (Standard Webhooks).
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class UsageEvent(Base):
@@ -68,6 +72,11 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The caller's own id for the job (X-Job-Id), unique per key; None when the server chose the id.
+    client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)  # X-Webhook-URL or a body field
+
+    __table_args__ = (Index("ux_jobs_key_client_id", "api_key_id", "client_id", unique=True),)
 
     images: Mapped[list["JobImage"]] = relationship(back_populates="job", order_by="JobImage.index")
 
@@ -84,6 +93,29 @@ class JobImage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="images")
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per event to deliver, written with the job's final state and
+    kept until a 2xx answers it or its retries run out (service/webhooks). ``id`` is the
+    ``webhook-id`` every attempt carries."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    url: Mapped[str] = mapped_column(Text)
+    event_type: Mapped[str] = mapped_column(String(32))  # job.finished | job.failed | job.cancelled
+    payload: Mapped[str] = mapped_column(Text)  # the JSON body, exactly as signed and sent
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class IdempotentRequest(Base):

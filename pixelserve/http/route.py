@@ -26,6 +26,7 @@ from pixelserve.errors import (BodyTooLarge, Cancelled, InvalidRequest, Pixelser
 from pixelserve.http.body import check_length, is_json, parse_json, read_body
 from pixelserve.http.errors import FRAMEWORK_ERRORS, phrase, validation_message
 from pixelserve.http.idempotency import idempotent
+from pixelserve.service import job_options
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,20 @@ class DialectRoute(APIRoute):
             return response
 
         async def route(request: Request) -> Response:
+            try:
+                options = job_options.from_headers(request.headers)
+            except PixelserveError as exc:
+                return render(exc, status_of(exc))
+            token = job_options.set_current(options)
+            try:
+                response = await serve(request)
+            finally:
+                job_options.reset(token)
+            if options.job_ids and 200 <= response.status_code < 300:
+                response.headers["X-Job-Id"] = options.job_ids[0]
+            return response
+
+        async def serve(request: Request) -> Response:
             unreadable: InvalidRequest | None = None  # reported after authentication, when validation fails
             try:
                 limit = getattr(request.app.state, "max_body_bytes", self.max_body_bytes)

@@ -35,8 +35,9 @@ from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.core.validate import Limits, ValidRequest, validated
 from pixelserve.db.crud import jobs, quotas
 from pixelserve.engine.client import EngineClient
-from pixelserve.errors import Cancelled, NotFound, PixelserveError, QuotaExceeded
+from pixelserve.errors import Cancelled, Conflict, NotFound, PixelserveError, QuotaExceeded
 from pixelserve.service.auth import Caller
+from pixelserve.service import job_options
 from pixelserve.service.events import EventBus
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
@@ -83,6 +84,8 @@ class Job:
     caller_id: int | None
     policy: "JobPolicy"
     admitted: Any = None  # what the policy's admit returned (Studio: image ids, balances)
+    client_id: str | None = None  # the caller's own id for it (X-Job-Id)
+    webhook_url: str | None = None
     started: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -194,11 +197,18 @@ class Pipeline:
         if not isinstance(valid, ValidRequest):
             raise TypeError("admit takes only a ValidRequest (Pipeline.validate)")
         job = Job(job_id or str(uuid.uuid4()), valid.request, dialect, caller_id, policy)
+        options = job_options.current()
+        if options is not None:
+            if options.client_id is not None and not options.job_ids:  # a request's first job takes it
+                job.client_id = options.client_id
+            job.webhook_url = options.webhook_url
         described = valid.request.describe()
         if not record_prompt:
             described.update({k: "[not logged]" for k in PROMPT_FIELDS if described.get(k) is not None})
         with timing.stage("admit"):
             await self._in_records(self._admit, job, described)
+        if options is not None:
+            options.job_ids.append(job.client_id or job.id)
         self._publish(job, "queued", queue_position=self.engine.health().queue_depth)
         return job
 
@@ -212,8 +222,12 @@ class Pipeline:
                                     retry_after=quotas.seconds_until_next(exhausted))
         try:
             with self.sessions() as session:
+                if job.client_id is not None and jobs.client_id_taken(session, job.caller_id, job.client_id):
+                    raise Conflict(f"X-Job-Id {job.client_id!r} is already the id of another job of this key",
+                                   field="X-Job-Id", location="header")
                 jobs.create_job(session, job.id, dialect=job.dialect, model=job.request.model, request=described,
-                                api_key_id=job.caller_id, commit=False)
+                                api_key_id=job.caller_id, commit=False, client_id=job.client_id,
+                                webhook_url=job.webhook_url)
                 job.admitted = job.policy.admit(session, job)
                 session.commit()
         except Exception:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pixelserve.db.models import Job, JobImage, utcnow
@@ -21,10 +22,12 @@ class StoredImage:
 
 
 def create_job(session: Session, job_id: str, *, dialect: str, model: str, request: dict,
-               api_key_id: int | None, commit: bool = True) -> None:
+               api_key_id: int | None, commit: bool = True, client_id: str | None = None,
+               webhook_url: str | None = None) -> None:
     """``commit=False``: part of a larger admission transaction (the caller commits)."""
     session.add(Job(id=job_id, dialect=dialect, model=model, status="queued", progress=0.0,
-                    request=request, api_key_id=api_key_id, attempts=0))
+                    request=request, api_key_id=api_key_id, attempts=0, client_id=client_id,
+                    webhook_url=webhook_url))
     if commit:
         session.commit()
 
@@ -70,3 +73,19 @@ def fail_job(session: Session, job_id: str, error: str, *, cancelled: bool = Fal
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+def client_id_taken(session: Session, api_key_id: int | None, client_id: str) -> bool:
+    return session.scalar(select(Job.id).where(Job.api_key_id == api_key_id, Job.client_id == client_id)
+                          .limit(1)) is not None
+
+
+def find_callers_job(session: Session, api_key_id: int | None, job_id: str) -> Job | None:
+    """The caller's job by the id it knows it by: its own X-Job-Id, else the server's id. Another
+    key's job is None, exactly like a job that does not exist."""
+    job = session.scalar(select(Job).where(Job.api_key_id == api_key_id, Job.client_id == job_id).limit(1))
+    if job is None:
+        job = session.get(Job, job_id)
+    if job is None or job.api_key_id != api_key_id:
+        return None
+    return job
