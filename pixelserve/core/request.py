@@ -78,7 +78,26 @@ class ImagePromptRef:
 
 
 IMAGE_FIELDS = ("init_image", "mask_image", "reference_image")
-NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt")
+NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt", "style")
+
+
+@dataclass(frozen=True)
+class StyleTemplate:
+    """A style preset the dialect applied to the prompts (OctoAI ``style_preset``): the prompts carry
+    its words, and the token limits count only the caller's own text (engine/text/weighting.py)."""
+
+    name: str
+    template: str  # with "{prompt}" where the caller's prompt went
+    negative: str | None = None  # put before the caller's negative prompt, joined with ", "
+
+    def callers_prompt(self, styled: str) -> str:
+        before, _, after = self.template.partition("{prompt}")
+        return styled[len(before):len(styled) - len(after)]
+
+    def callers_negative(self, styled: str) -> str:
+        if not self.negative:
+            return styled
+        return styled[len(self.negative) + 2:] if styled.startswith(self.negative + ", ") else ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,7 @@ class GenerationRequest:
     textual_inversions: tuple[TextualInversionRef, ...] = ()
     controlnet: ControlNetRef | None = None
     image_prompt: ImagePromptRef | None = None
+    style: StyleTemplate | None = None  # the preset whose words the prompts carry
 
     def with_(self, **changes: Any) -> "GenerationRequest":
         return replace(self, **changes)
@@ -138,6 +158,8 @@ class GenerationRequest:
         out["has_image_prompt"] = self.image_prompt is not None
         if self.image_prompt is not None:
             out["image_prompt_scale"] = self.image_prompt.scale
+        if self.style is not None:
+            out["style"] = asdict(self.style)
         out["seeds"] = list(self.seeds) if self.seeds is not None else None
         out["has_init_image"] = self.init_image is not None
         out["has_mask_image"] = self.mask_image is not None
@@ -164,6 +186,7 @@ class GenerationRequest:
             prompt_ref = ImagePromptRef(images=tuple(image_prompt), scale=d.get("image_prompt_scale", 0.6))
         return cls(**values, post=PostProcess(**post), init_image=init_image, mask_image=mask_image,
                    reference_image=reference_image, image_prompt=prompt_ref,
+                   style=StyleTemplate(**d["style"]) if d.get("style") else None,
                    loras=tuple(LoraRef(**x) for x in d.get("loras", ())),
                    textual_inversions=tuple(TextualInversionRef(**x) for x in d.get("textual_inversions", ())))
 

@@ -8,6 +8,8 @@ request's own. No template uses brackets or colons, so prompt weighting reads th
 
 from __future__ import annotations
 
+from pixelserve.core.request import StyleTemplate
+
 _PHOTO_NEG = "drawing, painting, illustration, cartoon, anime, sketch, low quality, blurry"
 _ART_NEG = "photo, photorealistic, realism, low quality, blurry"
 _GAME_NEG = "photo, photorealistic, blurry, low resolution, watermark"
@@ -169,6 +171,14 @@ STYLES: dict[str, tuple[str, str]] = {
     "Tilt-Shift": ("tilt-shift photograph of {prompt}, miniature effect, selective focus, high vantage point",
                    "flat focus, cartoon, drawing, blurry"),
 }
+
+
+def style_template(name: str | None) -> StyleTemplate | None:
+    """What the model checks need to count only the caller's words (None for no preset or "base")."""
+    if name is None or STYLES[name][0] == "{prompt}":
+        return None
+    template, negative = STYLES[name]
+    return StyleTemplate(name, template, negative)
 
 
 def apply_style(name: str | None, prompt: str, negative: str | None) -> tuple[str, str | None]:

@@ -18,7 +18,7 @@ from pixelserve.core.request import (ControlNetRef, GenerationRequest, ImageProm
                                      TextualInversionRef)
 from pixelserve.dialects.octoai.protocol import (ASSET_ENGINES, DEFAULT_SIZE, ENGINE_FAMILIES, MAX_SEED, SAMPLERS,
                                                 SIZES, CreateAssetRequest, ImageGenerationRequest)
-from pixelserve.dialects.octoai.styles import apply_style
+from pixelserve.dialects.octoai.styles import apply_style, style_template
 from pixelserve.errors import InvalidRequest, NotFound, NotSupported
 from pixelserve.service.asset_refs import ASSET_NAME, PUBLIC, AssetFilter, ResolvedAsset
 from pixelserve.service.pipeline import OutputOptions, ServiceResult
@@ -184,6 +184,7 @@ def request_from_wire(body: ImageGenerationRequest, engine: EngineTarget,
         textual_inversions=_textual_inversions(body, assets),
         controlnet=_controlnet(body, engine, assets, size, max_pixels),
         image_prompt=image_prompt,
+        style=style_template(body.style_preset),
         **_image_task(body, size, max_pixels),
     )
 

@@ -73,19 +73,35 @@ def count_tokens(tokenizer: Any, text: str, weighted: bool) -> int:
 
 
 def check_token_limits(request: GenerationRequest, family: str, tokenizers: list[Any]) -> None:
-    """Raise InvalidRequest naming the field whose weighted prompt is over the family's limit."""
+    """Raise InvalidRequest naming the field whose weighted prompt is over the family's limit.
+
+    Only the caller's own words count against the limit: a style preset's template words
+    (``request.style``) go into further 77-token chunks where the family encodes long prompts
+    (SD); where it cannot (SDXL, one chunk), the error names ``style_preset``."""
     chunks = MAX_CHUNKS.get(family)
     if not request.prompt_weighting or chunks is None or not tokenizers:
         return
     limit = CHUNK_TEXT_TOKENS * chunks
-    fields = [("prompt", request.prompt, 0), ("negative_prompt", request.negative_prompt, 0)]
+    style = request.style
+    fields = [("prompt", request.prompt, 0, True), ("negative_prompt", request.negative_prompt, 0, False)]
     if family == "sdxl" and len(tokenizers) > 1:
-        fields += [("prompt_2", request.prompt_2, 1), ("negative_prompt_2", request.negative_prompt_2, 1)]
-    for name, text, index in fields:
+        fields += [("prompt_2", request.prompt_2, 1, True), ("negative_prompt_2", request.negative_prompt_2, 1, None)]
+    for name, text, index, styled in fields:
         if not text:
             continue
-        n = count_tokens(tokenizers[index], text, weighted=True)
+        own = text
+        if style is not None and styled is not None:
+            own = style.callers_prompt(text) if styled else style.callers_negative(text)
+        n = count_tokens(tokenizers[index], own, weighted=True)
         if n > limit:
             raise InvalidRequest(
                 f"is {n} tokens long (weighting syntax not counted); {family} models take at most {limit} "
                 f"({77 * chunks} tokens with the start and end markers of each 77-token chunk)", field=name)
+        if own is text or family != "sdxl":  # SD encodes the template's words in further chunks
+            continue
+        total = count_tokens(tokenizers[index], text, weighted=True)
+        if total > limit:
+            raise InvalidRequest(
+                f"the {style.name!r} preset adds {total - n} tokens to {name}'s {n}: {total}, over the {limit} an "
+                f"{family} model takes in its one 77-token chunk; shorten {name} by {total - limit} tokens or send "
+                "no style_preset", field="style_preset")

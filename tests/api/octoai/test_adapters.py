@@ -105,3 +105,14 @@ def test_token_limits(octo):
     assert octo(small(prompt="a " * 200)).status_code == 200  # SD 1.5: 231 tokens in 77-token chunks
     assert locs(octo(small(prompt="a " * 240))) == [["body", "prompt"]]
     assert octo(small(prompt="(" * 20 + "word:1.5)" * 20 + " x " * 50), engine="sdxl").status_code < 500
+
+
+def test_a_style_presets_words_do_not_count_against_the_callers_prompt(octo):
+    # SD 1.5: the caller's 220 tokens fit its 225; the template's words go into a further chunk.
+    assert octo(small(prompt="a " * 220, style_preset="anime")).status_code == 200
+    assert locs(octo(small(prompt="a " * 240, style_preset="anime"))) == [["body", "prompt"]]
+    # SDXL (one chunk): the caller's 70 tokens fit, the template's do not: the error names the preset.
+    r = octo(small(prompt="a " * 70, style_preset="anime"), engine="sdxl")
+    assert locs(r) == [["body", "style_preset"]] and "'anime' preset adds" in r.text, r.text
+    assert locs(octo(small(prompt="a " * 80, style_preset="anime"), engine="sdxl")) == [["body", "prompt"]]
+    assert octo(small(prompt="a cat", style_preset="anime"), engine="sdxl").status_code == 200
