@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 
 from pixelserve.core import timing
 from pixelserve.service.events import EventBus
-from pixelserve.service.metrics import CONTENT_TYPE, Metrics
+from pixelserve.service.metrics import Metrics
 from pixelserve.settings import Settings
 
 router = APIRouter(tags=["metrics"])
@@ -33,7 +33,8 @@ async def metrics(request: Request) -> Response:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return Response("a metrics token is required: Authorization: Bearer <token>\n", status_code=401,
                             media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+    body, content_type = request.app.state.metrics.render(request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})
 
 
 def dialect_of(route: Any) -> str:

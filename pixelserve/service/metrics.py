@@ -25,15 +25,15 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, GCCollector, Gauge, Histogram,
-                               PlatformCollector, ProcessCollector, generate_latest)
+from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, PlatformCollector,
+                               ProcessCollector)
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from pixelserve.service.events import FINAL_EVENTS, EventBus, JobEvent
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: Seconds: a health check (ms) up to a large image on a slow CPU (minutes).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 120, 300, 600)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
@@ -84,8 +84,11 @@ class Metrics:
             bus.subscribe("metrics", self.on_event, maxsize=10_000)  # O(1) per event: a deep queue is cheap
 
     # -- scraping --------------------------------------------------------------------------------
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The body and its content type: OpenMetrics when the scraper asks for it (Prometheus does),
+        else the Prometheus text format 0.0.4, as the client library's own exporters choose."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
     # -- the event subscriber --------------------------------------------------------------------
     def on_event(self, event: JobEvent) -> None:

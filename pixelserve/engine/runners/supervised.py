@@ -97,6 +97,7 @@ class SupervisedEngine:
         self._generation += 1
         self._ready = False
         self._ready_event.clear()
+        self._device_memory = {}  # a dead worker's reading is no reading
         self._conn = parent
         self._proc = self._ctx.Process(target=_worker_main, name=f"pixelserve-engine-{self._generation}", daemon=True,
                                        args=(child, self.specs, self.cache_dir, self.engine_kwargs, self.heartbeat_s))
@@ -157,7 +158,7 @@ class SupervisedEngine:
 
     def device_memory(self) -> dict[str, dict[str, int]]:
         """The worker's devices' memory as of its last heartbeat (at most ``heartbeat_s`` old)."""
-        return self._device_memory if self._proc is not None and self._proc.is_alive() else {}
+        return self._device_memory
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo.of(s, loaded=self._ready) for s in self.specs.values()]
