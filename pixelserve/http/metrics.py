@@ -8,6 +8,7 @@ counted where: service/metrics.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import time
 from typing import Any
@@ -33,20 +34,27 @@ async def metrics(request: Request) -> Response:
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
             return Response("a metrics token is required: Authorization: Bearer <token>\n", status_code=401,
                             media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
-    body, content_type = request.app.state.metrics.render(request.headers.get("accept"))
+    # Off the event loop: a scrape formats thousands of lines (tens of ms on a slow CPU) that requests
+    # in flight would otherwise wait behind; the client library's metrics are thread-safe.
+    body, content_type = await asyncio.to_thread(request.app.state.metrics.render, request.headers.get("accept"))
     return Response(body, headers={"Content-Type": content_type})
+
+
+@functools.lru_cache(maxsize=256)
+def _dialect_of_class(cls: type) -> str:
+    explicit = getattr(cls, "dialect", None)
+    if isinstance(explicit, str):
+        return explicit
+    parts = cls.__module__.split(".")
+    if len(parts) > 2 and parts[:2] == ["pixelserve", "dialects"]:
+        return parts[2]
+    return NO_DIALECT
 
 
 def dialect_of(route: Any) -> str:
     """The dialect a route belongs to: its route class's package (pixelserve/dialects/<name>/), or
     the class's own ``dialect``; routes of no dialect (health, images, jobs, metrics) are "none"."""
-    explicit = getattr(route, "dialect", None)
-    if isinstance(explicit, str):
-        return explicit
-    parts = type(route).__module__.split(".")
-    if len(parts) > 2 and parts[:2] == ["pixelserve", "dialects"]:
-        return parts[2]
-    return NO_DIALECT
+    return _dialect_of_class(type(route))
 
 
 class MetricsMiddleware:

@@ -78,6 +78,8 @@ class Metrics:
         self._steps: dict[str, int] = {}  # job id -> last step counted; dropped when the job ends
         self._load_watch: asyncio.Task | None = None
         self._worker_collector = False
+        self._request_children: dict[tuple, tuple] = {}  # bounded like the labels: routes x statuses
+        self._stage_children: dict[str, Any] = {}
         registry.register(_EngineCollector(lambda: self._engine))
         if bus is not None:
             registry.register(_BusCollector(bus))
@@ -109,13 +111,21 @@ class Metrics:
 
     # -- the request middleware's calls (http/metrics.py) ----------------------------------------
     def request_answered(self, dialect: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(dialect, route, str(status)).inc()
-        self.request_seconds.labels(dialect, route).observe(seconds)
+        key = (dialect, route, status)
+        children = self._request_children.get(key)
+        if children is None:  # labels() validates and locks: once per label set, not per request
+            children = self._request_children[key] = (self.requests.labels(dialect, route, str(status)),
+                                                      self.request_seconds.labels(dialect, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
     def stages(self, stages: dict[str, float]) -> None:
         for name, ms in stages.items():
             if name != WHOLE_REQUEST_STAGE:
-                self.stage_seconds.labels(name).observe(ms / 1e3)
+                child = self._stage_children.get(name)
+                if child is None:
+                    child = self._stage_children[name] = self.stage_seconds.labels(name)
+                child.observe(ms / 1e3)
 
     # -- for the webhook sender ------------------------------------------------------------------
     def webhook_delivered(self, outcome: str) -> None:
