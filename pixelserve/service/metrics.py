@@ -153,7 +153,7 @@ class Metrics:
             if wait is not None:
                 await wait()
             while not engine.health().ready and not engine.health().loading_error:
-                await asyncio.sleep(0.05)  # an engine without wait_ready, or one that waits again
+                await asyncio.sleep(0.25)  # an engine without wait_ready, or one still waiting for room (Ray)
             if engine.health().ready:
                 self.model_load_seconds.set(time.perf_counter() - started)
         except asyncio.CancelledError:
