@@ -16,7 +16,7 @@ from pixelserve.dialects.octoai import router as octoai
 from pixelserve.dialects.studio import router as studio
 from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
-from pixelserve.http import health, images
+from pixelserve.http import health, images, metrics
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
@@ -128,6 +128,8 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
                                                              app.state.assets)
         await bus.start()
         await eng.start()
+        if app.state.metrics is not None:
+            app.state.metrics.engine_started(eng)  # queue, memory and load-time gauges read it from now on
         await app.state.studio_jobs.start()  # resumes the Studio jobs a stopped server left
         # engine/weights/gc_freeze.py: a local engine freezes the whole process once its models are ready;
         # with the pipelines in other processes (process, ray), the API process freezes its own start-up
@@ -141,6 +143,8 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             if frozen:
                 gc_freeze.unfreeze()
             await app.state.studio_jobs.stop(grace_s=drain_left(app, settings))  # the rest resume at the next start
+            if app.state.metrics is not None:
+                await app.state.metrics.close()
             await eng.stop()
             app.state.service.close()
             await bus.stop()
@@ -152,6 +156,9 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.state.client_hints = []  # each dialect's mount adds how its clients point at it
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)
+    # GET /metrics, a middleware counting answers, a bus subscriber counting jobs (None when off);
+    # the webhook sender reports deliveries through app.state.metrics.webhook_delivered(outcome).
+    app.state.metrics = metrics.install(app, settings, bus)
     app.include_router(health.router)
     app.include_router(images.router)
     # Each dialect: its routes, and its table of the models TOML parsed (a bad one fails here, at start).

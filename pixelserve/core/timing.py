@@ -7,6 +7,10 @@ from the request's first byte to the answer's headers). Browsers' developer tool
 bench/perf_cpu.py reads it to say what the server adds around the engine. It is off by default
 because it tells a caller how long internal steps (the key check among them) took.
 
+The stages are collected whether the header is on or not when ``/metrics`` is on
+(``pixelserve_stage_seconds``, http/metrics.py): the middleware that runs first starts the dict
+(``begin``), the other adds to it.
+
 The stages are kept in a dict that the middleware puts in a context variable: code running for the
 request, on the event loop or on a worker thread started with ``asyncio.to_thread`` (which copies the
 context), adds to that same dict through ``stage()`` or ``record()``.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any, Iterator
 
 _STAGES: ContextVar[dict[str, float] | None] = ContextVar("pixelserve_server_timing", default=None)
@@ -43,6 +47,21 @@ def stage(name: str) -> Iterator[None]:
         record(name, (time.perf_counter() - started) * 1e3)
 
 
+def begin() -> tuple[dict[str, float], Token | None]:
+    """The current request's stages, collected from here on unless something (an outer middleware:
+    /metrics observes the stages too) already collects them; ``end(token)`` when the request is done."""
+    stages = _STAGES.get()
+    if stages is not None:
+        return stages, None
+    stages = {}
+    return stages, _STAGES.set(stages)
+
+
+def end(token: Token | None) -> None:
+    if token is not None:
+        _STAGES.reset(token)
+
+
 def header_value(stages: dict[str, float]) -> bytes:
     return ", ".join(f"{name};dur={ms:.2f}" for name, ms in stages.items()).encode()
 
@@ -57,8 +76,7 @@ class ServerTimingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        stages: dict[str, float] = {}
-        token = _STAGES.set(stages)
+        stages, token = begin()
         started = time.perf_counter()
 
         async def send_with_timing(message) -> None:
@@ -70,4 +88,4 @@ class ServerTimingMiddleware:
         try:
             await self.app(scope, receive, send_with_timing)
         finally:
-            _STAGES.reset(token)
+            end(token)

@@ -24,6 +24,7 @@ from pixelserve.engine import checks, post
 from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
 from pixelserve.engine.families import family_for
 from pixelserve.engine.families.base import JobCancelled
+from pixelserve.engine.runners import devices as device_info
 from pixelserve.engine.runners.batching import BatchQueue, batch_key
 from pixelserve.engine.runners.jobs import Job, run_jobs, settle
 from pixelserve.engine.runners.models import ModelRegistry
@@ -352,6 +353,10 @@ class LocalEngine:
             queue_depth=self._queue.qsize() if self._queue else 0, queue_capacity=self.max_queue,
             running=len(self._running), loading_error=self._loading_error,
         )
+
+    def device_memory(self) -> dict[str, dict[str, int]]:
+        """Per device, bytes ``used`` and ``total`` (engine/runners/devices.py), read when /metrics is scraped."""
+        return device_info.memory(self.devices)
 
     def models(self) -> list[ModelInfo]:
         return [

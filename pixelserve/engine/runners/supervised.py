@@ -17,7 +17,7 @@ the usual death path hands its jobs over.
 Messages over a ``multiprocessing`` pipe (spawn context: no CUDA state is forked):
 parent -> worker ``("submit", job_id, request)``, ``("cancel", job_id)``, ``("stop",)``;
 worker -> parent ``("ready", error, text_infos)``, ``("progress", job_id, step, total)``,
-``("heartbeat", [ids of jobs waiting in its queue])``,
+``("heartbeat", [ids of jobs waiting in its queue], device memory)``,
 ``("done", job_id, result)``, ``("error", job_id, *pack(error))`` (runners/errors.py).
 """
 
@@ -74,6 +74,7 @@ class SupervisedEngine:
         self._ready_event: asyncio.Event | None = None
         self._send_lock = threading.Lock()
         self._watchdog: asyncio.Task | None = None
+        self._device_memory: dict = {}  # the worker's, from its last heartbeat (engine/runners/devices.py)
         self.restarts = 0
         self.lease_expiries = 0  # workers killed because a job's lease ran out
 
@@ -96,6 +97,7 @@ class SupervisedEngine:
         self._generation += 1
         self._ready = False
         self._ready_event.clear()
+        self._device_memory = {}  # a dead worker's reading is no reading
         self._conn = parent
         self._proc = self._ctx.Process(target=_worker_main, name=f"pixelserve-engine-{self._generation}", daemon=True,
                                        args=(child, self.specs, self.cache_dir, self.engine_kwargs, self.heartbeat_s))
@@ -153,6 +155,10 @@ class SupervisedEngine:
                             queue_capacity=self.max_queue, running=len(self._pending),
                             loading_error=self._loading_error,
                             detail={"worker_pid": self.worker_pid, "restarts": self.restarts})
+
+    def device_memory(self) -> dict[str, dict[str, int]]:
+        """The worker's devices' memory as of its last heartbeat (at most ``heartbeat_s`` old)."""
+        return self._device_memory
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo.of(s, loaded=self._ready) for s in self.specs.values()]
@@ -215,6 +221,8 @@ class SupervisedEngine:
             for job_id in message[1]:
                 if job_id in self._pending:
                     self._pending[job_id].lease_until = renewed
+            if len(message) > 2:
+                self._device_memory = message[2]
             return
         pending = self._pending.get(message[1])
         if pending is None or pending.future.done():
@@ -294,7 +302,7 @@ async def _worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s: float = 1.
     async def heartbeat() -> None:  # renews the leases of jobs waiting in this worker's queue
         while True:
             await asyncio.sleep(heartbeat_s)
-            send(("heartbeat", engine.waiting()))
+            send(("heartbeat", engine.waiting(), engine.device_memory()))
 
     threading.Thread(target=read, daemon=True).start()
     beats = asyncio.create_task(heartbeat())
