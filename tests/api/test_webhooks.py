@@ -88,9 +88,13 @@ def test_every_dialect_delivers_a_signed_webhook_whose_images_open(env):
                                  "X-Job-Id": "my-render-1"})
     studio = client.post("/api/images/create", headers={"X-Api-Key": key},
                          json={**STUDIO, "webhook_url": rx.answer("/studio")})
-    for r in (octo, karlo, studio):
+    # A background (async) Studio job reports when the runner has run it.
+    later = client.post("/api/images/create", headers={"X-Api-Key": key, "X-Webhook-URL": rx.answer("/async")},
+                        json={**STUDIO, "async": True})
+    for r in (octo, karlo, studio, later):
         assert r.status_code == 200, r.text
-    for path, dialect, answer in (("/octo", "octoai", octo), ("/karlo", "karlo", karlo), ("/studio", "studio", studio)):
+    for path, dialect, answer in (("/octo", "octoai", octo), ("/karlo", "karlo", karlo), ("/studio", "studio", studio),
+                                  ("/async", "studio", later)):
         [got] = rx.wait_for(path)
         payload = Webhook(secret).verify(got.body, got.headers)  # as a receiver checks it
         assert payload["type"] == "job.finished" and payload["status"] == "succeeded"
