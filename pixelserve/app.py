@@ -17,12 +17,15 @@ from pixelserve.dialects.studio import router as studio
 from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
 from pixelserve.http import health, images, metrics
+from pixelserve.http import webhooks as webhook_routes
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
 from pixelserve.service.auth_limits import AuthLimiter
 from pixelserve.service.pipeline import Pipeline
 from pixelserve.service.studio import open_studio
+from pixelserve.service.webhook_sender import WebhookSender
+from pixelserve.service.webhooks import Outbox, wake_on_final
 from pixelserve.settings import Settings
 from pixelserve.storage.base import ImageStore
 from pixelserve.storage.local import LocalImageStore
@@ -92,6 +95,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     # Every job publishes here (service/events.py); cross-cutting features attach as subscribers.
     bus = EventBus()
     bus.subscribe("log", log_finished)  # one log line per ended job
+    bus.subscribe("webhooks", wake_on_final(lambda: app.state.webhook_sender.wake()))  # send at once
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -112,8 +116,16 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             app.state.auth_limits = AuthLimiter(app.state.auth, settings.auth_fail_burst,
                                                 settings.auth_fail_per_minute, settings.trusted_networks,
                                                 delay_s=settings.auth_fail_delay_seconds)
+        # Webhooks: written with each job's end (outbox), sent by a task of their own (sender).
+        outbox = Outbox(sessions, store, signer, allow_private=settings.webhook_allow_private,
+                        base_url=lambda: settings.public_base_url or getattr(app.state, "listen_url", None),
+                        keyless_secret=settings.webhook_keyless_secret)
+        app.state.webhooks = outbox
+        app.state.webhook_sender = WebhookSender(
+            sessions, outbox.secret, outbox.policy,
+            on_outcome=app.state.metrics.webhook_delivered if app.state.metrics is not None else None)
         app.state.service = Pipeline(eng, sessions, store, signer, Limits(max_pixels=settings.max_image_pixels),
-                                     settings.quota_limits(), bus)
+                                     settings.quota_limits(), bus, outbox=outbox)
         app.state.assets = AssetService(sessions, settings.asset_dir, models, settings.cache_dir,
                                         max_bytes=settings.asset_max_bytes, store=store,
                                         # octo: OctoAI's parsed config (octoai.mount, below, before any start)
@@ -127,6 +139,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
         app.state.studio, app.state.studio_jobs = open_studio(settings, app.state.service, sessions, store,
                                                              app.state.assets)
         await bus.start()
+        await app.state.webhook_sender.start()  # takes up the deliveries a stopped server left
         await eng.start()
         if app.state.metrics is not None:
             app.state.metrics.engine_started(eng)  # queue, memory and load-time gauges read it from now on
@@ -148,6 +161,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             await eng.stop()
             app.state.service.close()
             await bus.stop()
+            await app.state.webhook_sender.stop()
             sessions.kw["bind"].dispose()  # every connection closed: SQLite checkpoints its WAL into the file
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
@@ -161,6 +175,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.state.metrics = metrics.install(app, settings, bus)
     app.include_router(health.router)
     app.include_router(images.router)
+    app.include_router(webhook_routes.router)
     # Each dialect: its routes, and its table of the models TOML parsed (a bad one fails here, at start).
     karlo.mount(app, models)
     studio.mount(app, models)

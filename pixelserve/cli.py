@@ -1,4 +1,4 @@
-"""pixelserve serve | generate | keys | models | credits | assets."""
+"""pixelserve serve | generate | keys | models | credits | assets | webhooks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from pixelserve.cli_assets import assets
+from pixelserve import cli_webhooks
 from pixelserve.settings import Settings
 
 cli = typer.Typer(help="Self-hosted image-generation API server.", no_args_is_help=True,
@@ -20,6 +21,7 @@ models = typer.Typer(help="Configured models.", no_args_is_help=True)
 cli.add_typer(keys, name="keys")
 cli.add_typer(models, name="models")
 cli.add_typer(assets, name="assets")
+cli_webhooks.register(keys, cli)  # keys webhook | keys webhook-secret | webhooks list | retry
 
 
 def _logging() -> None:

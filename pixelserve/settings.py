@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 from functools import cached_property
@@ -353,6 +354,10 @@ class Settings(BaseSettings):
     def api_key_hmac_secret(self) -> bytes:
         """The secret API keys are hashed under (db/crud/keys.py): configured, or generated once and kept."""
         return self._kept_secret(self.api_key_secret, "api_keys.key")
+
+    def webhook_keyless_secret(self) -> str:
+        """Signs the webhooks of jobs made without an API key (auth disabled): generated once and kept."""
+        return "whsec_" + base64.b64encode(self._kept_secret(None, "webhooks.key")).decode()
 
     def _kept_secret(self, configured: str | None, name: str) -> bytes:
         if configured:

@@ -23,6 +23,7 @@ CLIENT_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 class JobOptions:
     client_id: str | None = None  # X-Job-Id as sent
     webhook_url: str | None = None  # X-Webhook-URL, or the dialect's body field
+    webhook_field: str = "X-Webhook-URL"  # where webhook_url came from, for the error naming it
     #: Ids the request's jobs answer to (filled by admit), for the X-Job-Id answer header.
     job_ids: list[str] = field(default_factory=list)
 
@@ -38,6 +39,13 @@ def from_headers(headers) -> JobOptions:
                             field="X-Job-Id", location="header")
     webhook_url = headers.get("x-webhook-url") or None
     return JobOptions(client_id=client_id, webhook_url=webhook_url)
+
+
+def set_webhook_from_body(url: str | None, field: str = "webhook_url") -> None:
+    """A dialect's body field naming the webhook target (it wins over the header)."""
+    options = _current.get()
+    if url is not None and options is not None:
+        options.webhook_url, options.webhook_field = url, field
 
 
 def set_current(options: JobOptions | None):

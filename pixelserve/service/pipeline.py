@@ -151,6 +151,9 @@ class Pipeline:
     limits: Limits = Limits()
     quota: quotas.QuotaLimits = quotas.QuotaLimits()
     bus: EventBus = field(default_factory=EventBus)
+    #: service/webhooks.Outbox: checks a job's webhook URL at admit, and writes its delivery in the
+    #: same transaction as the job's final state (an event subscriber could lose it to a crash).
+    outbox: Any = None
 
     def __post_init__(self) -> None:
         # Encoding and storing answers: off the event loop and the device threads, and on few threads
@@ -202,6 +205,8 @@ class Pipeline:
             if options.client_id is not None and not options.job_ids:  # a request's first job takes it
                 job.client_id = options.client_id
             job.webhook_url = options.webhook_url
+            if job.webhook_url is not None and self.outbox is not None:  # refused: nothing written
+                await asyncio.to_thread(self.outbox.check_url, job.webhook_url, options.webhook_field)
         described = valid.request.describe()
         if not record_prompt:
             described.update({k: "[not logged]" for k in PROMPT_FIELDS if described.get(k) is not None})
@@ -262,7 +267,7 @@ class Pipeline:
             await self._record_failure(job, f"{type(e).__name__}: {e}", False)
             raise
         with timing.stage("finish"):
-            await self._in_records(self._succeeded, job, images)
+            await self._in_records(self._succeeded, job, images, result.timings_ms)
         self._publish(job, "finished", images=[{"key": im.storage_key, "seed": im.seed} for im in images],
                       timings_ms=dict(result.timings_ms))
         return ServiceResult(job_id=job.id, model=job.request.model, images=images, timings_ms=result.timings_ms)
@@ -275,9 +280,12 @@ class Pipeline:
         await self._in_records(self._failed, job, error, cancelled)
         self._publish(job, "cancelled" if cancelled else "failed", error=error)
 
-    def _succeeded(self, job: Job, images: list[ServedImage]) -> None:
+    def _succeeded(self, job: Job, images: list[ServedImage], timings_ms: dict) -> None:
         with self.sessions() as session:
             job.policy.settle(session, job, images)
+            if self.outbox is not None:
+                self.outbox.write(session, job.id, "finished", timings_ms=dict(timings_ms),
+                                  images=[{"key": im.storage_key, "seed": im.seed} for im in images])
             jobs.finish_job(session, job.id, [jobs.StoredImage(im.id, i, im.seed, im.storage_key, im.content_type)
                                               for i, im in enumerate(images)])
 
@@ -286,6 +294,8 @@ class Pipeline:
         the key's quota."""
         with self.sessions() as session:
             job.policy.fail(session, job, error)
+            if self.outbox is not None:
+                self.outbox.write(session, job.id, "cancelled" if cancelled else "failed", error=error)
             jobs.fail_job(session, job.id, error, cancelled=cancelled)
             quotas.release(session, job.id)
 

@@ -7,6 +7,8 @@ from pixelserve.storage.base import ImageStore
 from pixelserve.storage.signing import UrlSigner
 
 
-def download_url(store: ImageStore, signer: UrlSigner, base_url: str, key: str) -> str:
-    """A URL that serves ``key`` for the signer's TTL (Karlo: 10 minutes), then refuses (403)."""
-    return store.presigned_get(key, signer.ttl) or signer.sign(base_url, key)
+def download_url(store: ImageStore, signer: UrlSigner, base_url: str, key: str, ttl: int | None = None) -> str:
+    """A URL that serves ``key`` for ``ttl`` seconds (default: the signer's TTL, Karlo's 10 minutes),
+    then refuses (403)."""
+    ttl = ttl or signer.ttl
+    return store.presigned_get(key, ttl) or signer.sign(base_url, key, ttl=ttl)

@@ -102,6 +102,8 @@ class ImageGenerationRequest(OctoModel):
     inpaint_full_res: bool = False
     inpaint_full_res_padding: int = Field(32, ge=0, le=1024)  # pixels; our default and bound
     log_prompt: bool = False
+    # Where the job's end is POSTed (signed; see README "Webhooks"); same as the X-Webhook-URL header.
+    webhook_url: str | None = Field(None, min_length=1, max_length=2048)  # not in OctoAI spec
 
 
 class ImageGeneration(BaseModel):

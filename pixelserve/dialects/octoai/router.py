@@ -20,6 +20,7 @@ from pixelserve.dialects.octoai.protocol import ImageGenerationRequest, ImageGen
 from pixelserve.dialects.octoai.route import ERRORS, Key, OctoAIRoute
 from pixelserve.http.deps import Assets, Service, SettingsDep
 from pixelserve.http.route import client_gone
+from pixelserve.service import job_options
 from pixelserve.service.asset_refs import scope_of
 from pixelserve.service.pipeline import cancel_on_disconnect
 
@@ -44,6 +45,7 @@ Engine = Annotated[translate.EngineTarget, Depends(engine_target)]
 async def generate(body: ImageGenerationRequest, request: Request, key: Key, engine: Engine, service: Service,
                    assets: Assets, settings: SettingsDep) -> JSONResponse:
     """Generate images with engine sdxl, sd, controlnet-sdxl or controlnet-sd15."""
+    job_options.set_webhook_from_body(body.webhook_url)
     resolved = assets.lazy(scope_of(key), engine.family, translate.asset_lookup)
     gen = await asyncio.to_thread(translate.request_from_wire, body, engine, resolved,
                                   max_pixels=service.limits.max_pixels, extra_sizes=settings.octoai_sizes)

@@ -63,6 +63,8 @@ class CreateRequest(StudioModel):
     async_: bool = Field(False, alias="async")
     styleId: int | None = Field(None, ge=1, le=MAX_ID)  # not in Studio spec
     collectionId: int | None = Field(None, ge=1, le=MAX_ID)  # not in Studio spec
+    # Where the job's end is POSTed (signed; see README "Webhooks"); same as the X-Webhook-URL header.
+    webhook_url: str | None = Field(None, min_length=1, max_length=2048)  # not in Studio spec
 
     @model_validator(mode="after")
     def _one_source(self) -> "CreateRequest":

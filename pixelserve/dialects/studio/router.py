@@ -19,6 +19,7 @@ from pixelserve.dialects.studio.route import Key, StudioRoute, owner_of
 from pixelserve.errors import InvalidRequest
 from pixelserve.http.deps import Studio
 from pixelserve.http.route import client_gone
+from pixelserve.service import job_options
 from pixelserve.service.pipeline import cancel_on_disconnect
 from pixelserve.service.studio import StudioService
 
@@ -45,6 +46,7 @@ async def create(body: CreateRequest, request: Request, key: Key, studio: Studio
                  x_platform: Annotated[str | None, Header(alias="X-Platform")] = None) -> JSONResponse:
     """Create images: (reference image + prompt) OR (style + prompt) OR (collection + prompt)."""
     platform = translate.check_platform(x_platform)
+    job_options.set_webhook_from_body(body.webhook_url)
     if x_type is not None and len(x_type) > 100:
         raise InvalidRequest("must be at most 100 characters", field="X-Type")
     owner = owner_of(key)
