@@ -13,6 +13,7 @@ from pixelserve.core.validate import Limits
 from pixelserve.db.session import open_database
 from pixelserve.dialects.karlo import router as karlo
 from pixelserve.dialects.octoai import router as octoai
+from pixelserve.dialects.openai import router as openai
 from pixelserve.dialects.studio import router as studio
 from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
@@ -165,7 +166,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             sessions.kw["bind"].dispose()  # every connection closed: SQLite checkpoints its WAL into the file
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
-                  description="Self-hosted image generation speaking the Karlo, OctoAI and Studio APIs.")
+                  description="Self-hosted image generation speaking the Karlo, OctoAI, Studio and OpenAI Images APIs.")
     app.state.events = bus
     app.state.client_hints = []  # each dialect's mount adds how its clients point at it
     if settings.server_timing:
@@ -180,4 +181,5 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     karlo.mount(app, models)
     studio.mount(app, models)
     octo = octoai.mount(app, models)  # its public ControlNets and checkpoints go to the asset library
+    openai.mount(app, models)
     return app

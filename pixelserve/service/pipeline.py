@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixelserve.core import timing
-from pixelserve.core.images import CONTENT_TYPES, encode_image
+from pixelserve.core.images import CONTENT_TYPES, encode_image, fit
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.core.validate import Limits, ValidRequest, validated
 from pixelserve.db.crud import jobs, quotas
@@ -53,6 +53,9 @@ PROMPT_FIELDS = ("prompt", "negative_prompt", "prompt_2", "negative_prompt_2")
 class OutputOptions:
     format: str = "png"  # png | jpeg | webp
     quality: int | None = None
+    #: (width, height) the images are resized to before encoding: a dialect that generated them at
+    #: another size (OpenAI: a size the model draws badly is generated at its native size).
+    size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,8 @@ class DirectPolicy:
         scores = result.nsfw_scores or [None] * len(result.images)
         for image, seed, score in zip(result.images, result.seeds, scores):
             image_id = str(uuid.uuid4())
+            if self.output.size is not None and image.size != self.output.size:
+                image = fit(image, *self.output.size)
             data = encode_image(image, fmt, self.output.quality)
             key = f"{job.id}/{image_id}.{fmt}"
             store.put(key, data, CONTENT_TYPES[fmt])
@@ -174,8 +179,9 @@ class Pipeline:
                 return m
         raise NotFound(f"model {model_id!r} is not served here")
 
-    def image_url(self, base_url: str, storage_key: str) -> str:
-        return download_url(self.store, self.signer, base_url, storage_key)
+    def image_url(self, base_url: str, storage_key: str, ttl: int | None = None) -> str:
+        """``ttl``: seconds the URL is valid; None: the signer's (PIXELSERVE_URL_TTL_SECONDS)."""
+        return download_url(self.store, self.signer, base_url, storage_key, ttl)
 
     # -- 1 + 2: validate, check ------------------------------------------------------------------
     def validate(self, request: GenerationRequest) -> ValidRequest:
@@ -186,17 +192,18 @@ class Pipeline:
         return self.validate(request).request
 
     async def generate(self, request: GenerationRequest, *, dialect: str, key: Caller | None = None,
-                       output: OutputOptions = OutputOptions(), record_prompt: bool = True) -> ServiceResult:
+                       output: OutputOptions = OutputOptions(), record_prompt: bool = True,
+                       record: dict | None = None) -> ServiceResult:
         """The whole path for a caller that waits. ``record_prompt=False`` keeps the prompts out of the
-        job record (OctoAI's log_prompt)."""
+        job record (OctoAI's log_prompt); ``record``: more keys for the job record (OpenAI's ``user``)."""
         valid = self.validate(request)
         job = await self.admit(valid, dialect=dialect, caller_id=key.id if key is not None else None,
-                               policy=DirectPolicy(output), record_prompt=record_prompt)
+                               policy=DirectPolicy(output), record_prompt=record_prompt, record=record)
         return await self.execute(job)
 
     # -- 3: admit --------------------------------------------------------------------------------
     async def admit(self, valid: ValidRequest, *, dialect: str, caller_id: int | None, policy: JobPolicy,
-                    record_prompt: bool = True, job_id: str | None = None) -> Job:
+                    record_prompt: bool = True, job_id: str | None = None, record: dict | None = None) -> Job:
         if not isinstance(valid, ValidRequest):
             raise TypeError("admit takes only a ValidRequest (Pipeline.validate)")
         job = Job(job_id or str(uuid.uuid4()), valid.request, dialect, caller_id, policy)
@@ -210,6 +217,7 @@ class Pipeline:
         described = valid.request.describe()
         if not record_prompt:
             described.update({k: "[not logged]" for k in PROMPT_FIELDS if described.get(k) is not None})
+        described.update(record or {})
         with timing.stage("admit"):
             await self._in_records(self._admit, job, described)
         if options is not None:
