@@ -40,10 +40,11 @@ TAG_HEADERS = {
     "^Karlo$": {"Authorization": "KakaoAK ${PIXELSERVE_FUZZ_KEY}"},
     "^Studio": {"X-Api-Key": "${PIXELSERVE_FUZZ_KEY}"},
     "^OctoAI": {"Authorization": "Bearer ${PIXELSERVE_FUZZ_KEY}"},
+    "^OpenAI$": {"Authorization": "Bearer ${PIXELSERVE_FUZZ_KEY}"},
 }
 #: Each dialect's tags: all their operations must have been fuzzed, answering both 2xx and 4xx.
 DIALECT_TAGS = {"Karlo": ("Karlo",), "Studio": ("Studio", "Studio styles and collections"),
-                "OctoAI": ("OctoAI", "OctoAI asset library")}
+                "OctoAI": ("OctoAI", "OctoAI asset library"), "OpenAI": ("OpenAI",)}
 
 
 class InstantEngine:

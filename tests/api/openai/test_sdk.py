@@ -12,7 +12,10 @@ import openai
 import pytest
 from PIL import Image, ImageDraw
 
+from sqlalchemy import select
+
 from pixelserve.app import create_app
+from pixelserve.db.models import Job
 from pixelserve.db.crud.keys import create_key
 from tests.conftest import make_settings
 from tests.security.live import live_server
@@ -78,8 +81,14 @@ def test_generate_b64_two_images(client):
 
 
 def test_generate_url_two_images_other_size(client, server):
-    out = client.images.generate(model="dall-e-2", prompt="a red bicycle", n=2, size="96x64", quality="low",
-                                 response_format="url", style="natural", user="user-42")
+    raw = client.images.with_raw_response.generate(
+        model="dall-e-2", prompt="a red bicycle", n=2, size="96x64", quality="low", response_format="url",
+        style="natural", user="user-42", extra_headers={"X-Job-Id": "openai-user-42"})
+    out = raw.parse()
+    with server.app.state.sessions() as s:  # user goes on the job record
+        job = s.scalars(select(Job).where(Job.client_id == raw.headers["X-Job-Id"])).one()
+        assert job.request["user"] == "user-42" and job.request["openai_model"] == "dall-e-2"
+        assert job.request["guidance_scale"] == 5.0 and job.dialect == "openai"  # style natural
     assert len(out.data) == 2 and all(im.b64_json is None for im in out.data)
     for im in out.data:
         assert im.url.startswith(server.base + "/v1/images/")
