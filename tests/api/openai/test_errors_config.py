@@ -57,3 +57,23 @@ def test_models_table():
     for bad in ({"models": {"dall-e-2": "nope"}}, {"variations": "nope"}, {"engines": {}}):
         with pytest.raises(ConfigError):
             config.load(models(openai=bad))
+
+
+def test_output_size_resizes_before_encoding():
+    """A size drawn at the family's native size comes back at the size asked for (OutputOptions.size)."""
+    import io
+
+    from PIL import Image
+
+    from pixelserve.core.request import GenerationRequest, GenerationResult
+    from pixelserve.service.pipeline import DirectPolicy, Job, OutputOptions
+
+    class Store:
+        def put(self, key, data, content_type):
+            self.data = data
+
+    policy = DirectPolicy(OutputOptions(format="png", size=(256, 192)))
+    job = Job("j", GenerationRequest(model="xl", prompt="p", width=1152, height=896), "openai", None, policy)
+    result = GenerationResult(images=[Image.new("RGB", (1152, 896), (9, 9, 9))], seeds=[1], model="xl")
+    served = policy.store(Store(), job, result)
+    assert Image.open(io.BytesIO(served[0].data)).size == (256, 192)
