@@ -47,7 +47,9 @@ async def _run(request: Request, service: Pipeline, key, plan: translate.Plan, r
     translate.check_moderation(result, settings.nsfw_threshold)
     value = translate.image_value(
         plan, lambda im: service.image_url(root, im.storage_key, ttl=translate.URL_TTL_SECONDS))
-    return JSONResponse(translate.result_to_wire(plan, result, value, int(time.time())))
+    # The SDK exposes x-request-id as ``.request_id``: the job's id, for the jobs API and the logs.
+    return JSONResponse(translate.result_to_wire(plan, result, value, int(time.time())),
+                        headers={"x-request-id": result.job_id})
 
 
 async def _read(files: list[UploadFile] | None) -> list[bytes]:

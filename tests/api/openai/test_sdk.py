@@ -89,6 +89,7 @@ def test_generate_url_two_images_other_size(client, server):
         job = s.scalars(select(Job).where(Job.client_id == raw.headers["X-Job-Id"])).one()
         assert job.request["user"] == "user-42" and job.request["openai_model"] == "dall-e-2"
         assert job.request["guidance_scale"] == 5.0 and job.dialect == "openai"  # style natural
+        assert raw.headers["x-request-id"] == job.id  # the SDK's request_id names the job
     assert len(out.data) == 2 and all(im.b64_json is None for im in out.data)
     for im in out.data:
         assert im.url.startswith(server.base + "/v1/images/")
