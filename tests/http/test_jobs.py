@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from httpx_sse import connect_sse
 
 from pixelserve.app import create_app
@@ -21,6 +22,9 @@ from pixelserve.db.crud.jobs import create_job
 from pixelserve.db.crud.keys import create_key
 from pixelserve.db.models import Job, UsageEvent
 from pixelserve.serving import server_config
+from tests.api.studio.conftest import SMALL_SETTINGS, new_key
+from tests.api.studio.helpers import CREATE, balances
+from tests.api.studio.test_jobs import NeverReadyEngine
 from tests.conftest import make_settings
 
 #: Enough steps for a tiny-model job to run a second or more on a CPU: long enough to watch it.
@@ -155,13 +159,19 @@ def test_another_keys_job_and_an_unknown_one_are_404(server):
 
 def test_a_cancelled_job_stops_ends_cancelled_and_is_not_charged(server):
     app, client, key, _, _ = server
-    with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(2) as pool:
         answer = pool.submit(generate, client, key, 200, "cancel-1")
         running = wait_for(client, "/v1/jobs/cancel-1", key, lambda b: b["status"] == "running" and b["step"] >= 1,
                            answer)
+        waiting = pool.submit(generate, client, key, 199, "cancel-2")  # queued behind it (one device)
+        queued = wait_for(client, "/v1/jobs/cancel-2", key, lambda b: b["queue_position"] is not None, waiting)
+        assert queued["status"] == "queued" and queued["queue_position"] == 0 and queued["step"] == 0
         job_id = server_id(app, "cancel-1")
         with app.state.sessions() as s:  # charged while it runs: the quota row is there
             assert s.query(UsageEvent).filter_by(job_id=job_id).count() == 1
+        r = client.delete("/v1/jobs/cancel-2", headers=bearer(key))  # queued: it never starts
+        assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["started_at"] is None, r.text
+        assert waiting.result().status_code == 499
         r = client.delete("/v1/jobs/cancel-1", headers=bearer(key))
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "cancelled" and r.json()["images"] == []
@@ -170,8 +180,10 @@ def test_a_cancelled_job_stops_ends_cancelled_and_is_not_charged(server):
     events = read_events(client, "/v1/jobs/cancel-1/events", bearer(key))
     assert events[-1].event == "cancelled" and json.loads(events[-1].data)["error"]
     assert max(json.loads(e.data)["step"] for e in events if e.event == "progress") < 200
+    assert [e.event for e in read_events(client, "/v1/jobs/cancel-2/events", bearer(key))] == ["queued", "cancelled"]
     with app.state.sessions() as s:
-        assert s.query(UsageEvent).filter_by(job_id=job_id).count() == 0  # released: not charged
+        for cancelled in (job_id, server_id(app, "cancel-2")):  # released: not charged
+            assert s.query(UsageEvent).filter_by(job_id=cancelled).count() == 0
     again = client.delete("/v1/jobs/cancel-1", headers=bearer(key))
     assert again.status_code == 409 and again.json()["error"]["type"] == "conflict"
 
@@ -224,3 +236,25 @@ def test_previews_go_out_after_their_progress_event_when_asked(server):
     assert [e.event for e in plain] == ["queued", "started", "progress", "progress", "finished"]
     assert [e.event for e in read_events(client, "/v1/jobs/synthetic-preview/events?preview=true", bearer(key))
             ] == [e.event for e in plain]
+
+
+def test_a_studio_async_job_cancelled_while_it_waits_in_the_queue_is_refunded(tmp_path, tiny_cache):
+    """The durable queue's job never reached the engine (whose models never load here): DELETE ends it
+    at once, cancelled, and the credits its reservation took come back."""
+    app = create_app(make_settings(tmp_path, tiny_cache, **SMALL_SETTINGS), engine=NeverReadyEngine(None))
+    with TestClient(app) as client:
+        _, key = new_key(app)
+        h = {"X-Api-Key": key}
+        before = balances(client, h)["dailyCredit"]
+        r = client.post(CREATE, headers={**h, "X-Job-Id": "studio-1"},
+                        json={"prompt": "a cat", "styleId": 1, "ratio": "1:1", "sample": 2, "async": True})
+        assert r.status_code == 200 and r.headers["X-Job-Id"] == "studio-1"
+        assert balances(client, h)["dailyCredit"] < before  # reserved up front
+        assert client.get("/v1/jobs/studio-1", headers=h).json()["status"] == "queued"
+        cancelled = client.delete("/v1/jobs/studio-1", headers=h)
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+        assert balances(client, h)["dailyCredit"] == before
+        for image in r.json()["images"]:
+            got = client.get(f"/api/images/{image['imageId']}", headers=h).json()["images"][0]
+            assert got["generationStatus"] == "FAILED" and "cancelled" in got["generationError"]
+        assert client.delete("/v1/jobs/studio-1", headers=h).status_code == 409
