@@ -80,15 +80,18 @@ def main() -> None:
                 watched.append(one(c, key, args.steps, f"watched-{i}", watched=True))
     a = p50([r["wall_s"] for r in alone])
     w = p50([r["wall_s"] for r in watched])
+    pairs = [(w_["wall_s"] - a_["wall_s"]) * 1e3 for a_, w_ in zip(alone, watched)]
     lags = [r["final_after_answer_ms"] for r in watched if r["final_after_answer_ms"] is not None]
     row = {"date": dt.date.today().isoformat(), "jobs": args.jobs, "steps": args.steps, "note": args.note,
            "alone_p50_s": round(a, 4), "watched_p50_s": round(w, 4), "overhead_pct": round((w / a - 1) * 100, 2),
+           "paired_difference_p50_ms": round(p50(pairs), 2),
            "final_event_after_answer_p50_ms": round(p50(lags), 2) if lags else None,
            "events_per_watched_job": watched[0]["events"],
            "alone_s": [round(r["wall_s"], 4) for r in alone], "watched_s": [round(r["wall_s"], 4) for r in watched]}
-    print(f"{'jobs':>5} {'steps':>5} {'alone p50 s':>12} {'watched p50 s':>14} {'overhead':>9} {'final evt lag':>14}")
+    print(f"{'jobs':>5} {'steps':>5} {'alone p50 s':>12} {'watched p50 s':>14} {'overhead':>9} {'pair diff':>10} "
+          f"{'final evt lag':>14}")
     print(f"{args.jobs:>5} {args.steps:>5} {a:>12.3f} {w:>14.3f} {row['overhead_pct']:>8.1f}% "
-          f"{row['final_event_after_answer_p50_ms']!s:>11} ms")
+          f"{row['paired_difference_p50_ms']:>7.1f} ms {row['final_event_after_answer_p50_ms']!s:>11} ms")
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"sse-overhead-cpu-{row['date']}.json"
     path.write_text(json.dumps(row, indent=2) + "\n")

@@ -78,7 +78,7 @@ class JobStream:
         self._waiting: OrderedDict[str, JobLog] = OrderedDict()  # queued jobs, in the order they came
 
     def attach(self) -> "JobStream":
-        self._bus.subscribe("job-stream", self.handle)
+        self._bus.subscribe("job-stream", self.handle, maxsize=10_000)  # every step of many jobs; handling is cheap
         return self
 
     # -- the subscriber ------------------------------------------------------------------------
