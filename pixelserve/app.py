@@ -19,9 +19,12 @@ from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
 from pixelserve.http import health, images, metrics
 from pixelserve.http import webhooks as webhook_routes
+from pixelserve.http import health, images, jobs
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
+from pixelserve.service.job_status import JobQueries
+from pixelserve.service.job_stream import JobStream
 from pixelserve.service.auth_limits import AuthLimiter
 from pixelserve.service.pipeline import Pipeline
 from pixelserve.service.studio import open_studio
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     bus = EventBus()
     bus.subscribe("log", log_finished)  # one log line per ended job
     bus.subscribe("webhooks", wake_on_final(lambda: app.state.webhook_sender.wake()))  # send at once
+    job_stream = JobStream(bus, settings.job_events_keep_seconds).attach()  # the jobs API's progress and SSE
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -139,6 +143,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             log.warning("AUTH IS DISABLED (PIXELSERVE_AUTH_ENABLED=false): anyone can generate.")
         app.state.studio, app.state.studio_jobs = open_studio(settings, app.state.service, sessions, store,
                                                              app.state.assets)
+        app.state.jobs = JobQueries(sessions, job_stream, app.state.service, app.state.studio_jobs)
         await bus.start()
         await app.state.webhook_sender.start()  # takes up the deliveries a stopped server left
         await eng.start()
@@ -168,6 +173,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI, Studio and OpenAI Images APIs.")
     app.state.events = bus
+    app.state.job_stream = job_stream
     app.state.client_hints = []  # each dialect's mount adds how its clients point at it
     if settings.server_timing:
         app.add_middleware(ServerTimingMiddleware)
@@ -177,6 +183,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.include_router(health.router)
     app.include_router(images.router)
     app.include_router(webhook_routes.router)
+    app.include_router(jobs.router)
     # Each dialect: its routes, and its table of the models TOML parsed (a bad one fails here, at start).
     karlo.mount(app, models)
     studio.mount(app, models)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -77,7 +76,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[_Subscriber] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._seqs: dict[str, itertools.count] = {}
+        self._seqs: dict[str, int] = {}  # a live job's last seq
 
     def subscribe(self, name: str, handler: Handler, *, maxsize: int = 1000) -> None:
         """``handler(event)``, sync or async, runs in the subscriber's own task, one event at a time."""
@@ -118,10 +117,11 @@ class EventBus:
     def publish(self, type: EventType, job_id: str, *, dialect: str, model: str, caller_id: int | None,
                 **data: Any) -> JobEvent:
         """Hands the event to every subscriber without waiting for any; call on the event loop."""
-        counter = self._seqs.setdefault(job_id, itertools.count(1))
-        seq = next(counter)
+        seq = self._seqs.get(job_id, 0) + 1
         if type in FINAL_EVENTS:
-            del self._seqs[job_id]
+            self._seqs.pop(job_id, None)
+        else:
+            self._seqs[job_id] = seq
         event = JobEvent(type, job_id, dialect, model, caller_id, seq, data=data)
         for sub in self._subscribers:
             try:
@@ -129,6 +129,14 @@ class EventBus:
             except asyncio.QueueFull:
                 sub.dropped += 1
         return event
+
+    def reserve_seq(self, job_id: str, last_seen: int) -> int | None:
+        """The next seq of a live job for an event a subscriber makes itself (a progress stream's
+        re-sent queue position), only if ``last_seen`` is the job's latest: None once it moved on or ended."""
+        if self._seqs.get(job_id) != last_seen:
+            return None
+        self._seqs[job_id] = last_seen + 1
+        return last_seen + 1
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per subscriber: events waiting, dropped (queue full) and handler errors."""

@@ -47,6 +47,7 @@ class JobRunner:
         self._sweep = sweep_seconds
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
+        self._now: set[asyncio.Task] = set()  # run_now's
         self._running = 0  # jobs being run now
         self._closing = False  # stopping: no new job is started
         self.stopping = False
@@ -61,6 +62,19 @@ class JobRunner:
 
     def enqueue(self, job_id: str) -> None:
         self._queue.put_nowait(job_id)
+
+    def run_now(self, job_id: str) -> None:
+        """Runs a job at once, beside the workers: a cancelled one (Pipeline.cancel), which ends before
+        its engine stage. A job already taken (by a worker, another replica) is left alone by ``run``."""
+        task = asyncio.create_task(self._run_logged(job_id), name=f"studio-job-now-{job_id}")
+        self._now.add(task)
+        task.add_done_callback(self._now.discard)
+
+    async def _run_logged(self, job_id: str) -> None:
+        try:
+            await self._run(job_id)
+        except Exception:  # recorded on the job by run()
+            log.info("studio job %s ended early", job_id, exc_info=True)
 
     def pending(self) -> int:
         return self._queue.qsize()
@@ -79,9 +93,9 @@ class JobRunner:
         while self._running and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         self.stopping = True
-        for task in self._tasks:
+        for task in [*self._tasks, *self._now]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._now, return_exceptions=True)
         self._tasks = []
 
     async def _beat(self) -> None:

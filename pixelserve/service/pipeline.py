@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import uuid
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Protocol
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 #: The request's texts, left out of job records when a caller asks for that.
 PROMPT_FIELDS = ("prompt", "negative_prompt", "prompt_2", "negative_prompt_2")
+#: Cancel requests remembered for jobs not executing yet, at most.
+MAX_CANCELLED = 10_000
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,20 @@ class Pipeline:
         # Job records are written by one thread, in order: a burst of requests does not contend for
         # the database's write lock, and a job's own writes cannot overtake each other.
         self._records = ThreadPoolExecutor(1, thread_name_prefix="job-records")
+        self._live: dict[str, Job] = {}  # jobs executing in this process
+        self._cancelled: OrderedDict[str, None] = OrderedDict()  # asked to stop (DELETE /v1/jobs/{id})
+
+    def cancel(self, job_id: str) -> bool:
+        """Stops a job before its next step: it ends ``cancelled``, refunded like any failure. True when
+        it is executing in this process; otherwise it is stopped as soon as it would start here (a
+        queued background job)."""
+        self._cancelled[job_id] = None
+        while len(self._cancelled) > MAX_CANCELLED:  # ids of jobs that never ran here
+            self._cancelled.popitem(last=False)
+        if job_id not in self._live:
+            return False
+        self.engine.cancel(job_id)  # False if not in the engine yet: the next progress callback sends it again
+        return True
 
     def close(self) -> None:
         self._encoders.shutdown(wait=False, cancel_futures=True)
@@ -250,7 +267,17 @@ class Pipeline:
 
     # -- 4 to 7: submit, store, settle, record ---------------------------------------------------
     async def execute(self, job: Job) -> ServiceResult:
+        self._live[job.id] = job
+        try:
+            return await self._execute(job)
+        finally:
+            self._live.pop(job.id, None)
+            self._cancelled.pop(job.id, None)
+
+    async def _execute(self, job: Job) -> ServiceResult:
         def on_progress(step: int, total: int) -> None:
+            if job.id in self._cancelled:
+                self.engine.cancel(job.id)  # it reached the engine after the cancel did
             if not job.started:
                 job.started = True
                 self._in_records(self._db, jobs.mark_running, job.id)
@@ -258,6 +285,8 @@ class Pipeline:
             self._publish(job, "progress", step=step, steps=total)
 
         try:
+            if job.id in self._cancelled:
+                raise Cancelled("cancelled by its caller")
             with timing.stage("engine"):
                 result = await job.policy.submit(self.engine, job, on_progress)
             with timing.stage("store"):

@@ -41,6 +41,7 @@ TAG_HEADERS = {
     "^Studio": {"X-Api-Key": "${PIXELSERVE_FUZZ_KEY}"},
     "^OctoAI": {"Authorization": "Bearer ${PIXELSERVE_FUZZ_KEY}"},
     "^OpenAI$": {"Authorization": "Bearer ${PIXELSERVE_FUZZ_KEY}"},
+    "^jobs$": {"Authorization": "Bearer ${PIXELSERVE_FUZZ_KEY}"},  # the jobs API takes any dialect's way
 }
 #: Each dialect's tags: all their operations must have been fuzzed, answering both 2xx and 4xx.
 DIALECT_TAGS = {"Karlo": ("Karlo",), "Studio": ("Studio", "Studio styles and collections"),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
 
 from pixelserve.db.models import Job, JobImage, utcnow
 
@@ -89,3 +89,13 @@ def find_callers_job(session: Session, api_key_id: int | None, job_id: str) -> J
     if job is None or job.api_key_id != api_key_id:
         return None
     return job
+
+
+def list_callers_jobs(session: Session, api_key_id: int | None, limit: int, before: Job | None = None) -> list[Job]:
+    """The caller's jobs, newest first; ``before``: only those older than that job (the page after it)."""
+    query = select(Job).where(Job.api_key_id == api_key_id)
+    if before is not None:
+        query = query.where(or_(Job.created_at < before.created_at,
+                                and_(Job.created_at == before.created_at, Job.id < before.id)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).options(selectinload(Job.images))
+    return list(session.scalars(query))

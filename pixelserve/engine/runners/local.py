@@ -167,9 +167,9 @@ class LocalEngine:
             return await asyncio.wait_for(asyncio.shield(job.future), self.deadline_s or None)
         except TimeoutError:
             # Past its deadline: stopped before its next step, never left running for nobody.
-            self.cancel(job_id)
             error = DeadlineExceeded(f"not finished within {self.deadline_s:g} s; it was stopped")
             settle(job.future, exc=error)
+            self.cancel(job_id)
             if job.future.exception() is not error:  # it finished in the same instant: keep its answer
                 return job.future.result()
             raise error from None
@@ -201,6 +201,8 @@ class LocalEngine:
         if job is None:
             return False
         job.cancel.set()
+        if job_id not in self._running:  # queued: answered now, not when a worker reaches it (which skips it)
+            settle(job.future, exc=Cancelled("cancelled before it started"))
         return True
 
     async def execute(self, requests: list[tuple[str, GenerationRequest]], device: str | None = None,
