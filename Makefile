@@ -24,8 +24,10 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/lint-imports
 
+# Two workers (pytest-xdist), a file per worker at a time (tests/conftest.py groups them), one torch
+# thread each: the suite's many waits (servers starting, worker processes, Ray) overlap.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The API suite once more with every test server on PostgreSQL (Debian's postgresql package) and
 # its files in an S3 bucket (SeaweedFS), both started by the tests. CI runs the database- and

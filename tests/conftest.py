@@ -30,6 +30,15 @@ os.environ.setdefault("PIXELSERVE_GC_FREEZE", "false")
 os.environ.setdefault("PIXELSERVE_AUTH_FAIL_BURST", "0")
 
 
+def pytest_collection_modifyitems(items):
+    """`make test` runs the suite on two pytest-xdist workers (``-n 2 --dist loadgroup``): each file
+    stays on one worker, so its module fixtures (servers, clusters) are built once; the Ray files
+    share one worker, as two Ray clusters at once would take every CPU of a small machine."""
+    for item in items:
+        group = "ray" if item.get_closest_marker("ray") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def database_under_test():
     if TEST_DB == "sqlite":
