@@ -237,12 +237,13 @@ class Pipeline:
 
     # -- 4 to 7: submit, store, settle, record ---------------------------------------------------
     async def execute(self, job: Job) -> ServiceResult:
-        def on_progress(step: int, total: int) -> None:
+        def on_progress(step: int, total: int, preview: bytes | None = None) -> None:
             if not job.started:
                 job.started = True
                 self._in_records(self._db, jobs.mark_running, job.id)
                 self._publish(job, "started")
-            self._publish(job, "progress", step=step, steps=total)
+            extra = {} if preview is None else {"preview": preview}  # the steps with a live preview (JPEG)
+            self._publish(job, "progress", step=step, steps=total, **extra)
 
         try:
             with timing.stage("engine"):
