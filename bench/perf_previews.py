@@ -8,6 +8,8 @@
   CPU: the tiny demo model (speed does not depend on weight values) at 64 px and, in a full run, at
   512 px. CUDA: the same, plus SD 1.5's full-size architecture with random fp16 weights at 512 px
   (bench/perf_gpu.model_folder).
+  Besides the medians: each side's best run, and one preview's own cost (best of 20) on the denoising
+  thread and on the JPEG thread: on a shared, loaded CPU the jobs' wall times swing far more than 5 %.
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def part_preview_jobs(cache: Path, size: int, steps: int, repeat: int, full_size
                 for times, callback in order:
                     times.append(await job(100 + r, callback))
             sides = [Image.open(io.BytesIO(p)).size for p in previews]
+            render_ms, encode_ms = preview_cost(size, cuda)
             return {"off_s": statistics.median(off), "on_s": statistics.median(on), "off_runs": off, "on_runs": on,
+                    "off_min_s": min(off), "on_min_s": min(on), "render_ms": render_ms, "encode_ms": encode_ms,
                     "paired_overhead_pct": statistics.median((b / a - 1) * 100 for a, b in zip(off, on)),
                     "previews_per_job": len(previews) / max(1, repeat), "preview_px": max(sides) if sides else None,
                     "preview_kib": statistics.median(len(p) for p in previews) / 1024 if previews else None,
@@ -86,6 +90,29 @@ def part_preview_jobs(cache: Path, size: int, steps: int, repeat: int, full_size
             await engine.stop()
 
     return asyncio.run(go())
+
+
+def preview_cost(size: int, cuda: bool, trials: int = 20) -> tuple[float, float]:
+    """One preview's own cost, best of ``trials`` (a figure a loaded machine barely moves, unlike a job's
+    wall time): the part on the denoising thread (projection, resize), and the JPEG encode on the other."""
+    import torch
+
+    from pixelserve.engine.post import previews
+
+    latents = torch.randn(4, size // 8, size // 8, device="cuda" if cuda else "cpu")
+    box = previews.preview_size(size, size)
+    render, encode = [], []
+    for _ in range(trials):
+        t = time.perf_counter()
+        pixels = previews.render(latents, "sd", box)
+        if cuda:
+            torch.cuda.synchronize()
+        render.append(time.perf_counter() - t)
+        pixels = pixels.cpu()
+        t = time.perf_counter()
+        previews.encode(pixels)
+        encode.append(time.perf_counter() - t)
+    return min(render) * 1e3, min(encode) * 1e3
 
 
 PARTS = {"preview_jobs": part_preview_jobs}
@@ -108,6 +135,9 @@ def row(run_part, cache: Path, repeat: int, quick: bool, cuda: bool) -> list[dic
              "by_shape": {k: {"off_s": v["off_s"], "on_s": v["on_s"],
                               "overhead_pct": (v["on_s"] / v["off_s"] - 1) * 100,
                               "paired_overhead_pct": v["paired_overhead_pct"],
+                              # best runs: the least disturbed by other load on the machine
+                              "min_s": {"off": v["off_min_s"], "on": v["on_min_s"]},
+                              "one_preview_ms": {"device_thread": v["render_ms"], "jpeg_thread": v["encode_ms"]},
                               "previews_per_job": v["previews_per_job"], "preview_px": v["preview_px"],
                               "preview_kib": v["preview_kib"], "device": v["device"]}
                           for k, v in by_shape.items()},
