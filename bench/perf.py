@@ -11,12 +11,14 @@ the configs shipped in pixelserve/engine/weights/configs (no hub): sdxl_b1_laten
 sd15_b1_latency, sd15_throughput. They run where CUDA is visible; elsewhere they are listed as
 not measured. ``--gpu-tiny`` runs the same GPU code on the tiny models (any device, CPU included),
 a smoke test of that path: its numbers are not the GPU rows' figures.
+The preview row (bench/perf_previews.py: preview_overhead) runs on whatever device there is.
 
 Every measurement runs in its own process (bench/perf_common.run_part).
 
     .venv/bin/python bench/perf.py                           # every row this machine can run
     .venv/bin/python bench/perf.py --rows cpu_server_overhead # only the rows named (comma list)
     .venv/bin/python bench/perf.py --quick                    # smoke run (tests/bench): small rows, 1 repeat
+    .venv/bin/python bench/perf.py --rows preview_overhead    # live previews on vs off
     .venv/bin/python bench/perf.py --rows sd15_b1_latency --gpu-tiny --quick   # GPU path smoke on CPU
 """
 
@@ -35,12 +37,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import perf_cpu, perf_gpu  # noqa: E402
+from bench import perf_cpu, perf_gpu, perf_previews  # noqa: E402
 from bench.perf_common import RESULTS, pct, run_part, running_server, tiny_folder  # noqa: E402,F401  (bench/load.py)
 
-PARTS = {**perf_cpu.PARTS, **perf_gpu.PARTS}
+PARTS = {**perf_cpu.PARTS, **perf_gpu.PARTS, **perf_previews.PARTS}
 CPU_ROWS = ("cpu_server_overhead", "cpu_batching", "cpu_compile", "restart_to_ready")
 GPU_ROWS = ("sdxl_b1_latency", "sdxl_throughput", "sd15_b1_latency", "sd15_throughput")
+ANY_ROWS = ("preview_overhead",)  # on whatever device there is
+ALL_ROWS = CPU_ROWS + GPU_ROWS + ANY_ROWS
 
 
 def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool, gpu_tiny: bool,
@@ -56,6 +60,8 @@ def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool,
                 continue
             done.add(builder)
             rows += [r for r in builder(run_part, cache, repeat, quick) if r["workload"] in names]
+        elif name == "preview_overhead":
+            rows += perf_previews.row(run_part, cache, repeat, quick, cuda)
         elif cuda or gpu_tiny:
             rows += perf_gpu.row(name, run_part, cache, repeat, quick, tiny=gpu_tiny, fp8=fp8,
                                  compile_mode=compile_mode)
@@ -82,7 +88,7 @@ def print_table(rows: list[dict], device: str, repeat: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", help=f"comma list of workloads (default: all): {', '.join(CPU_ROWS + GPU_ROWS)}")
+    ap.add_argument("--rows", help=f"comma list of workloads (default: all): {', '.join(ALL_ROWS)}")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, small rows, no compile rows")
     ap.add_argument("--gpu-tiny", action="store_true",
@@ -100,8 +106,11 @@ def main() -> None:
     if a.part:
         print(json.dumps(PARTS[a.part](Path(a.cache), **json.loads(a.kw))))
         return
-    names = [n.strip() for n in (a.rows or ",".join(CPU_ROWS + GPU_ROWS)).split(",") if n.strip()]
-    unknown = sorted(set(names) - set(CPU_ROWS + GPU_ROWS))
+    # --quick without --rows leaves the preview row out: its own process start would add more to the
+    # smoke run (tests/bench) than the row is worth there; tests/bench/test_preview_bench.py runs its part.
+    default = CPU_ROWS + GPU_ROWS if a.quick else ALL_ROWS
+    names = [n.strip() for n in (a.rows or ",".join(default)).split(",") if n.strip()]
+    unknown = sorted(set(names) - set(ALL_ROWS))
     if unknown:
         ap.error(f"unknown rows: {', '.join(unknown)}")
     repeat = 1 if a.quick else max(5, a.repeat)
@@ -126,7 +135,7 @@ def main() -> None:
             old = json.loads(out.read_text())
             if old.get("device") == device:
                 kept = [r for r in old.get("rows", []) if r["workload"] not in {r["workload"] for r in rows}]
-                data["rows"] = sorted(kept + rows, key=lambda r: (CPU_ROWS + GPU_ROWS).index(r["workload"]))
+                data["rows"] = sorted(kept + rows, key=lambda r: ALL_ROWS.index(r["workload"]))
         out.write_text(json.dumps(data, indent=2))
         print(f"\nwrote {out}")
 

@@ -336,7 +336,8 @@ class Settings(BaseSettings):
         """How each engine (local, worker process, every Ray replica) optimises its pipelines."""
         return dict(compile=self.compile, compile_mode=self.compile_mode, vae_tiling_pixels=self.vae_tiling_pixels,
                     fuse_qkv=self.fuse_qkv, model_cache_gib=self.model_cache_gib, fp8=self.fp8,
-                    step_cache_interval=self.step_cache_interval, tiny_vae=self.tiny_vae, gc_freeze=self.gc_freeze)
+                    step_cache_interval=self.step_cache_interval, tiny_vae=self.tiny_vae, gc_freeze=self.gc_freeze,
+                    preview_every=self.preview_every)
 
     def quota_limits(self):
         from pixelserve.db.crud.quotas import QuotaLimits

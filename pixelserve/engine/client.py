@@ -7,14 +7,39 @@ above the engine needs to know which one it talks to.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, runtime_checkable
 
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 
-#: Called as ``on_progress(step, total_steps)``; always on the event loop, never from a worker thread.
-ProgressCallback = Callable[[int, int], None]
+#: Called after each denoising step as ``on_progress(step, total_steps)``, or, when it takes a third
+#: argument, ``on_progress(step, total_steps, preview)``: a live preview (JPEG bytes, engine/post/previews.py)
+#: on the steps that have one, else None. Always on the event loop, never from a worker thread.
+ProgressCallback = Callable[..., None]
+
+
+def takes_preview(callback: ProgressCallback | None) -> bool:
+    """Whether ``callback`` takes the preview (a third argument): engines make previews only for those,
+    so a caller that does not care pays nothing and keeps its two-argument callback."""
+    if callback is None:
+        return False
+    try:
+        inspect.signature(callback).bind(0, 0, None)
+    except (TypeError, ValueError):  # takes two arguments, or has no signature to read: the plain call
+        return False
+    return True
+
+
+def report(callback: ProgressCallback | None, step: int, total: int, preview: bytes | None = None) -> None:
+    """``callback``'s call for one step, with the preview if it takes one (see ProgressCallback)."""
+    if callback is None:
+        return
+    if takes_preview(callback):
+        callback(step, total, preview)
+    else:
+        callback(step, total)
 
 
 @dataclass(frozen=True)

@@ -275,14 +275,15 @@ class Pipeline:
             self._cancelled.pop(job.id, None)
 
     async def _execute(self, job: Job) -> ServiceResult:
-        def on_progress(step: int, total: int) -> None:
+        def on_progress(step: int, total: int, preview: bytes | None = None) -> None:
             if job.id in self._cancelled:
                 self.engine.cancel(job.id)  # it reached the engine after the cancel did
             if not job.started:
                 job.started = True
                 self._in_records(self._db, jobs.mark_running, job.id)
                 self._publish(job, "started")
-            self._publish(job, "progress", step=step, steps=total)
+            extra = {} if preview is None else {"preview": preview}  # the steps with a live preview (JPEG)
+            self._publish(job, "progress", step=step, steps=total, **extra)
 
         try:
             if job.id in self._cancelled:

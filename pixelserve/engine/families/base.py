@@ -19,6 +19,9 @@ class JobCancelled(Exception):
 
 
 StepCallback = Callable[[int, int], None]
+#: ``preview(step, latents, scheduler)``: called before ``on_step`` on every step with the batch's latents
+#: and the call's scheduler (None where there is none to read); engine/post/previews.JobPreviews.latents.
+PreviewHook = Callable[[int, Any, Any], None]
 
 
 class Family:
@@ -81,10 +84,13 @@ class Family:
         return [torch.Generator(gen_device).manual_seed(int(s)) for s in seeds]
 
     @staticmethod
-    def step_callback(total: int, on_step: StepCallback | None, cancel: threading.Event | None, offset: int = 0):
+    def step_callback(total: int, on_step: StepCallback | None, cancel: threading.Event | None, offset: int = 0,
+                      preview: PreviewHook | None = None):
         def callback(pipe, step, timestep, callback_kwargs):
             if cancel is not None and cancel.is_set():
                 raise JobCancelled()
+            if preview is not None:
+                preview(offset + step + 1, callback_kwargs.get("latents"), getattr(pipe, "scheduler", None))
             if on_step is not None:
                 on_step(offset + step + 1, total)
             return callback_kwargs
@@ -92,16 +98,17 @@ class Family:
         return callback
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, prompts: PromptLists | None = None,
+            preview: PreviewHook | None = None) -> list[Any]:
         """Images for ``request``, one per seed. ``prompts``: per-image (prompts, negative prompts)
-        replacing the request's own (run_many's stacked batch)."""
+        replacing the request's own (run_many's stacked batch). ``preview``: see PreviewHook."""
         raise NotImplementedError
 
     #: True when run() honours ``prompts``, so that run_many can stack compatible requests.
     batchable = False
 
     def run_many(self, model: Any, requests: list[GenerationRequest], on_step: StepCallback | None = None,
-                 cancel: threading.Event | None = None) -> list[list[Any]]:
+                 cancel: threading.Event | None = None, preview: PreviewHook | None = None) -> list[list[Any]]:
         """Compatible requests (engine/batching.batch_key) in ONE pipeline call; images per request.
 
         Each image keeps its own prompt, negative prompt and seeded generator, so it is the image
@@ -109,7 +116,7 @@ class Family:
         """
         seeds = tuple(s for r in requests for s in r.seeds)
         merged = requests[0].with_(seeds=seeds, num_images=len(seeds))
-        images = self.run(model, merged, on_step, cancel, prompts=PromptLists.of(requests))
+        images = self.run(model, merged, on_step, cancel, prompts=PromptLists.of(requests), preview=preview)
         out, start = [], 0
         for r in requests:
             out.append(images[start:start + len(r.seeds)])

@@ -10,7 +10,7 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, controlnet_config, image_prompt, lora, vae
-from pixelserve.engine.families.base import Family, PromptLists, StepCallback
+from pixelserve.engine.families.base import Family, PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.text.prompts import pipeline_kwargs
 
 
@@ -25,7 +25,8 @@ class SDFamily(Family):
     batchable = True
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, prompts: PromptLists | None = None,
+            preview: PreviewHook | None = None) -> list[Any]:
         # 1. This call's base (the model, or the request's checkpoint) with exactly its LoRAs active
         #    (and its IP-Adapter, for an image prompt).
         with lora.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
@@ -37,7 +38,8 @@ class SDFamily(Family):
             # 4. The prompts, as text or as embeddings (weighting, long prompts, textual inversions).
             texts = self.prompt_lists(request, len(generators), prompts)
             text = self.text_kwargs(base, request, texts, adapter_key)
-            # 5. Denoise, reporting each step and stopping between steps when cancelled.
+            # 5. Denoise, reporting each step (with its latents, for previews) and stopping between steps when
+            #    cancelled.
             total = self.effective_steps(request)
             with torch.inference_mode():
                 out = pipe(
@@ -45,7 +47,7 @@ class SDFamily(Family):
                     num_inference_steps=request.steps,
                     guidance_scale=request.guidance_scale,
                     generator=generators,
-                    callback_on_step_end=self.step_callback(total, on_step, cancel),
+                    callback_on_step_end=self.step_callback(total, on_step, cancel, preview=preview),
                     **self.task_kwargs(request),
                     **controlnet.pipeline_kwargs(request),
                     **image_kwargs,

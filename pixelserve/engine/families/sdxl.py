@@ -9,7 +9,7 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, image_prompt, lora
-from pixelserve.engine.families.base import PromptLists, StepCallback
+from pixelserve.engine.families.base import PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
 from pixelserve.engine.text.prompts import refiner_texts
 
@@ -28,9 +28,10 @@ class SDXLFamily(SDFamily):
     refiner_pipeline = "StableDiffusionXLImg2ImgPipeline"
 
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None, prompts: PromptLists | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, prompts: PromptLists | None = None,
+            preview: PreviewHook | None = None) -> list[Any]:
         if model.refiner is None or request.use_refiner is False:
-            return super().run(model, request, on_step, cancel, prompts)  # the base model alone, as SD
+            return super().run(model, request, on_step, cancel, prompts, preview)  # the base model alone, as SD
         switch = REFINER_SWITCH if request.high_noise_frac is None else float(request.high_noise_frac)
         # 1. This call's base with exactly its LoRAs active (and its IP-Adapter, for an image prompt).
         with lora.applied(model, request.checkpoint, request.loras) as (base, adapter_key), \
@@ -47,7 +48,7 @@ class SDXLFamily(SDFamily):
                 # 4. The base model denoises the first part and hands its latents over.
                 latents = pipe(
                     denoising_end=switch, output_type="latent",
-                    callback_on_step_end=self.step_callback(total, on_step, cancel),
+                    callback_on_step_end=self.step_callback(total, on_step, cancel, preview=preview),
                     **self.text_kwargs(base, request, texts, adapter_key), **common,
                     **self.task_kwargs(request), **controlnet.pipeline_kwargs(request), **image_kwargs,
                 ).images
@@ -56,7 +57,8 @@ class SDXLFamily(SDFamily):
                 extra = {"clip_skip": request.clip_skip} if request.clip_skip else {}
                 out = refiner(
                     image=latents, denoising_start=switch,
-                    callback_on_step_end=self.step_callback(total, on_step, cancel, offset=int(total * switch)),
+                    callback_on_step_end=self.step_callback(total, on_step, cancel, offset=int(total * switch),
+                                                            preview=preview),
                     **refiner_texts(request, texts), **extra, **common,
                 )
         # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).

@@ -29,7 +29,9 @@ Behaviour worth knowing:
   ``from_config`` keeping the model's own ``prediction_type``. Other names raise NotSupported.
 - Progress: every denoising step of the three stages is reported, against an exact total
   (prior + decoder + super-resolution steps); a cancel stops the job after the current step.
-  The unCLIP pipelines have no step callback: each call's fresh schedulers report from ``step``.
+  The unCLIP pipelines have no step callback: each call's fresh schedulers report from ``step``,
+  with the step's estimate of the finished sample (pixels: the decoder's and super-resolution's
+  samples are images) for live previews.
 - Size: unCLIP draws one fixed size (the super-resolution UNet's ``sample_size``: 256 for Karlo);
   images are resized to ``request.width`` x ``request.height`` with LANCZOS when that differs.
 - ``negative_prompt`` (txt2img) replaces the empty prompt of classifier-free guidance.
@@ -49,7 +51,7 @@ import torch
 from pixelserve.core.model_config import FAMILY_SCHEDULERS
 from pixelserve.core.request import GenerationRequest
 from pixelserve.core.samplers import SAMPLERS
-from pixelserve.engine.families.base import Family, StepCallback
+from pixelserve.engine.families.base import Family, PreviewHook, StepCallback
 from pixelserve.engine.families.schedulers import make_scheduler
 from pixelserve.engine.weights.formats import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format
 from pixelserve.errors import InvalidRequest, NotSupported
@@ -103,7 +105,7 @@ class UnCLIPFamily(Family):
 
     # -- one generation --------------------------------------------------------------------
     def run(self, model: Any, request: GenerationRequest, on_step: StepCallback | None = None,
-            cancel: threading.Event | None = None) -> list[Any]:
+            cancel: threading.Event | None = None, preview: PreviewHook | None = None) -> list[Any]:
         if request.task not in self.task_pipelines:
             raise NotSupported(f"unclip models cannot do {request.task}", field="task")
         if request.task == "variation" and request.init_image is None:
@@ -114,10 +116,10 @@ class UnCLIPFamily(Family):
         steps = self.stage_steps(request, schedulers)
         total = sum(steps.values())
         # 3. Each scheduler step reports progress and stops the job when cancelled.
-        callback = self.step_callback(total, on_step, cancel)
+        callback = self.step_callback(total, on_step, cancel, preview=preview)
         counter = itertools.count()
         for scheduler in schedulers.values():
-            _report_each_step(scheduler, lambda: callback(None, next(counter), None, {}))
+            _report_each_step(scheduler, lambda sample: callback(None, next(counter), None, {"latents": sample}))
         # 4. A per-call pipeline around the loaded modules (variation: plus the image encoder).
         pipe = self.call_pipeline(model, request.task, schedulers)
         # 5. One generator per seed.
@@ -212,8 +214,9 @@ def _load_component(folder: Path, library: str, class_name: str, dtype: Any) -> 
     return cls.from_pretrained(folder, local_files_only=True)  # tokenizer, image processor
 
 
-def _report_each_step(scheduler: Any, after_step: Callable[[], None]) -> None:
-    """Make ``scheduler.step`` (one per denoising step) call ``after_step``, on this instance only.
+def _report_each_step(scheduler: Any, after_step: Callable[[Any], None]) -> None:
+    """Make ``scheduler.step`` (one per denoising step) call ``after_step(estimate)``, on this instance only:
+    the step's estimate of the finished sample where the sampler gives one, else its new sample.
 
     The unCLIP pipelines call ``step(output, t, sample, prev_timestep=..., generator=...)``, which
     only UnCLIPScheduler accepts; for DDIM / DDPM the arguments they lack are dropped, and the
@@ -230,7 +233,11 @@ def _report_each_step(scheduler: Any, after_step: Callable[[], None]) -> None:
             model_output = model_output[:, : sample.shape[1]]
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
         out = step(model_output, timestep, sample, *args, **kwargs)
-        after_step()
+        if isinstance(out, tuple):
+            after_step(out[0])
+        else:
+            estimate = getattr(out, "pred_original_sample", None)
+            after_step(out.prev_sample if estimate is None else estimate)
         return out
 
     scheduler.step = reporting_step

@@ -139,9 +139,14 @@ class AllSet:
         return all(e.is_set() for e in self.events)
 
 
-def run_batch(family: Any, model: Any, requests: list[GenerationRequest], on_step=None, cancel=None) -> list[list]:
+def run_batch(family: Any, model: Any, requests: list[GenerationRequest], on_step=None, cancel=None,
+              previews: list | None = None) -> list[list]:
     """Images per request. Batchable families stack the requests into one pipeline call;
-    others run them one after another (still correct, just not faster)."""
+    others run them one after another (still correct, just not faster). ``previews``: each request's
+    preview hook (families/base.PreviewHook) or None; a stacked call hands each one the whole batch."""
+    previews = previews or [None] * len(requests)
     if getattr(family, "batchable", False):
-        return family.run_many(model, requests, on_step=on_step, cancel=cancel)
-    return [family.run(model, r, on_step=on_step, cancel=cancel) for r in requests]
+        hooks = [p for p in previews if p is not None]
+        preview = (lambda step, latents, scheduler: [h(step, latents, scheduler) for h in hooks]) if hooks else None
+        return family.run_many(model, requests, on_step=on_step, cancel=cancel, preview=preview)
+    return [family.run(model, r, on_step=on_step, cancel=cancel, preview=p) for r, p in zip(requests, previews)]

@@ -52,7 +52,7 @@ class LocalEngine:
                  vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0, deadline_s: float = 0.0,
                  compile_mode: str | None = None, fuse_qkv: bool = False, model_cache_gib: float = 0.0,
                  fp8: bool = False, step_cache_interval: int = 0, tiny_vae: dict[str, Path] | None = None,
-                 gc_freeze: bool = False):
+                 gc_freeze: bool = False, preview_every: int = 0):
         import diffusers
         import transformers
 
@@ -91,6 +91,9 @@ class LocalEngine:
         self._executors = {d: ThreadPoolExecutor(1, thread_name_prefix=f"engine-{d}") for d in self.devices}
         # NSFW scoring (onnxruntime, CPU) runs here, off the device threads, while the next batch denoises.
         self._post_executor = ThreadPoolExecutor(1, thread_name_prefix="engine-post")
+        # Live previews (engine/post/previews.py): JPEGs encoded and progress handed over here, in step order.
+        self.preview_every = max(0, preview_every)
+        self._preview_executor = ThreadPoolExecutor(1, thread_name_prefix="engine-previews") if preview_every else None
         self._post_tasks: set[asyncio.Task] = set()
         self._tasks: list[asyncio.Task] = []
         self._ready = False
@@ -141,8 +144,9 @@ class LocalEngine:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*self._post_tasks, return_exceptions=True)
-        for ex in [*self._executors.values(), self._post_executor]:
-            ex.shutdown(wait=True, cancel_futures=True)
+        for ex in [*self._executors.values(), self._post_executor, self._preview_executor]:
+            if ex is not None:  # the previews' after the devices': a stopping job hands its last reports over
+                ex.shutdown(wait=True, cancel_futures=True)
         if self._frozen:  # the models and everything else frozen at start become collectable again
             gc_freeze.unfreeze()
             self._frozen = False
@@ -313,13 +317,15 @@ class LocalEngine:
         come later, off this thread)."""
         with self.registry.using(batch[0].request.model, device) as model:
             return run_jobs(model, batch, loop, vae_tiling_pixels=self.vae_tiling_pixels,
-                            step_cache_interval=self.step_cache_interval)
+                            step_cache_interval=self.step_cache_interval, preview_every=self.preview_every,
+                            preview_executor=self._preview_executor)
 
     def _prepare(self, model) -> None:
         """After every load (engine/runners/models.py): the tiny VAE if configured, then the optimisations."""
         path = self.tiny_vae.get(model.spec.family)
         if path is not None:
-            approx.use_tiny_vae(model.pipe, approx.load_tiny_vae(path, model.pipe.vae.dtype, model.device))
+            model.state["preview_vae"] = approx.load_tiny_vae(path, model.pipe.vae.dtype, model.device)
+            approx.use_tiny_vae(model.pipe, model.state["preview_vae"])
         optimize.apply(model.pipe, model.device, self.optimizations)
 
     async def _optimize_and_warm_up(self) -> None:

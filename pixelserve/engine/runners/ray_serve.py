@@ -16,7 +16,8 @@ them through a ``DeploymentHandle``:
   sent again once to another replica (``max_attempts``). A job is answered once, so the service
   charges it once.
 - Progress: a replica's ``generate`` is a streaming method (``handle.options(stream=True)``): it
-  yields ``("progress", step, total)`` after each denoising step, then the result.
+  yields ``("progress", step, total, preview)`` after each denoising step (preview: JPEG bytes or
+  None), then the result.
 - Model checks run in the API process: at connect, a replica of each group sends the tokenizers it
   loaded (``text_infos``), and ``check`` runs the same ``engine/checks.py`` as the local engine.
 
@@ -38,7 +39,7 @@ from typing import Any
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine import checks
-from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
+from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback, report
 from pixelserve.engine.runners.batching import batch_key
 from pixelserve.engine.runners.errors import pack, unpack
 from pixelserve.engine.runners.ray_placement import Stopped, wait_running
@@ -150,7 +151,7 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
             return self.engine.text_infos()
 
         async def generate(self, job_id: str, request: GenerationRequest):
-            """Streamed (``handle.options(stream=True)``): ``("progress", step, total)`` after each
+            """Streamed (``handle.options(stream=True)``): ``("progress", step, total, preview)`` after each
             denoising step, then the result (or ``("error", ...)``)."""
             key = serve.get_multiplexed_model_id()
             if key:  # the loader runs only when the set is not resident yet; it reads the files from here
@@ -163,7 +164,8 @@ def build_application(specs: dict[str, ModelSpec], cache_dir: Path, options: Rep
                 finally:
                     self.adapter_requests.pop(key, None)
             steps: asyncio.Queue = asyncio.Queue()
-            run = asyncio.ensure_future(self.run_batch((job_id, request, lambda s, t: steps.put_nowait((s, t)))))
+            run = asyncio.ensure_future(self.run_batch((job_id, request,
+                                                        lambda s, t, p=None: steps.put_nowait((s, t, p)))))
             try:
                 while not run.done():
                     step = asyncio.ensure_future(steps.get())
@@ -328,8 +330,7 @@ class RayEngine:
             try:
                 async for item in response:
                     if isinstance(item, tuple) and item[0] == "progress":
-                        if on_progress is not None:
-                            on_progress(item[1], item[2])
+                        report(on_progress, item[1], item[2], item[3] if len(item) > 3 else None)
                         continue
                     return item
                 raise EngineFailure("the replica ended the job without an answer")

@@ -16,8 +16,8 @@ the usual death path hands its jobs over.
 
 Messages over a ``multiprocessing`` pipe (spawn context: no CUDA state is forked):
 parent -> worker ``("submit", job_id, request)``, ``("cancel", job_id)``, ``("stop",)``;
-worker -> parent ``("ready", error, text_infos)``, ``("progress", job_id, step, total)``,
-``("heartbeat", [ids of jobs waiting in its queue], device memory)``,
+worker -> parent ``("ready", error, text_infos)``, ``("progress", job_id, step, total, preview)``
+(preview: JPEG bytes or None), ``("heartbeat", [ids of jobs waiting in its queue], device memory)``,
 ``("done", job_id, result)``, ``("error", job_id, *pack(error))`` (runners/errors.py).
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 from pixelserve.core.model_config import ModelSpec
 from pixelserve.core.request import GenerationRequest, GenerationResult
 from pixelserve.engine import checks
-from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback
+from pixelserve.engine.client import EngineHealth, ModelInfo, ProgressCallback, report
 from pixelserve.engine.runners.errors import pack, unpack
 from pixelserve.errors import Cancelled, EngineFailure, NotReady, Overloaded
 
@@ -229,8 +229,7 @@ class SupervisedEngine:
             return
         if kind == "progress":
             pending.lease_until = time.monotonic() + self.lease_s
-            if pending.on_progress is not None:
-                pending.on_progress(message[2], message[3])
+            report(pending.on_progress, message[2], message[3], message[4] if len(message) > 4 else None)
         elif kind == "done":
             pending.future.set_result(message[2])
         elif kind == "error":
@@ -277,7 +276,7 @@ async def _worker(conn, specs, cache_dir, engine_kwargs, heartbeat_s: float = 1.
 
     async def run(job_id: str, request: GenerationRequest) -> None:
         try:
-            result = await engine.submit(job_id, request, lambda s, t: send(("progress", job_id, s, t)))
+            result = await engine.submit(job_id, request, lambda s, t, p=None: send(("progress", job_id, s, t, p)))
             send(("done", job_id, result))
         except Exception as e:  # noqa: BLE001 - reported to the parent, the worker goes on
             send(("error", job_id, *pack(e)))

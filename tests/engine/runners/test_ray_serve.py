@@ -8,11 +8,13 @@ Slow (a Ray cluster and replicas that load models): marked ``ray``; ``-m "not ra
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 import time
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 ray = pytest.importorskip("ray", reason="ray[serve] is not installed (pip install -e '.[scale]')")
 from ray import serve  # noqa: E402
@@ -44,8 +46,8 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def deployed(cluster, tiny_cache):
-    """Two replicas of the tiny group, batching up to 4 images."""
-    engine = RayEngine(SPECS, tiny_cache, groups=GROUPS,
+    """Two replicas of the tiny group, batching up to 4 images, a live preview every 2 steps."""
+    engine = RayEngine(SPECS, tiny_cache, groups=GROUPS, preview_every=2,
                        replicas=ReplicaOptions(min_replicas=2, max_replicas=2, max_batch_size=4, batch_wait_s=0.05))
     asyncio.run(_start(engine))
     assert engine.health().ready, engine.health().loading_error
@@ -97,15 +99,24 @@ def test_requests_spread_over_both_replicas_and_batch_by_key(deployed):
 
 
 def test_each_denoising_step_streams_back_to_the_api_process(deployed):
-    steps = []
+    """Steps, and live previews to a callback that takes them (the stream's ("progress", step, total,
+    preview) items)."""
+    steps, previewed = [], []
 
     async def go():
-        return await deployed.submit("streamed", GenerationRequest(model="tiny-sd", prompt="a cat", width=64,
-                                                                   height=64, steps=3, seeds=(5,)),
-                                     lambda step, total: steps.append((step, total)))
+        result = await deployed.submit("streamed", GenerationRequest(model="tiny-sd", prompt="a cat", width=64,
+                                                                     height=64, steps=3, seeds=(5,)),
+                                       lambda step, total: steps.append((step, total)))
+        await deployed.submit("previewed", GenerationRequest(model="tiny-sd", prompt="a cat", width=64, height=48,
+                                                             steps=4, seeds=(6,)),
+                              lambda step, total, preview: previewed.append((step, total, preview)))
+        return result
 
     result = asyncio.run(go())
     assert len(result.images) == 1 and steps == [(1, 3), (2, 3), (3, 3)]
+    assert [(s, t) for s, t, _ in previewed] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [s for s, _, p in previewed if p is not None] == [2, 4]
+    assert all(Image.open(io.BytesIO(p)).size == (64, 48) for _, _, p in previewed if p is not None)
 
 
 def test_model_checks_run_in_the_api_process_before_anything_is_written(deployed, tmp_path, tiny_cache):

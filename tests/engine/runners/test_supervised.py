@@ -1,11 +1,13 @@
 """The engine in a supervised worker process: kill -9 mid-job loses nothing, answers come once."""
 
 import asyncio
+import io
 import os
 import signal
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pixelserve.core.model_config import demo_config
 from pixelserve.core.request import GenerationRequest
@@ -38,21 +40,27 @@ def kill_at_step(engine, kills: list, wanted: int, at: int = 2):
 
 
 def test_generates_in_the_worker_like_the_local_engine(tiny_cache):
+    """Steps and live previews come over the pipe: previews to a callback that takes them, plain steps
+    to a two-argument one."""
     async def go():
-        engine = await started(tiny_cache)
-        steps = []
+        engine = await started(tiny_cache, preview_every=2)
+        steps, previewed = [], []
         try:
             res = await engine.submit("j", req(steps=3), lambda s, t: steps.append((s, t)))
+            await engine.submit("p", req(steps=4, height=48), lambda s, t, p: previewed.append((s, t, p)))
             with pytest.raises(NotFound):
                 engine.check(req(model="nope"))
-            return res, steps, engine.worker_pid
+            return res, steps, previewed, engine.worker_pid
         finally:
             await engine.stop()
 
-    res, steps, pid = asyncio.run(go())
+    res, steps, previewed, pid = asyncio.run(go())
     assert pid != os.getpid()
     assert [im.size for im in res.images] == [(64, 64)] and res.seeds == [1]
     assert steps == [(1, 3), (2, 3), (3, 3)]
+    assert [(s, t) for s, t, _ in previewed] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [s for s, _, p in previewed if p is not None] == [2, 4]
+    assert all(Image.open(io.BytesIO(p)).size == (64, 48) for _, _, p in previewed if p is not None)
 
 
 def test_a_killed_worker_is_replaced_and_the_job_retried_once(tiny_cache):
