@@ -210,12 +210,14 @@ class Pipeline:
 
     async def generate(self, request: GenerationRequest, *, dialect: str, key: Caller | None = None,
                        output: OutputOptions = OutputOptions(), record_prompt: bool = True,
-                       record: dict | None = None) -> ServiceResult:
+                       record: dict | None = None, job_id: str | None = None) -> ServiceResult:
         """The whole path for a caller that waits. ``record_prompt=False`` keeps the prompts out of the
-        job record (OctoAI's log_prompt); ``record``: more keys for the job record (OpenAI's ``user``)."""
+        job record (OctoAI's log_prompt); ``record``: more keys for the job record (OpenAI's ``user``);
+        ``job_id``: the server's id for the job, chosen by a caller that watches its events."""
         valid = self.validate(request)
         job = await self.admit(valid, dialect=dialect, caller_id=key.id if key is not None else None,
-                               policy=DirectPolicy(output), record_prompt=record_prompt, record=record)
+                               policy=DirectPolicy(output), record_prompt=record_prompt, record=record,
+                               job_id=job_id)
         return await self.execute(job)
 
     # -- 3: admit --------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ table):
 - ``moderation`` auto (the default) runs the NSFW check; a flagged image makes the whole request a
   400 ``moderation_blocked`` (as OpenAI refuses it): no image is handed out, the job is recorded.
 - ``user`` (and SDK 3.51's ``safety_identifier``) go into the job record.
-- Refused with a 400 naming the field: ``stream`` true (not yet), ``background`` transparent,
+- ``stream`` true (generations and edits): Server-Sent Events, the live previews as partial images
+  (JPEG, at most ``partial_images``), then the images (streaming.py).
+- Refused with a 400 naming the field: ``background`` transparent,
   ``output_format`` gif/svg and SDK 3.51's ``svg``, ``frame_count``, ``frame_duration_ms``,
   ``complexity``; several edit images without an IP-Adapter.
 """

@@ -10,11 +10,11 @@ import asyncio
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Request, Response, UploadFile
 
 from pixelserve.core.json_response import JSONResponse
 from pixelserve.core.model_config import ModelsConfig
-from pixelserve.dialects.openai import translate
+from pixelserve.dialects.openai import streaming, translate
 from pixelserve.dialects.openai.config import OpenAIConfig
 from pixelserve.dialects.openai.config import load as load_config
 from pixelserve.dialects.openai.protocol import (EditForm, GenerateRequest, ImagesResponse, ModelList,
@@ -41,7 +41,9 @@ def _target(service: Pipeline, name: str, model_id: str) -> translate.Target:
 
 
 async def _run(request: Request, service: Pipeline, key, plan: translate.Plan, root: str,
-               settings: Settings) -> JSONResponse:
+               settings: Settings, kind: str = "image_generation") -> Response:
+    if plan.stream:
+        return await streaming.stream_answer(request, service, key, plan, kind, settings.nsfw_threshold)
     result = await cancel_on_disconnect(client_gone(request), service.generate(
         plan.request, dialect="openai", key=key, output=plan.output, record=plan.record))
     translate.check_moderation(result, settings.nsfw_threshold)
@@ -80,7 +82,7 @@ async def edits(form: Annotated[EditForm, Form()], request: Request, key: Key, s
     mask_raw = None if mask is None else await mask.read()
     plan = await asyncio.to_thread(translate.edit_to_request, form, raw, mask_raw, target,
                                    service.limits.max_pixels)
-    return await _run(request, service, key, plan, root, settings)
+    return await _run(request, service, key, plan, root, settings, kind="image_edit")
 
 
 @router.post("/v1/images/variations", response_model=ImagesResponse)

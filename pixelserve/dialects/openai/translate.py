@@ -61,13 +61,12 @@ class Plan:
     quality: str | None
     record: dict = field(default_factory=dict)  # more keys for the job record
     input_tokens: int = 0
+    stream: bool = False  # answer with Server-Sent Events (streaming.py)
+    partial_images: int = 0  # at most this many partial images before the final one
 
 
 def check_common(body: AnyBody, target: Target) -> None:
     """What this server refuses whatever the endpoint (400, naming the field)."""
-    if getattr(body, "stream", None):
-        raise InvalidRequest("streaming (stream=true) is not supported by this server yet; leave stream out or "
-                             "send false", field="stream")
     if getattr(body, "background", None) == "transparent":
         raise InvalidRequest("transparent backgrounds are not supported: the models draw opaque images; "
                              "send opaque or auto", field="background")
@@ -122,7 +121,7 @@ def generation_to_request(body: GenerateRequest, target: Target, max_pixels: int
         post=_post(body))
     return Plan(request, output_options(body, generated, answered), response_format(body, target),
                 _size_text(answered), sizes.answered_quality(body.quality), _record(body, target),
-                sizes.clip_tokens(body.prompt))
+                sizes.clip_tokens(body.prompt), bool(body.stream), body.partial_images or 0)
 
 
 def _open(raw: bytes, name: str, max_pixels: int) -> Image.Image:
@@ -178,7 +177,7 @@ def edit_to_request(body: EditForm, images: list[bytes], mask: bytes | None, tar
         image_prompt=ImagePromptRef(images=references) if references else None, post=_post(body))
     return Plan(request, output_options(body, (width, height), (width, height)), response_format(body, target),
                 _size_text((width, height)), sizes.answered_quality(body.quality), _record(body, target),
-                sizes.clip_tokens(body.prompt))
+                sizes.clip_tokens(body.prompt), bool(body.stream), body.partial_images or 0)
 
 
 def variation_to_request(body: VariationForm, image: bytes, target: Target, max_pixels: int) -> Plan:

@@ -137,7 +137,7 @@ def test_variation(client):
     ({"size": "64x64", "background": "transparent"}, "background"),
     ({"size": "64x64", "n": 11}, "n"),
     ({"size": "64x64", "quality": "ultra"}, "quality"),
-    ({"size": "64x64", "stream": True}, "stream"),
+    ({"size": "100x100", "stream": True}, "size"),  # refused before the stream starts: the usual JSON error
 ])
 def test_bad_requests_raise_bad_request_error_with_param(client, kwargs, param):
     with pytest.raises(openai.BadRequestError) as e:
@@ -182,8 +182,25 @@ def test_every_optional_field_accepts_null(server):
     assert r.json()["data"][0]["url"]  # model null: dall-e-2's default, url
 
 
-def test_streamed_edit_is_refused_naming_stream(client):
-    # multipart booleans arrive as "true"; streaming is not implemented yet: a clear 400, not a hang.
-    with pytest.raises(openai.BadRequestError) as e:
-        client.images.edit(image=png(picture()), prompt="x", stream=True)
-    assert e.value.param == "stream" and "not supported" in e.value.message
+def test_a_streamed_generation_sends_partial_images_then_the_completed_one(client):
+    # quality low: 12 steps; the server's default preview every 5 steps gives previews at steps 5 and 10.
+    events = list(client.images.generate(model="gpt-image-1", prompt="a cat", size="64x64", quality="low",
+                                         stream=True, partial_images=2))
+    partial = [e for e in events if e.type == "image_generation.partial_image"]
+    assert [e.type for e in events] == ["image_generation.partial_image"] * len(partial) + ["image_generation.completed"]
+    # Only a running job's latest preview is kept: a reader that falls behind gets fewer, never more.
+    assert 1 <= len(partial) <= 2 and [e.partial_image_index for e in partial] == list(range(len(partial)))
+    assert all(decoded(e.b64_json).format == "JPEG" and decoded(e.b64_json).size == (64, 64) for e in partial)
+    done = events[-1]
+    assert decoded(done.b64_json).size == (64, 64) and done.size == "64x64" and done.usage.input_tokens > 0
+    plain = list(client.images.generate(model="gpt-image-1", prompt="a cat", size="64x64", quality="low",
+                                        stream=True))  # partial_images 0: the final image alone
+    assert [e.type for e in plain] == ["image_generation.completed"]
+
+
+def test_a_streamed_edit_ends_with_image_edit_completed(client):
+    # multipart booleans arrive as "true"
+    events = list(client.images.edit(image=png(picture()), prompt="x", stream=True, partial_images=1,
+                                     quality="low", size="64x64"))
+    assert events[-1].type == "image_edit.completed" and decoded(events[-1].b64_json).size == (64, 64)
+    assert all(e.type == "image_edit.partial_image" for e in events[:-1]) and len(events) <= 2
