@@ -43,7 +43,9 @@ def case_wire(name: str) -> dict:
 def test_open_webui_generation_without_response_format():
     # Open WebUI leaves response_format out for GPT image names: the answer is b64_json, as OpenAI's.
     body = GenerateRequest.model_validate(case_wire("open_webui_generation"))
-    check("open_webui_generation", translate.generation_to_request(body, SDXL, 4096 * 4096))
+    plan = translate.generation_to_request(body, SDXL, 4096 * 4096)
+    check("open_webui_generation", plan)
+    assert body.response_format is None and plan.response_format == "b64_json"
 
 
 def test_open_webui_multipart_edit_with_image_list():
