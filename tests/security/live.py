@@ -27,3 +27,11 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def wait_engine_ready(app, timeout: float = 120) -> None:
+    """Returns once the app's engine has loaded its models (a live server answers before that)."""
+    deadline = time.monotonic() + timeout
+    while not app.state.engine.health().ready:
+        assert time.monotonic() < deadline, "engine not ready"
+        time.sleep(0.1)

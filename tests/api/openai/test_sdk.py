@@ -18,7 +18,7 @@ from pixelserve.app import create_app
 from pixelserve.db.models import Job
 from pixelserve.db.crud.keys import create_key
 from tests.conftest import make_settings
-from tests.security.live import live_server
+from tests.security.live import live_server, wait_engine_ready
 
 BOX = (16, 16, 47, 39)  # the area the mask opens for editing (inclusive corners)
 
@@ -27,10 +27,7 @@ BOX = (16, 16, 47, 39)  # the area the mask opens for editing (inclusive corners
 def server(tmp_path_factory, tiny_cache):
     app = create_app(make_settings(tmp_path_factory.mktemp("openai"), tiny_cache))
     with live_server(app) as port:
-        deadline = time.monotonic() + 120
-        while not app.state.engine.health().ready:
-            assert time.monotonic() < deadline, "engine not ready"
-            time.sleep(0.1)
+        wait_engine_ready(app)
         with app.state.sessions() as s:
             _, key = create_key(s, "sdk", app.state.auth.secret)
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
