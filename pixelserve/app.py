@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from pixelserve.core.timing import ServerTimingMiddleware
 from pixelserve.core.validate import Limits
-from pixelserve.db.session import open_database
+from pixelserve.db.session import close_database, open_database
 from pixelserve.dialects.karlo import router as karlo
 from pixelserve.dialects.octoai import router as octoai
 from pixelserve.dialects.openai import router as openai
@@ -168,7 +168,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
             app.state.service.close()
             await bus.stop()
             await app.state.webhook_sender.stop()
-            sessions.kw["bind"].dispose()  # every connection closed: SQLite checkpoints its WAL into the file
+            await close_database(sessions)  # every connection closed: SQLite checkpoints its WAL into the file
 
     app = FastAPI(title="pixelserve", version="0.1.0", lifespan=lifespan,
                   description="Self-hosted image generation speaking the Karlo, OctoAI, Studio and OpenAI Images APIs.")

@@ -63,7 +63,9 @@ def serve(
     # asyncio.run waited for; close the connections they opened so the database file is complete.
     sessions = getattr(app.state, "sessions", None)
     if sessions is not None:
-        sessions.kw["bind"].dispose()
+        from pixelserve.db.session import close_database_at_exit
+
+        close_database_at_exit(sessions)
 
 
 @cli.command()

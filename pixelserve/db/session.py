@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -90,3 +93,25 @@ def open_database(url: str) -> sessionmaker[Session]:
     engine = make_engine(url)
     migrate(engine)
     return make_sessionmaker(engine)
+
+
+async def close_database(sessions: sessionmaker[Session], wait_s: float = 10.0) -> None:
+    """Closes every connection, so that SQLite checkpoints its WAL into the file.
+
+    A connection still checked out (a request cancelled at the end of a drain settling its job on a
+    worker thread) would, returned after ``dispose()``, go back to the discarded pool and stay open
+    until the garbage collector finds that pool: wait for it first (up to ``wait_s``)."""
+    engine: Engine = sessions.kw["bind"]
+    checkedout = getattr(engine.pool, "checkedout", None)  # QueuePool (file SQLite, PostgreSQL)
+    deadline = time.monotonic() + wait_s
+    while checkedout is not None and checkedout() > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    engine.dispose()
+
+
+def close_database_at_exit(sessions: sessionmaker[Session]) -> None:
+    """After the event loop has ended (every worker thread joined): closes what is left, including
+    connections that went back to a pool discarded by an earlier ``dispose()`` (that pool and its
+    connections are a reference cycle: only the collector frees them, so collect it now)."""
+    gc.collect()
+    sessions.kw["bind"].dispose()
