@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from pixelserve.core.timing import ServerTimingMiddleware
 from pixelserve.core.validate import Limits
 from pixelserve.db.session import close_database, open_database
+from pixelserve.dialects.a1111 import router as a1111
 from pixelserve.dialects.karlo import router as karlo
 from pixelserve.dialects.octoai import router as octoai
 from pixelserve.dialects.openai import router as openai
@@ -189,4 +190,5 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     studio.mount(app, models)
     octo = octoai.mount(app, models)  # its public ControlNets and checkpoints go to the asset library
     openai.mount(app, models)
+    a1111.mount(app, models)
     return app

@@ -1,0 +1,60 @@
+"""What every A1111 route shares: A1111's error body and the API key.
+
+Errors: ``{"error": <exception class name>, "detail", "body", "errors"}`` with the status of the
+domain error (modules/api/api.py ``handle_exception``). The key: HTTP Basic as ``--api-auth`` (the
+username is ignored, the password is a pixelserve API key), or ``Authorization: Bearer <key>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import Depends, Header
+from pydantic import BaseModel
+
+from pixelserve.core.json_response import JSONResponse
+from pixelserve.errors import PixelserveError, Unauthorized
+from pixelserve.http.deps import Auth
+from pixelserve.http.route import DialectRoute
+from pixelserve.service.auth import Caller
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    body: str
+    errors: str
+
+
+class A1111Route(DialectRoute):
+    error_model = ErrorBody
+
+    @classmethod
+    def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
+        body = {"error": type(exc).__name__, "detail": str(exc), "body": "", "errors": str(exc)}
+        headers = {"WWW-Authenticate": "Basic"} if status == 401 else {}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+
+def a1111_key(auth: Auth, authorization: Annotated[str | None, Header()] = None) -> Caller | None:
+    """HTTP Basic (webuiapi's ``username``/``password``: the password is the key) or Bearer."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic":
+        try:
+            _user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            sep, password = "", ""
+        if not sep:
+            raise Unauthorized("Incorrect username or password")
+        return auth.check(password)
+    if scheme == "bearer":
+        return auth.check(value)
+    if auth.enabled:
+        raise Unauthorized("Not authenticated")
+    return auth.check(None)
+
+
+Key = Annotated[Caller | None, Depends(a1111_key)]
