@@ -346,7 +346,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def models(self) -> ModelsConfig:
-        return load_models_config(self.models_config) if self.models_config else demo_config()
+        return load_models_config(self.models_config) if self.models_config else demo_config(self.cache_dir)
 
     def signing_secret(self) -> bytes:
         """The URL-signing secret: configured, or generated on first start and kept."""

@@ -88,9 +88,37 @@ class ModelsConfig:
         return first
 
 
-def demo_config() -> ModelsConfig:
-    """The tiny random-weight models served when no configuration is given."""
-    models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None), "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None),
+#: The demo's tiny models and adapters are built by engine/demo/ on first load; their folders are
+#: named here (torch-free) so the demo configuration can point at them before they exist.
+TINY_VERSION = "1"
+TINY_ADAPTERS_VERSION = "2"
+IP_ADAPTER_FILE = "ip-adapter.safetensors"
+IMAGE_ENCODER_FOLDER = "image_encoder"
+
+
+def tiny_model_folder(directory: Path, name: str) -> Path:
+    """The folder of tiny model ``name`` (a family, or ``sdxl-refiner``) under ``directory``."""
+    return Path(directory) / f"tiny-{name}-v{TINY_VERSION}"
+
+
+def tiny_ip_adapter_folder(directory: Path, family: str) -> Path:
+    return Path(directory) / f"tiny-{family}-ip-adapter-v{TINY_ADAPTERS_VERSION}"
+
+
+def demo_config(cache_dir: Path | None = None) -> ModelsConfig:
+    """The tiny random-weight models served when no configuration is given. With ``cache_dir`` (a
+    server's), tiny-sdxl has a tiny refiner and tiny-sd / tiny-sdxl a tiny IP-Adapter, as the vendors'
+    samples expect (OctoAI's ``use_refiner``, ``transfer_images``); the engine builds them under
+    ``<cache_dir>/tiny`` when it first loads the model."""
+    extras: dict[str, dict] = {"sd": {}, "sdxl": {}}
+    if cache_dir is not None:
+        tiny = Path(cache_dir) / "tiny"
+        for family, parts in extras.items():
+            folder = tiny_ip_adapter_folder(tiny, family)
+            parts.update(ip_adapter=folder / IP_ADAPTER_FILE, image_encoder=folder / IMAGE_ENCODER_FOLDER)
+        extras["sdxl"]["refiner"] = tiny_model_folder(tiny, "sdxl-refiner")
+    models = {"tiny-sd": ModelSpec("tiny-sd", "sd", None, **extras["sd"]),
+              "tiny-sdxl": ModelSpec("tiny-sdxl", "sdxl", None, **extras["sdxl"]),
               "tiny-unclip": ModelSpec("tiny-unclip", "unclip", None)}
     return ModelsConfig(models=models, demo=True)
 

@@ -15,6 +15,27 @@ def test_demo_config_is_the_tiny_models():
     assert all(m.is_demo for m in cfg.models.values())
 
 
+def test_the_demo_names_a_tiny_refiner_and_ip_adapters_in_the_servers_cache(tmp_path):
+    """#16: the vendors' samples (OctoAI use_refiner, transfer_images) work on the demo models."""
+    models = demo_config(tmp_path).models
+    assert models["tiny-sdxl"].refiner == tmp_path / "tiny" / "tiny-sdxl-refiner-v1"
+    assert models["tiny-sd"].refiner is None and models["tiny-unclip"].refiner is None
+    for model_id in ("tiny-sd", "tiny-sdxl"):
+        assert models[model_id].ip_adapter.parent == models[model_id].image_encoder.parent
+        assert models[model_id].ip_adapter.is_relative_to(tmp_path / "tiny")
+    assert models["tiny-unclip"].ip_adapter is None
+    assert all(m.refiner is None and m.ip_adapter is None for m in demo_config().models.values())
+
+
+def test_the_engine_builds_the_demos_parts_where_the_config_names_them(tmp_path):
+    from pixelserve.engine.demo import tiny
+
+    spec = demo_config(tmp_path).models["tiny-sdxl"]
+    tiny.ensure_demo_parts(spec)
+    assert (spec.refiner / "model_index.json").is_file() and spec.ip_adapter.is_file()
+    assert (spec.image_encoder / "config.json").is_file()
+
+
 def test_loads_relative_paths(tmp_path):
     (tmp_path / "base").mkdir()
     (tmp_path / "one.safetensors").write_bytes(b"x")

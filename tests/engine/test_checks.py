@@ -81,3 +81,10 @@ def test_ranges_that_need_the_model(tiny_models):
     assert refused(InvalidRequest, "tiny-sd", info, clip_skip=2).field == "clip_skip"
     assert refused(InvalidRequest, "tiny-sdxl", high_noise_frac=1.0).field == "high_noise_frac"
     assert len(checks.text_info(tiny_models["tiny-sdxl"]).tokenizers) == 2
+
+
+def test_an_image_prompt_without_an_ip_adapter_is_not_supported():
+    from pixelserve.core.request import ImagePromptRef
+
+    err = refused(NotSupported, "tiny-sd", image_prompt=ImagePromptRef(images=(Image.new("RGB", (8, 8)),)))
+    assert err.field == "transfer_images" and "IP-Adapter" in err.message

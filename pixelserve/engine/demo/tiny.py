@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
+from pixelserve.core.model_config import TINY_VERSION, ModelSpec, tiny_model_folder
+
 log = logging.getLogger(__name__)
 
-#: Bump when the tiny architectures change, so stale caches are rebuilt.
-TINY_VERSION = "1"
+#: TINY_VERSION (core/model_config.py): bump it when the tiny architectures change, so stale caches are rebuilt.
 TINY_FAMILIES = ("sd", "sdxl", "unclip")
 #: Everything ensure_tiny_model builds: the families, and an SDXL refiner for the refiner path.
 TINY_MODELS = TINY_FAMILIES + ("sdxl-refiner",)
@@ -221,7 +222,7 @@ def ensure_tiny_model(family: str, cache_dir: Path) -> Path:
     """Build the tiny model ``family`` (one of TINY_MODELS) under ``cache_dir`` once; return its folder."""
     import shutil
 
-    folder = Path(cache_dir) / f"tiny-{family}-v{TINY_VERSION}"
+    folder = tiny_model_folder(cache_dir, family)
     if (folder / "model_index.json").exists():
         return folder
     tmp = folder.with_name(folder.name + ".building")
@@ -231,3 +232,14 @@ def ensure_tiny_model(family: str, cache_dir: Path) -> Path:
     shutil.rmtree(tmp / "_tok", ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+def ensure_demo_parts(spec: ModelSpec) -> None:
+    """Build the tiny refiner and IP-Adapter a demo model's spec names (core/model_config.demo_config),
+    where they are not built yet."""
+    from pixelserve.engine.demo.tiny_adapters import ensure_tiny_ip_adapter
+
+    if spec.refiner is not None and not (spec.refiner / "model_index.json").exists():
+        ensure_tiny_model("sdxl-refiner", spec.refiner.parent)
+    if spec.ip_adapter is not None and not spec.ip_adapter.exists():
+        ensure_tiny_ip_adapter(spec.family, spec.ip_adapter.parent.parent)

@@ -30,10 +30,11 @@ from typing import Callable
 
 import torch
 
+from pixelserve.core.model_config import (IMAGE_ENCODER_FOLDER, IP_ADAPTER_FILE, TINY_ADAPTERS_VERSION,
+                                          tiny_ip_adapter_folder)
 from pixelserve.engine.demo import tiny
 
-#: Bump when a layout or size changes, so stale files are rebuilt.
-TINY_ADAPTERS_VERSION = "2"
+#: TINY_ADAPTERS_VERSION (core/model_config.py): bump it when a layout or size changes, so stale files are rebuilt.
 LORA_RANK = 4
 TI_VECTORS = 2
 
@@ -201,8 +202,6 @@ def ensure_tiny_controlnet(family: str, directory: Path) -> Path:
 
 
 # -- IP-Adapter (image prompts; configured per model, not an asset) ----------------------------
-IP_ADAPTER_FILE = "ip-adapter.safetensors"
-IMAGE_ENCODER_FOLDER = "image_encoder"
 
 
 def ensure_tiny_ip_adapter(family: str, directory: Path) -> Path:
@@ -214,7 +213,7 @@ def ensure_tiny_ip_adapter(family: str, directory: Path) -> Path:
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
     _check_family(family)
-    folder = Path(directory) / f"tiny-{family}-ip-adapter-v{TINY_ADAPTERS_VERSION}"
+    folder = tiny_ip_adapter_folder(directory, family)
     if (folder / IP_ADAPTER_FILE).is_file():
         return folder
     torch.manual_seed(sum(map(ord, f"ip-adapter/{family}")))

@@ -175,6 +175,8 @@ class ModelRegistry:
         family = family_for(spec.family)
         dtype = default_dtype(device)
         path = self.weights_path(spec)
+        if spec.is_demo:
+            tiny.ensure_demo_parts(spec)  # its tiny refiner and IP-Adapter
         log.info("loading model %s (%s) from %s on %s", spec.id, spec.family, path, device)
         pipe, extras = family.load(path, dtype, self.cache_dir, config_dir=spec.config)
         refiner = None

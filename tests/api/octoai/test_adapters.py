@@ -93,10 +93,15 @@ def test_private_controlnet_upload(octo, octo_client, octo_key, files):
     assert r.status_code == 200, r.text
 
 
-def test_transfer_images_without_an_ip_adapter_is_a_clear_501(octo):
-    r = octo(small(prompt="a trigger_word_1 on a throne", transfer_images={"trigger_word_1": [b64_image()]}),
-             engine="sdxl")
-    assert r.status_code == 501 and "IP-Adapter" in r.json()["detail"]
+def test_transfer_images_work_on_the_demo_models(octo):
+    """The demo's SD and SDXL have a tiny IP-Adapter (#16): OctoAI's transfer_images works out of the box,
+    and the image prompt changes the image. Without an IP-Adapter it is a 501: tests/engine/test_checks.py."""
+    for engine in ("sd", "sdxl"):
+        with_image = octo(small(prompt="a trigger_word_1 on a throne", seed=5,
+                                transfer_images={"trigger_word_1": [b64_image(colour=(250, 10, 10))]}), engine=engine)
+        without = octo(small(prompt="a trigger_word_1 on a throne", seed=5), engine=engine)
+        assert with_image.status_code == 200 and without.status_code == 200, (with_image.text, without.text)
+        assert with_image.json()["images"][0]["image_b64"] != without.json()["images"][0]["image_b64"]
 
 
 def test_token_limits(octo):

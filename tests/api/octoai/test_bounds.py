@@ -158,9 +158,13 @@ def test_sdxl_only_fields_on_sd_are_422(octo, field, value):
     assert locs(octo(small(**{field: value}))) == [["body", field]]
 
 
-def test_use_refiner_without_a_configured_refiner_is_501(octo):
-    r = octo(small(use_refiner=True), engine="sdxl")
-    assert r.status_code == 501 and "refiner" in r.json()["detail"]
+def test_use_refiner_on_the_demo_runs_its_tiny_refiner(octo):
+    """OctoAI's own doc sample sends ``use_refiner: true``: the demo's SDXL has a tiny refiner (#16).
+    Without a configured refiner it is a 501: tests/core/test_validate.py."""
+    on = octo(small(use_refiner=True, high_noise_frac=0.5, seed=3), engine="sdxl")
+    off = octo(small(use_refiner=False, high_noise_frac=0.5, seed=3), engine="sdxl")
+    assert on.status_code == 200 and off.status_code == 200, (on.text, off.text)
+    assert on.json()["images"][0]["image_b64"] != off.json()["images"][0]["image_b64"]
 
 
 def test_image_mode_dependencies(octo):
