@@ -90,7 +90,7 @@ class ModelsConfig:
 
 #: The demo's tiny models and adapters are built by engine/demo/ on first load; their folders are
 #: named here (torch-free) so the demo configuration can point at them before they exist.
-TINY_VERSION = "1"
+TINY_VERSION = "2"  # 2: the real CLIP BPE vocabulary
 TINY_ADAPTERS_VERSION = "2"
 IP_ADAPTER_FILE = "ip-adapter.safetensors"
 IMAGE_ENCODER_FOLDER = "image_encoder"

@@ -28,7 +28,8 @@ ADAPTER_FAMILIES = ("sd", "sdxl")
 
 @dataclass
 class TextInfo:
-    """What the checks need of a loaded model's text side (copies: safe beside a running job)."""
+    """What the checks need of a loaded model's text side. The tokenizers are the model's own, shared
+    read-only (engine/weights/tokenizers.py): only read here, never changed."""
 
     tokenizers: list[Any] = field(default_factory=list)
     text_layers: int = 0  # hidden layers of the first text encoder (clip_skip must be fewer)
@@ -37,13 +38,11 @@ class TextInfo:
 def text_info(model: Any) -> TextInfo:
     """Taken once when the model is loaded, before any job runs (in the process that loaded it; the
     process and Ray engines send it to the API process, which runs ``check_request`` itself)."""
-    import copy
-
     from pixelserve.engine.adapters.textual_inversion import text_encoders  # torch: only where models load
 
     encoders = text_encoders(model.pipe) if model.spec.family in ADAPTER_FAMILIES else []
     layers = encoders[0].text_encoder.config.num_hidden_layers if encoders else 0
-    return TextInfo([copy.deepcopy(e.tokenizer) for e in encoders], layers)
+    return TextInfo([e.tokenizer for e in encoders], layers)
 
 
 def check_model(request: GenerationRequest, specs: dict[str, ModelSpec], text_infos: dict[str, TextInfo]) -> None:

@@ -18,7 +18,7 @@ def test_demo_config_is_the_tiny_models():
 def test_the_demo_names_a_tiny_refiner_and_ip_adapters_in_the_servers_cache(tmp_path):
     """#16: the vendors' samples (OctoAI use_refiner, transfer_images) work on the demo models."""
     models = demo_config(tmp_path).models
-    assert models["tiny-sdxl"].refiner == tmp_path / "tiny" / "tiny-sdxl-refiner-v1"
+    assert models["tiny-sdxl"].refiner == tmp_path / "tiny" / "tiny-sdxl-refiner-v2"
     assert models["tiny-sd"].refiner is None and models["tiny-unclip"].refiner is None
     for model_id in ("tiny-sd", "tiny-sdxl"):
         assert models[model_id].ip_adapter.parent == models[model_id].image_encoder.parent

@@ -54,6 +54,7 @@ from pixelserve.core.samplers import SAMPLERS
 from pixelserve.engine.families.base import Family, PreviewHook, StepCallback
 from pixelserve.engine.families.schedulers import make_scheduler
 from pixelserve.engine.weights.formats import WeightsFormatError, check_diffusers_folder_is_safetensors, detect_format
+from pixelserve.engine.weights.tokenizers import is_tokenizer, shared_tokenizer
 from pixelserve.errors import InvalidRequest, NotSupported
 
 PRIOR_STEPS = 25
@@ -211,7 +212,9 @@ def _load_component(folder: Path, library: str, class_name: str, dtype: Any) -> 
         if not any(folder.glob("*.safetensors")):
             raise WeightsFormatError(f"{folder} has no safetensors weights (pickle is never loaded)")
         return cls.from_pretrained(folder, dtype=dtype, local_files_only=True, use_safetensors=True).eval()
-    return cls.from_pretrained(folder, local_files_only=True)  # tokenizer, image processor
+    if is_tokenizer(cls):
+        return shared_tokenizer(folder, cls)  # loaded once per process (engine/weights/tokenizers.py)
+    return cls.from_pretrained(folder, local_files_only=True)  # image processor
 
 
 def _report_each_step(scheduler: Any, after_step: Callable[[Any], None]) -> None:

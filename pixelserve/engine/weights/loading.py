@@ -12,6 +12,7 @@ import torch
 
 from pixelserve.engine.weights import single_file
 from pixelserve.engine.weights.formats import check_diffusers_folder_is_safetensors, detect_format
+from pixelserve.engine.weights.tokenizers import shared_tokenizers
 
 
 def default_dtype(device: str) -> torch.dtype:
@@ -32,8 +33,9 @@ def load_pipeline(pipeline_cls: Any, path: Path, family: str, dtype: torch.dtype
         shared = {k: v for k, v in shared.items() if v is not None}
     if fmt == "diffusers":
         check_diffusers_folder_is_safetensors(path)
+        tokenizers = {k: v for k, v in shared_tokenizers(path).items() if k not in shared}
         return pipeline_cls.from_pretrained(
-            path, dtype=dtype, local_files_only=True, use_safetensors=True, **shared
+            path, dtype=dtype, local_files_only=True, use_safetensors=True, **tokenizers, **shared
         )
     return single_file.load_single_file(
         pipeline_cls, path, family=family, config_dir=config_dir, work_dir=cache_dir / "single_file",

@@ -121,3 +121,12 @@ def test_a_style_presets_words_do_not_count_against_the_callers_prompt(octo):
     assert locs(r) == [["body", "style_preset"]] and "'anime' preset adds" in r.text, r.text
     assert locs(octo(small(prompt="a " * 80, style_preset="anime"), engine="sdxl")) == [["body", "prompt"]]
     assert octo(small(prompt="a cat", style_preset="anime"), engine="sdxl").status_code == 200
+
+
+def test_an_ordinary_long_prompt_counts_as_on_real_weights(octo):
+    # 138 ordinary words are 156 CLIP tokens: within SD 1.5's 225 (the generated vocabulary the tiny
+    # models had before counted such prompts at 2-3 tokens a word and refused them).
+    words = ("a quiet harbor town at dawn with fishing boats, gulls over the water, warm light on old "
+             "stone houses, mist on the hills ") * 6
+    assert len(words.split()) == 138
+    assert octo(small(prompt=words)).status_code == 200

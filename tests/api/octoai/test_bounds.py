@@ -189,3 +189,24 @@ def test_a_reused_idempotency_key_names_the_header_in_loc(octo_client, octo_key)
     assert octo_client.post("/generate/sd", headers=headers, json=small()).status_code == 200
     r = octo_client.post("/generate/sd", headers=headers, json=small(prompt="a dog"))
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"], r.text
+
+
+#: OctoAI's own "Input Sample" (shared/specs/octoai-image-gen.txt), verbatim.
+DOC_SAMPLE = {
+    "prompt": "The angel of death Hyperrealistic, splash art, concept art, mid shot, intricately detailed, color "
+              "depth, dramatic, 2/3 face angle, side light, colorful background",
+    "negative_prompt": "ugly, tiling, poorly drawn hands, poorly drawn feet, poorly drawn face, out of frame, extra "
+                       "limbs, disfigured, deformed, body out of frame, blurry, bad anatomy, blurred, watermark, "
+                       "grainy, signature, cut off, draft",
+    "sampler": "DDIM", "cfg_scale": 11, "height": 1024, "width": 1024, "seed": 2748252853, "steps": 20,
+    "num_images": 1, "high_noise_frac": 0.7, "strength": 0.92, "use_refiner": True, "style_preset": "3d-model",
+}
+
+
+def test_octoais_doc_sample_answers_on_the_demo(octo):
+    """#16: the demo tokenizes with CLIP's real vocabulary (the prompt is 45 tokens, not 134 as with the
+    old generated one) and has a refiner, so the sample works; only its size and steps are made small
+    for this CPU (the 1024x1024, 20-step original takes about a minute on the tiny models here)."""
+    r = octo({**DOC_SAMPLE, "width": 128, "height": 128, "steps": 4}, engine="sdxl")
+    assert r.status_code == 200, r.text
+    assert r.json()["images"][0]["seed"] == 2748252853 and r.json()["images"][0]["image_b64"]

@@ -81,3 +81,16 @@ def test_pickle_only_diffusers_folder_is_refused(tiny_cache, tmp_path):
         st.rename(st.with_name("diffusion_pytorch_model.bin"))
     with pytest.raises(WeightsFormatError, match="pickle"):
         load_pipeline(None, dst, "sd", torch.float32, tmp_path)
+
+
+@pytest.mark.parametrize("family", tiny.TINY_FAMILIES)
+def test_tiny_models_tokenize_with_the_real_clip_vocabulary(tiny_cache, family):
+    from transformers import CLIPTextConfig, CLIPTokenizer
+
+    folder = tiny.ensure_tiny_model(family, tiny_cache / "tiny")
+    tok_dir, te_dir = ("tokenizer", "text_encoder") if family != "sdxl" else ("tokenizer_2", "text_encoder_2")
+    tok = CLIPTokenizer.from_pretrained(folder / tok_dir)
+    config = CLIPTextConfig.from_pretrained(folder / te_dir)
+    assert len(tok) == config.vocab_size == 49408 and config.eos_token_id == tok.eos_token_id == 49407
+    assert tok("a photo of a cute monster", add_special_tokens=False)["input_ids"] == [
+        320, 1125, 539, 320, 2242, 6060]  # CLIP's own ids: one token per ordinary word
