@@ -115,13 +115,13 @@ def tiny_cache(tmp_path_factory) -> Path:
     """A cache folder holding the tiny models (with the demo's refiner and IP-Adapters), built once per
     test run."""
     from pixelserve.core.model_config import demo_config
-    from pixelserve.engine.demo import tiny
+    from pixelserve.engine.demo import tiny, tiny_adapters
 
     cache = tmp_path_factory.mktemp("cache")
     for family in tiny.TINY_FAMILIES:
         tiny.ensure_tiny_model(family, cache / "tiny")
     for spec in demo_config(cache).models.values():
-        tiny.ensure_demo_parts(spec)
+        tiny_adapters.ensure_demo_parts(spec)
     return cache
 
 

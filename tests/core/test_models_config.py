@@ -28,10 +28,10 @@ def test_the_demo_names_a_tiny_refiner_and_ip_adapters_in_the_servers_cache(tmp_
 
 
 def test_the_engine_builds_the_demos_parts_where_the_config_names_them(tmp_path):
-    from pixelserve.engine.demo import tiny
+    from pixelserve.engine.demo import tiny_adapters
 
     spec = demo_config(tmp_path).models["tiny-sdxl"]
-    tiny.ensure_demo_parts(spec)
+    tiny_adapters.ensure_demo_parts(spec)
     assert (spec.refiner / "model_index.json").is_file() and spec.ip_adapter.is_file()
     assert (spec.image_encoder / "config.json").is_file()
 

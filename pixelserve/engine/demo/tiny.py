@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pixelserve.core.model_config import TINY_VERSION, ModelSpec, tiny_model_folder
+from pixelserve.core.model_config import TINY_VERSION, tiny_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -244,13 +244,3 @@ def ensure_tiny_model(family: str, cache_dir: Path) -> Path:
     tmp.rename(folder)
     return folder
 
-
-def ensure_demo_parts(spec: ModelSpec) -> None:
-    """Build the tiny refiner and IP-Adapter a demo model's spec names (core/model_config.demo_config),
-    where they are not built yet."""
-    from pixelserve.engine.demo.tiny_adapters import ensure_tiny_ip_adapter
-
-    if spec.refiner is not None and not (spec.refiner / "model_index.json").exists():
-        ensure_tiny_model("sdxl-refiner", spec.refiner.parent)
-    if spec.ip_adapter is not None and not spec.ip_adapter.exists():
-        ensure_tiny_ip_adapter(spec.family, spec.ip_adapter.parent.parent)

@@ -30,7 +30,7 @@ from typing import Callable
 
 import torch
 
-from pixelserve.core.model_config import (IMAGE_ENCODER_FOLDER, IP_ADAPTER_FILE, TINY_ADAPTERS_VERSION,
+from pixelserve.core.model_config import (IMAGE_ENCODER_FOLDER, IP_ADAPTER_FILE, TINY_ADAPTERS_VERSION, ModelSpec,
                                           tiny_ip_adapter_folder)
 from pixelserve.engine.demo import tiny
 
@@ -247,6 +247,15 @@ def ensure_tiny_ip_adapter(family: str, directory: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
+
+
+def ensure_demo_parts(spec: ModelSpec) -> None:
+    """Build the tiny refiner and IP-Adapter a demo model's spec names (core/model_config.demo_config),
+    where they are not built yet."""
+    if spec.refiner is not None and not (spec.refiner / "model_index.json").exists():
+        tiny.ensure_tiny_model("sdxl-refiner", spec.refiner.parent)
+    if spec.ip_adapter is not None and not spec.ip_adapter.exists():
+        ensure_tiny_ip_adapter(spec.family, spec.ip_adapter.parent.parent)
 
 
 #: kind -> builder(family, directory) -> Path. Kinds are the asset types they stand for.

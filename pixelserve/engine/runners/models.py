@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from pixelserve.core.model_config import ModelSpec
-from pixelserve.engine.demo import tiny
+from pixelserve.engine.demo import tiny, tiny_adapters
 from pixelserve.engine.families import family_for
 from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.weights.loading import default_dtype, load_pipeline
@@ -176,7 +176,7 @@ class ModelRegistry:
         dtype = default_dtype(device)
         path = self.weights_path(spec)
         if spec.is_demo:
-            tiny.ensure_demo_parts(spec)  # its tiny refiner and IP-Adapter
+            tiny_adapters.ensure_demo_parts(spec)  # its tiny refiner and IP-Adapter
         log.info("loading model %s (%s) from %s on %s", spec.id, spec.family, path, device)
         pipe, extras = family.load(path, dtype, self.cache_dir, config_dir=spec.config)
         refiner = None
