@@ -36,25 +36,34 @@ function withoutImages(body) {
   return { body: out, files };
 }
 
-const DECODE = `python3 -c 'import base64, json, sys; r = json.load(sys.stdin); ` +
-  `[open(f"out-{i}.png", "wb").write(base64.b64decode(im["image_b64"])) for i, im in enumerate(r["images"])]; ` +
-  `print("\\n".join(f"out-{i}.png seed {im[\\"seed\\"]}" for i, im in enumerate(r["images"])))'`;
+// Writes out-0.png ... from the answer (or prints the error and fails).
+const DECODE = "python3 -c 'import base64, json, sys; r = json.load(sys.stdin); \"images\" in r or sys.exit(json.dumps(r)); " +
+  "[(open(f\"out-{i}.png\", \"wb\").write(base64.b64decode(im[\"image_b64\"])), print(f\"out-{i}.png seed\", im[\"seed\"])) " +
+  "for i, im in enumerate(r[\"images\"])]'";
+
+// The body goes through a variable and a here-string: no quoting to escape, no command-line length limit.
+function bodyVar(body) {
+  return `BODY=$(cat <<'JSON'\n${JSON.stringify(body)}\nJSON\n)`;
+}
 
 function curlOctoAI({ base, engine, body }) {
-  const lines = [`# OctoAI API. export ${KEY_ENV}=<your key>`];
-  const { files } = withoutImages(body);
-  let data = `--data-binary @- <<'JSON'\n${JSON.stringify(body)}\nJSON`;
-  if (Object.keys(files).length) {
-    // jq builds the body around the image files (base64), which are too long for a command line.
+  const { body: rest, files } = withoutImages(body);
+  const names = Object.values(files);
+  const lines = [`# OctoAI API. export ${KEY_ENV}=<your key>` + (names.length ? `; needs jq, and ${names.join(" and ")} here` : "")];
+  lines.push(bodyVar(rest));
+  let input = '<<<"$BODY"';
+  if (names.length) {
+    // jq adds the image files (base64) to the body: they are too long for a command line.
     const args = Object.entries(files).map(([f, name]) => `--rawfile ${f} <(base64 -w0 ${name})`).join(" ");
     const set = Object.keys(files).map((f) => `.${f} = $${f}`).join(" | ");
-    const { body: rest } = withoutImages(body);
-    lines.push(`# needs jq; ${Object.values(files).join(" and ")} in this folder`);
-    data = `--data-binary @- < <(jq -c ${args} '${set}' <<'JSON'\n${JSON.stringify(rest)}\nJSON\n)`;
+    lines.push(`jq -c ${args} '${set}' <<<"$BODY" \\`);
+    input = "";
+    lines.push(`| curl -sS -X POST '${base}/generate/${engine}' \\`);
+  } else {
+    lines.push(`curl -sS -X POST '${base}/generate/${engine}' \\`);
   }
-  lines.push(`curl -sS -X POST '${base}/generate/${engine}' \\`);
   lines.push(`  -H "Authorization: Bearer $${KEY_ENV}" -H 'Content-Type: application/json' \\`);
-  lines.push(`  ${data} \\`);
+  lines.push(`  --data-binary @-${input ? ` ${input}` : ""} \\`);
   lines.push(`| ${DECODE}`);
   return lines.join("\n");
 }
@@ -118,9 +127,10 @@ function studio({ base, body }) {
   const n = body.num_images || 1;
   const req = { prompt: body.prompt, ratio: studioRatio(body.width, body.height), sample: n <= 1 ? 1 : n <= 2 ? 2 : 4 };
   return [`# Studio API: a prompt and a ratio (the server's style picks the model and its settings). export ${KEY_ENV}=<key>`,
+    bodyVar(req),
     `curl -sS -X POST '${base}/api/images/create' \\`,
     `  -H "X-Api-Key: $${KEY_ENV}" -H 'Content-Type: application/json' \\`,
-    `  --data-binary @- <<'JSON'\n${JSON.stringify(req)}\nJSON`].join("\n");
+    `  --data-binary @- <<<"$BODY"`].join("\n");
 }
 
 function openaiSdk({ base, body }) {
