@@ -46,7 +46,7 @@ def _file(name: str) -> FileResponse:
     return FileResponse(path, media_type=MEDIA_TYPES[path.suffix], headers=HEADERS)
 
 
-@pages.get("/")
+@pages.api_route("/", methods=["GET", "HEAD"])
 async def playground() -> FileResponse:
     return _file("index.html")
 
@@ -57,7 +57,7 @@ async def to_playground() -> RedirectResponse:
     return RedirectResponse("/", status_code=307)
 
 
-@pages.get("/ui/status")
+@pages.api_route("/ui/status", methods=["GET", "HEAD"])
 async def status_page() -> FileResponse:
     return _file("status.html")
 

@@ -45,7 +45,7 @@ export class MaskPainter {
   stroke(a, b) {
     const ctx = this.ctx;
     ctx.globalCompositeOperation = this.tool === "eraser" ? "destination-out" : "source-over";
-    ctx.strokeStyle = "rgb(255, 0, 90)";
+    ctx.strokeStyle = "rgb(0, 255, 255)"; // cyan: seen over most images (the demo models draw pink noise)
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     ctx.lineWidth = Math.max(1, this.size * b.scale);

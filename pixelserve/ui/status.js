@@ -46,8 +46,11 @@ export function drawChart(svg, buckets) {
   });
   for (const [key, colour] of [["p50", "#0a8a55"], ["p95", "#d0602a"]]) {
     const pts = buckets.map((b, i) => (b[key] === null ? null : `${x(i) + pw / n / 2},${yL(b[key])}`)).filter(Boolean);
-    if (pts.length === 1) pts.push(pts[0]);
-    if (pts.length) parts.push(el("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2 }));
+    if (pts.length > 1) parts.push(el("polyline", { points: pts.join(" "), fill: "none", stroke: colour, "stroke-width": 2 }));
+    for (const p of pts) { // a dot per minute: a lone minute shows too
+      const [cx, cy] = p.split(",");
+      parts.push(el("circle", { cx, cy, r: 3, fill: colour }));
+    }
   }
   for (const i of [0, n / 2, n]) {
     const label = i === n ? "now" : `−${Math.round(n - i)} min`;
