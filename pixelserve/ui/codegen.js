@@ -88,7 +88,7 @@ function octoaiSdk({ base, engine, body }) {
     lines.push(`# SDK 1.11 has generate_sdxl but no generate_${engine.replace(/-/g, "_")}: the same request, by hand`,
       "w = client._client_wrapper",
       `r = w.httpx_client.request("generate/${engine}", base_url=w.get_environment().image_gen, method="POST", json=args)`,
-      "r.raise_for_status()", "from types import SimpleNamespace",
+      "if r.is_error:", "    raise SystemExit(f\"{r.status_code} {r.text}\")", "from types import SimpleNamespace",
       "images = [SimpleNamespace(**im) for im in r.json()[\"images\"]]");
   }
   lines.push("for i, im in enumerate(images):",
@@ -96,21 +96,27 @@ function octoaiSdk({ base, engine, body }) {
   return lines.join("\n");
 }
 
+// Karlo's sides per version (v2.0: 384-640, v2.1: 768-1280): the version whose range is nearest.
+const KARLO_SIDES = { "v2.0": [384, 640], "v2.1": [768, 1280] };
+
 function karlo({ base, body }) {
-  const w = clamp(Math.round((body.width || 512) / 8) * 8, 384, 1280);
-  const h = clamp(Math.round((body.height || 512) / 8) * 8, 384, 1280);
-  const req = { version: "v2.1", prompt: body.prompt };
+  const side = Math.max(body.width || 512, body.height || 512);
+  const version = side > 700 ? "v2.1" : "v2.0";
+  const [lo, hi] = KARLO_SIDES[version];
+  const w = clamp(Math.round((body.width || 512) / 8) * 8, lo, hi);
+  const h = clamp(Math.round((body.height || 512) / 8) * 8, lo, hi);
+  const req = { version, prompt: body.prompt };
   if (body.negative_prompt) req.negative_prompt = body.negative_prompt;
   Object.assign(req, { width: w, height: h, samples: clamp(body.num_images || 1, 1, 8), image_format: "png",
     return_type: "base64_string", num_inference_steps: clamp(body.steps || 50, 10, 100),
     guidance_scale: clamp(body.cfg_scale || 5, 1, 20) });
   if (typeof body.seed === "number") req.seed = [body.seed];
-  return ["# Karlo API (Kakao): its own model table and ranges (sides 384-1280, steps 10-100).",
+  return [`# Karlo API (Kakao): its own models and ranges (${version}: sides ${lo}-${hi}; steps 10-100).`,
     "import base64", "import os", "", "import requests", "",
     `r = requests.post(${py(base + "/v2/inference/karlo/t2i")},`,
-    `                  headers={"Authorization": f"KakaoAK {os.environ[${py(KEY_ENV)}]}"},`,
+    `                  headers={"Authorization": "KakaoAK " + os.environ[${py(KEY_ENV)}]},`,
     `                  json=${py(req, "                  ")}, timeout=600)`,
-    "r.raise_for_status()",
+    "if not r.ok:", "    raise SystemExit(f\"{r.status_code} {r.text}\")",
     "for i, im in enumerate(r.json()[\"images\"]):",
     "    open(f\"out-{i}.png\", \"wb\").write(base64.b64decode(im[\"image\"]))",
     "    print(f\"out-{i}.png seed {im['seed']}\")"].join("\n");
@@ -125,8 +131,11 @@ function studioRatio(w, h) {
 
 function studio({ base, body }) {
   const n = body.num_images || 1;
-  const req = { prompt: body.prompt, ratio: studioRatio(body.width, body.height), sample: n <= 1 ? 1 : n <= 2 ? 2 : 4 };
-  return [`# Studio API: a prompt and a ratio (the server's style picks the model and its settings). export ${KEY_ENV}=<key>`,
+  const req = { prompt: body.prompt, ratio: studioRatio(body.width, body.height), styleId: 1,
+    sample: n <= 1 ? 1 : n <= 2 ? 2 : 4 };
+  return [`# Studio API: a prompt, a ratio and a style (the style and the server pick the model and its settings).`,
+    "# styleId 1-4: the built-in styles photographic, anime, watercolor, 3d-model (GET /api/styles lists yours too).",
+    `# export ${KEY_ENV}=<key>`,
     bodyVar(req),
     `curl -sS -X POST '${base}/api/images/create' \\`,
     `  -H "X-Api-Key: $${KEY_ENV}" -H 'Content-Type: application/json' \\`,

@@ -9,6 +9,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -176,6 +177,27 @@ def test_the_copied_curl_command_returns_an_image(page, server, tmp_path):
     ours = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
     assert np.array_equal(np.asarray(ours.convert("RGB")), np.asarray(img.convert("RGB")))
     assert page.locator("#results figcaption").first.text_content() == "seed 1234"
+
+
+@pytest.mark.parametrize("lang", ["octoai-sdk", "karlo", "openai", "studio"])
+def test_the_other_copied_snippets_run(page, server, tmp_path, lang):
+    page.fill("#prompt", "a copied request")
+    page.fill("#steps", "3")
+    page.fill("#seed", "99")
+    page.select_option("#code-lang", lang)
+    code = page.locator("#code").text_content()
+    assert server.key not in code
+    env = {**os.environ, "PIXELSERVE_API_KEY": server.key}
+    cmd = ["bash", "-c", code] if lang == "studio" else [sys.executable, "-c", code]
+    out = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr + out.stdout
+    if lang == "studio":
+        image = json.loads(out.stdout)["images"][0]
+        assert image["generationStatus"] == "COMPLETED"
+        assert Image.open(io.BytesIO(base64.b64decode(image["base64"]))).size == (512, 512)
+    else:
+        assert "out-0.png" in out.stdout
+        assert Image.open(tmp_path / "out-0.png").size[0] >= 64
 
 
 def test_draw_a_mask_and_inpaint(page, server):
