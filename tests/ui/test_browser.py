@@ -253,6 +253,24 @@ def test_a_lora_from_the_asset_library(page, server, tmp_path):
     sync_api.expect(page.locator("#loras")).to_have_text("none for this model family")
 
 
+def test_history_pages_with_thumbnails(page, server):
+    with httpx.Client(base_url=server.base, timeout=60, headers={"Authorization": f"Bearer {server.key}"}) as client:
+        for i in range(13):  # more than a page (12)
+            r = client.post("/generate/sd", json={"prompt": f"history {i}", "width": 64, "height": 64, "steps": 1})
+            assert r.status_code == 200, r.text
+    page.click("#history-refresh")
+    items = page.locator("#history .history-item")
+    sync_api.expect(items).to_have_count(12)
+    sync_api.expect(page.locator("#history-more")).to_be_visible()
+    page.click("#history-more")
+    wait_until(lambda: items.count() > 12)
+    thumb = items.first.locator("img")
+    sync_api.expect(thumb).to_have_count(1)
+    wait_until(lambda: thumb.evaluate("img => img.complete && img.naturalWidth") == 64)
+    ids = items.evaluate_all("rows => rows.map(r => r.textContent)")
+    assert len(ids) == len(set(ids))  # the next page, not the same one again
+
+
 def test_the_status_page(page, server):
     page.goto(server.base + "/ui/status")
     sync_api.expect(page.locator("#status")).to_contain_text("updated")
