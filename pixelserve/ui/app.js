@@ -362,6 +362,9 @@ function start() {
   $("init-file").addEventListener("change", readFile);
   $("clear-init").addEventListener("click", clearInit);
   $("clear-mask").addEventListener("click", () => painter.clear());
+  // The files the copied code reads, made when asked for (the click's default action follows).
+  $("download-init").addEventListener("click", (e) => { e.currentTarget.href = `data:image/png;base64,${state.init.b64}`; });
+  $("download-mask").addEventListener("click", (e) => { e.currentTarget.href = `data:image/png;base64,${painter.maskBase64()}`; });
   $("brush-size").addEventListener("input", () => { painter.size = Number($("brush-size").value); });
   for (const r of document.querySelectorAll("input[name=tool]")) r.addEventListener("change", () => { painter.tool = r.value; });
   $("history-refresh").addEventListener("click", () => history.load());

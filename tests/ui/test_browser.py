@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -141,6 +142,24 @@ def test_cancel_a_long_job(page, server):
     assert "cancelled" in statuses
 
 
+def test_a_queued_job_shows_its_place(page, server):
+    headers = {"Authorization": f"Bearer {server.key}"}
+    with httpx.Client(base_url=server.base, timeout=120, headers=headers) as client, ThreadPoolExecutor(2) as pool:
+        ahead = [f"ahead-{i}" for i in range(2)]  # one running, one waiting in the queue
+        for job_id in ahead:
+            pool.submit(client.post, "/generate/sd", headers={"X-Job-Id": job_id},
+                        json={"prompt": "ahead", "width": 64, "height": 64, "steps": 200})
+            wait_until(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 200)
+        wait_until(lambda: client.get(f"/v1/jobs/{ahead[0]}").json()["status"] == "running")
+        generate(page, "behind two", steps=3)
+        sync_api.expect(page.locator("#status")).to_have_text("queued: 1 job(s) ahead")
+        assert page.locator("#progress").get_attribute("value") is None  # indeterminate while it waits
+        page.click("#cancel")
+        sync_api.expect(page.locator("#status")).to_have_text("cancelled")
+        for job_id in ahead:
+            client.delete(f"/v1/jobs/{job_id}")
+
+
 def test_an_xss_prompt_shows_as_text(page, server):
     payload = "<img src=x onerror=window.__xss=1><script>window.__xss=2</script><b>bold</b>"
     generate(page, payload, steps=2)
@@ -227,6 +246,11 @@ def test_draw_a_mask_and_inpaint(page, server):
     assert mask[40, 16] == 255 and mask[40, 56] == 0  # painted left, untouched right
     assert mask[3, 16] == 0  # erased
     sync_api.expect(page.locator("#status")).to_contain_text("done", timeout=60_000)
+    with page.expect_download() as download:  # the mask file the copied code reads
+        page.click("#download-mask")
+    assert download.value.suggested_filename == "mask.png"
+    saved = np.asarray(Image.open(download.value.path()).convert("L"))
+    assert np.array_equal(saved, mask)
     src = page.locator("#results img").first.get_attribute("src")
     out = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB"), dtype=np.int16)
     init = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["init_image"]))).convert("RGB"), dtype=np.int16)
