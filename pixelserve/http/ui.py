@@ -38,7 +38,8 @@ STATIC_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg)$")
 CLIENT_HINT = "Browser playground: open {base}/ and paste the API key {key}   (server status: {base}/ui/status)"
 
 pages = APIRouter(include_in_schema=False)
-router = APIRouter(route_class=JobsRoute, tags=["ui"])
+#: The pages' own JSON, no API of record: left out of the OpenAPI schema (it has no input but the key).
+router = APIRouter(route_class=JobsRoute, tags=["ui"], include_in_schema=False)
 
 
 def _file(name: str) -> FileResponse:

@@ -113,3 +113,8 @@ def test_serve_prints_the_playground_address(app_client):
         del app.state.listen_url, app.state.demo_key
     assert any("http://127.0.0.1:8000/ " in line and "KEY123" in line for line in lines)
     assert any(line.startswith("OctoAI") for line in lines)
+
+
+def test_the_pages_and_their_json_are_not_in_the_api_schema(app_client):
+    paths = app_client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if p == "/" or p.startswith(("/ui", "/v1/ui"))]
