@@ -145,12 +145,13 @@ def test_cancel_a_long_job(page, server):
 def test_a_queued_job_shows_its_place(page, server):
     headers = {"Authorization": f"Bearer {server.key}"}
     with httpx.Client(base_url=server.base, timeout=120, headers=headers) as client, ThreadPoolExecutor(2) as pool:
-        ahead = [f"ahead-{i}" for i in range(2)]  # one running, one waiting in the queue
-        for job_id in ahead:
+        ahead = ["ahead-running", "ahead-queued"]
+        for job_id, state in zip(ahead, ("running", "queued")):
             pool.submit(client.post, "/generate/sd", headers={"X-Job-Id": job_id},
                         json={"prompt": "ahead", "width": 64, "height": 64, "steps": 200})
-            wait_until(lambda: client.get(f"/v1/jobs/{job_id}").status_code == 200)
-        wait_until(lambda: client.get(f"/v1/jobs/{ahead[0]}").json()["status"] == "running")
+            # In the engine's queue (a position) or running, before the next one comes.
+            wait_until(lambda: (r := client.get(f"/v1/jobs/{job_id}")).status_code == 200 and r.json()["status"] == state
+                       and (state == "running" or r.json()["queue_position"] is not None))
         generate(page, "behind two", steps=3)
         sync_api.expect(page.locator("#status")).to_have_text("queued: 1 job(s) ahead")
         assert page.locator("#progress").get_attribute("value") is None  # indeterminate while it waits
