@@ -20,7 +20,7 @@ from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
 from pixelserve.http import health, images, metrics
 from pixelserve.http import webhooks as webhook_routes
-from pixelserve.http import health, images, jobs
+from pixelserve.http import health, images, jobs, ui
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished
@@ -185,6 +185,7 @@ def create_app(settings: Settings | None = None, engine: EngineClient | None = N
     app.include_router(images.router)
     app.include_router(webhook_routes.router)
     app.include_router(jobs.router)
+    ui.mount(app)  # the playground at /, the status page, and their line in the start-up hints
     # Each dialect: its routes, and its table of the models TOML parsed (a bad one fails here, at start).
     karlo.mount(app, models)
     studio.mount(app, models)
