@@ -1,7 +1,8 @@
 """What every A1111 route shares: A1111's error body and the API key.
 
 Errors: ``{"error": <exception class name>, "detail", "body", "errors"}`` with the status of the
-domain error (modules/api/api.py ``handle_exception``). The key: HTTP Basic as ``--api-auth`` (the
+domain error (modules/api/api.py ``handle_exception``), except request validation errors, which
+A1111 leaves to FastAPI: 422 ``{"detail": [{"loc", "msg", "type"}]}`` (spec B.2). The key: HTTP Basic as ``--api-auth`` (the
 username is ignored, the password is a pixelserve API key), or ``Authorization: Bearer <key>``.
 """
 
@@ -33,6 +34,11 @@ class A1111Route(DialectRoute):
 
     @classmethod
     def render(cls, exc: PixelserveError, status: int) -> JSONResponse:
+        errors = getattr(exc, "validation_errors", None)
+        if errors:  # A1111 registers no RequestValidationError handler: FastAPI's own 422 body
+            detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                      for e in errors]
+            return JSONResponse({"detail": detail}, status_code=422)
         body = {"error": type(exc).__name__, "detail": str(exc), "body": "", "errors": str(exc)}
         headers = {"WWW-Authenticate": "Basic"} if status == 401 else {}
         return JSONResponse(body, status_code=status, headers=headers)
