@@ -110,7 +110,7 @@ async def progress(jobs: JobQueries, caller_id: int | None, task_id: str | None,
     else:
         return {"progress": 0.0, "eta_relative": 0.0, "state": dict(IDLE_STATE), "current_image": None,
                 "textinfo": None}
-    interrupted = jobs.pipeline.was_cancelled(job_id)
+    interrupted = jobs.pipeline.was_cancelled(job_id) or status == "cancelled"
     return progress_body(jobs.stream.log(job_id), shown, status, len(live), skip_image, interrupted)
 
 
