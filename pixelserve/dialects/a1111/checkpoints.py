@@ -101,6 +101,10 @@ class CheckpointTable:
     def list(self) -> list[Checkpoint]:
         return [self.get(mid) for mid in self._specs]
 
+    def list_ids(self) -> list[str]:
+        """The checkpoints' model ids in configuration order (no hashing)."""
+        return list(self._specs)
+
     def __contains__(self, model_id: str) -> bool:
         return model_id in self._specs
 

@@ -2,8 +2,10 @@
 
 Errors: ``{"error": <exception class name>, "detail", "body", "errors"}`` with the status of the
 domain error (modules/api/api.py ``handle_exception``), except request validation errors, which
-A1111 leaves to FastAPI: 422 ``{"detail": [{"loc", "msg", "type"}]}`` (spec B.2). The key: HTTP Basic as ``--api-auth`` (the
-username is ignored, the password is a pixelserve API key), or ``Authorization: Bearer <key>``.
+A1111 leaves to FastAPI: 422 ``{"detail": [{"loc", "msg", "type"}]}`` (spec B.2); any other invalid
+value is a 400 (A1111 answers 500 for some, bad base64 for one: bad input is never a 5xx here).
+The key: HTTP Basic as ``--api-auth`` (the username is ignored, the password is a pixelserve API
+key), or ``Authorization: Bearer <key>``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from fastapi import Depends, Header
 from pydantic import BaseModel
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.errors import PixelserveError, Unauthorized
+from pixelserve.errors import InvalidRequest, PixelserveError, Unauthorized, UnsupportedMediaType
 from pixelserve.http.deps import Auth
 from pixelserve.http.route import DialectRoute
 from pixelserve.service.auth import Caller
@@ -39,6 +41,8 @@ class A1111Route(DialectRoute):
             detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
                       for e in errors]
             return JSONResponse({"detail": detail}, status_code=422)
+        if isinstance(exc, InvalidRequest) and not isinstance(exc, UnsupportedMediaType):
+            status = 400  # A1111's own refusals ("Sampler not found") are 400s; errors.STATUS says 422
         body = {"error": type(exc).__name__, "detail": str(exc), "body": "", "errors": str(exc)}
         headers = {"WWW-Authenticate": "Basic"} if status == 401 else {}
         return JSONResponse(body, status_code=status, headers=headers)
