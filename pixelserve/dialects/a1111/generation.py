@@ -32,13 +32,15 @@ router = APIRouter(route_class=A1111Route, tags=["AUTOMATIC1111"])
 
 
 def _target(request: Request, service: Pipeline, checkpoints: CheckpointTable, key: Caller | None,
-            body: Processing) -> translate.Target:
-    """Runs in a thread: naming a checkpoint may hash its file once."""
+            body: Processing) -> tuple[translate.Target, dict]:
+    """(the model, the options the job runs with). Runs in a thread: naming a checkpoint may hash its
+    file once, and the caller's options come from the database."""
+    defaults = getattr(request.app.state, "a1111_defaults", None)
+    settings = translate.settings_of(body, defaults.options_for(key) if defaults is not None else None)
     wanted = translate.model_name(body)
     if wanted is not None:
         model_id = checkpoints.resolve(wanted, field="override_settings.sd_model_checkpoint")
     else:
-        defaults = getattr(request.app.state, "a1111_defaults", None)
         model_id = defaults.model_for(key) if defaults is not None else None
         if model_id is None:
             listed = checkpoints.list()
@@ -48,7 +50,7 @@ def _target(request: Request, service: Pipeline, checkpoints: CheckpointTable, k
     info = service.model_info(model_id)
     checkpoint = checkpoints.get(model_id)
     return translate.Target(model_id=model_id, family=info.family, title=checkpoint.title, hash=checkpoint.hash,
-                            tasks=tuple(info.tasks))
+                            tasks=tuple(info.tasks)), settings
 
 
 def _lora_paths(assets: AssetService, key: Caller | None, family: str) -> Callable[[str], str]:
@@ -84,8 +86,8 @@ async def _generate(request: Request, body: Processing, key: Key, service: Servi
                     checkpoints: Checkpoints, build: Callable) -> JSONResponse:
     body = translate.with_infotext(body)
     _task_id(body)
-    target = await asyncio.to_thread(_target, request, service, checkpoints, key, body)
-    plan = await asyncio.to_thread(build, body, target, _lora_paths(assets, key, target.family))
+    target, settings = await asyncio.to_thread(_target, request, service, checkpoints, key, body)
+    plan = await asyncio.to_thread(build, body, target, _lora_paths(assets, key, target.family), settings)
     result = await cancel_on_disconnect(client_gone(request), service.generate(
         plan.request, dialect="a1111", key=key, output=plan.output, record=plan.record))
     wire = await asyncio.to_thread(translate.result_to_wire, plan, target, result)
@@ -103,6 +105,6 @@ async def txt2img(body: Txt2ImgRequest, request: Request, key: Key, service: Ser
 async def img2img(body: Img2ImgRequest, request: Request, key: Key, service: Service, assets: Assets,
                   checkpoints: Checkpoints) -> JSONResponse:
     """Image to image and inpainting (A1111 ``img2imgapi``)."""
-    def build(b, target, loras):
-        return translate.img2img_to_request(b, target, loras, service.limits.max_pixels)
+    def build(b, target, loras, settings):
+        return translate.img2img_to_request(b, target, loras, service.limits.max_pixels, settings)
     return await _generate(request, body, key, service, assets, checkpoints, build)

@@ -19,7 +19,7 @@ from PIL import Image
 from pixelserve.core.request import MAX_SEED, GenerationRequest, LoraRef
 from pixelserve.dialects.a1111 import images, infotext, prompt, samplers
 from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2ImgRequest
-from pixelserve.errors import InvalidRequest, NotSupported
+from pixelserve.errors import InvalidRequest
 from pixelserve.service.pipeline import OutputOptions, ServiceResult
 
 VERSION = "pixelserve"  # infotext "Version" / info "version"
@@ -90,6 +90,11 @@ def with_infotext(body: Processing) -> Processing:
     return body.model_validate({**body.model_dump(exclude_unset=True), **update})
 
 
+def settings_of(body: Processing, own: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options the job runs with: the caller's own (``/options``, per key) under ``override_settings``."""
+    return {**(own or {}), **(body.override_settings or {})}
+
+
 def model_name(body: Processing) -> str | None:
     """The checkpoint the request asks for (override_settings.sd_model_checkpoint), if any."""
     value = (body.override_settings or {}).get("sd_model_checkpoint")
@@ -98,14 +103,14 @@ def model_name(body: Processing) -> str | None:
     return value or None
 
 
-def check(body: Processing) -> None:
+def check(body: Processing, settings: dict[str, Any]) -> None:
     """What is not built, refused by name (only when not at A1111's default)."""
     for name, (off, why) in NOT_BUILT.items():
         if name in type(body).model_fields and getattr(body, name) not in off:
-            raise NotSupported(why, field=name)
+            raise InvalidRequest(why, field=name)
     for name, off in SAMPLER_TUNING.items():
         if getattr(body, name) not in off:
-            raise NotSupported("sampler fine-tuning (eta, s_churn, s_tmin, s_tmax, s_noise, s_min_uncond) is not "
+            raise InvalidRequest("sampler fine-tuning (eta, s_churn, s_tmin, s_tmax, s_noise, s_min_uncond) is not "
                                "supported by this server; send the defaults or leave it out", field=name)
     if body.alwayson_scripts:
         name = next(iter(body.alwayson_scripts))
@@ -114,13 +119,13 @@ def check(body: Processing) -> None:
                              field="alwayson_scripts")
     if body.script_args:
         raise InvalidRequest("script_args needs a script, and this server has none", field="script_args")
-    for key in body.override_settings or {}:
+    for key in settings:
         if key not in OVERRIDES:
-            raise NotSupported(f"the option {key!r} cannot be overridden per request on this server (supported: "
+            raise InvalidRequest(f"the option {key!r} cannot be overridden per request on this server (supported: "
                                f"{', '.join(OVERRIDES)})", field=f"override_settings.{key}")
-    vae = (body.override_settings or {}).get("sd_vae")
+    vae = settings.get("sd_vae")
     if vae not in (None, "Automatic", "None"):
-        raise NotSupported("only Automatic (the model's own VAE) is available", field="override_settings.sd_vae")
+        raise InvalidRequest("only Automatic (the model's own VAE) is available", field="override_settings.sd_vae")
     if not 1 <= body.batch_size <= 16 or not 1 <= body.n_iter <= 16:
         bad = "batch_size" if not 1 <= body.batch_size <= 16 else "n_iter"
         raise InvalidRequest("must be 1 to 16", field=bad)
@@ -131,15 +136,15 @@ def check(body: Processing) -> None:
         raise InvalidRequest("must not be empty", field="force_task_id")
 
 
-def _clip_skip(body: Processing) -> int:
-    value = (body.override_settings or {}).get("CLIP_stop_at_last_layers", 1)
+def _clip_skip(settings: dict[str, Any]) -> int:
+    value = settings.get("CLIP_stop_at_last_layers", 1)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= int(value) <= 12:
         raise InvalidRequest("must be 1 to 12", field="override_settings.CLIP_stop_at_last_layers")
     return int(value)
 
 
-def samples_format(body: Processing) -> str:
-    value = (body.override_settings or {}).get("samples_format", "png")
+def samples_format(settings: dict[str, Any]) -> str:
+    value = settings.get("samples_format", "png")
     fmt = SAMPLES_FORMATS.get(str(value).lower())
     if fmt is None:
         raise InvalidRequest("must be png, jpg or webp", field="override_settings.samples_format")
@@ -165,17 +170,18 @@ def prompts(body: Processing) -> tuple[prompt.Parsed, prompt.Parsed]:
     return positive, negative
 
 
-def common(body: Processing, target: Target, lora_path: Callable[[str], str], kind: str) -> tuple[dict, dict]:
+def common(body: Processing, target: Target, lora_path: Callable[[str], str], kind: str,
+           settings: dict[str, Any]) -> tuple[dict, dict]:
     """(GenerationRequest keywords shared by txt2img and img2img, Plan keywords)."""
-    check(body)
+    check(body, settings)
     resolved = samplers.resolve(body.sampler_name or body.sampler_index, body.scheduler,
                                 field="sampler_name" if body.sampler_name else "sampler_index")
     positive, negative = prompts(body)
     count = body.batch_size * body.n_iter
     first, all_seeds = seeds(body, count)
-    clip_skip = _clip_skip(body)
+    clip_skip = _clip_skip(settings)
     loras = tuple(LoraRef(name=t.name, path=lora_path(t.name), weight=t.weight) for t in positive.loras)
-    fmt = samples_format(body)
+    fmt = samples_format(settings)
     request = dict(model=target.model_id, prompt=positive.text, negative_prompt=negative.text or None,
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
@@ -186,23 +192,24 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
     return request, plan
 
 
-def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str]) -> Plan:
-    request, plan = common(body, target, lora_path, "txt2img")
+def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str],
+                       settings: dict[str, Any] | None = None) -> Plan:
+    request, plan = common(body, target, lora_path, "txt2img", settings_of(body) if settings is None else settings)
     return Plan(GenerationRequest(task="txt2img", **request), **plan)
 
 
 def img2img_to_request(body: Img2ImgRequest, target: Target, lora_path: Callable[[str], str],
-                       max_pixels: int) -> Plan:
-    request, plan = common(body, target, lora_path, "img2img")
+                       max_pixels: int, settings: dict[str, Any] | None = None) -> Plan:
+    request, plan = common(body, target, lora_path, "img2img", settings_of(body) if settings is None else settings)
     images.check_resize_mode(body.resize_mode)
     if not body.init_images:
         raise InvalidRequest("Init image not found", field="init_images")  # A1111: 404
     if len(body.init_images) > 1:
-        raise NotSupported("one init image per request on this server (A1111 pairs several with batch_size)",
+        raise InvalidRequest("one init image per request on this server (A1111 pairs several with batch_size)",
                            field="init_images")
     if body.inpainting_fill not in (0, 1):
         what = {2: "latent noise", 3: "latent nothing"}.get(body.inpainting_fill)
-        raise (NotSupported(f"{body.inpainting_fill} ({what}) is not supported by this server: use 0 (fill) or "
+        raise (InvalidRequest(f"{body.inpainting_fill} ({what}) is not supported by this server: use 0 (fill) or "
                             "1 (original)", field="inpainting_fill") if what else
                InvalidRequest("must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)",
                               field="inpainting_fill"))
@@ -226,7 +233,7 @@ def img2img_to_request(body: Img2ImgRequest, target: Target, lora_path: Callable
         mask = images.blur(mask, blur_x, blur_y)
     task = "inpaint" if mask is not None else "img2img"
     if task not in target.tasks:
-        raise NotSupported(f"model {target.model_id} ({target.family}) cannot do {task}", field="init_images")
+        raise InvalidRequest(f"model {target.model_id} ({target.family}) cannot do {task}", field="init_images")
     request.update(task=task, init_image=init, mask_image=mask, strength=body.denoising_strength,
                    inpaint_full_res=mask is not None and body.inpaint_full_res,
                    inpaint_full_res_padding=body.inpaint_full_res_padding)
@@ -242,12 +249,11 @@ def infotext_params(plan: Plan, target: Target, seed: int) -> dict[str, Any]:
         "Model hash": target.hash, "Model": target.title,
         "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
-        "Lora hashes": None,
+        "Mask blur": None,
         "Version": VERSION,
     }
     if isinstance(body, Img2ImgRequest) and body.mask:
-        blur = body.mask_blur if body.mask_blur is not None else body.mask_blur_x
-        params["Mask blur"] = blur
+        params["Mask blur"] = body.mask_blur if body.mask_blur is not None else body.mask_blur_x
     return params
 
 
