@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -263,3 +264,50 @@ def test_skip_ends_a_one_image_job(server, mine):
     assert done.result(timeout=60).status_code >= 400
     jobs = httpx.get(f"{server.base}/v1/jobs/skipped-1", headers={"Authorization": f"Bearer {server.key}"})
     assert jobs.json()["status"] == "cancelled"
+
+
+# -- with A1111 generation (txt2img) -----------------------------------------------------------
+SMALL = dict(width=64, height=64, steps=3)
+
+
+def test_two_clients_switch_models_concurrently(server):
+    """A1111's worst case: clients switching the global model under each other. Here each key's
+    switch is its own, even with both switching and generating at the same time."""
+    clients = {"tiny-sd": api(server), "tiny-sdxl": api(server, server.other)}
+    barrier = threading.Barrier(2)
+
+    def run(model: str) -> list[str]:
+        client, seen = clients[model], []
+        for i in range(3):
+            client.util_set_model(model)
+            barrier.wait(timeout=60)  # both have switched before either generates
+            seen.append(client.txt2img(prompt=f"a hill {i}", seed=i, **SMALL).info["sd_model_name"])
+            barrier.wait(timeout=120)
+        return seen
+
+    with ThreadPoolExecutor(2) as pool:
+        results = {m: pool.submit(run, m) for m in clients}
+        assert {m: f.result(timeout=300) for m, f in results.items()} == {
+            "tiny-sd": ["tiny-sd"] * 3, "tiny-sdxl": ["tiny-sdxl"] * 3}
+    clients["tiny-sdxl"].util_set_model("tiny-sd")
+
+
+def test_png_info_of_a_txt2img_answer(mine):
+    out = mine.txt2img(prompt="a red (barn:1.2)", negative_prompt="fog", seed=7, cfg_scale=5, **SMALL)
+    parsed = mine.png_info(out.image).json
+    assert parsed["info"] == out.info["infotexts"][0]
+    p = parsed["parameters"]
+    assert (p["Prompt"], p["Negative prompt"], p["Seed"], p["Steps"], p["Size-1"], p["Size-2"]) == (
+        "a red (barn:1.2)", "fog", "7", "3", "64", "64")
+
+
+def test_progress_and_interrupt_of_a_webuiapi_txt2img(server, mine, theirs):
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(mine.txt2img, prompt="a cat", seed=3, width=64, height=64, steps=SLOW_STEPS)
+        p = wait_for(lambda: (r := mine.get_progress())["state"]["sampling_step"] >= 2 and r)
+        assert p["state"]["job_count"] == 1 and 0 < p["progress"] < 1
+        assert theirs.get_progress()["state"]["job_count"] == 0
+        mine.interrupt()
+        with pytest.raises(RuntimeError):  # stopped: no images (A1111 would send the unfinished ones)
+            done.result(timeout=60)
+    wait_for(lambda: mine.get_progress()["state"]["job_count"] == 0, timeout=10)
