@@ -18,7 +18,7 @@ from pixelserve.dialects.a1111 import extras, progress, samplers
 from pixelserve.dialects.a1111.checkpoints import Checkpoints
 from pixelserve.dialects.a1111.options import A1111Defaults
 from pixelserve.dialects.a1111.route import A1111Route, Key
-from pixelserve.errors import NotSupported
+from pixelserve.errors import NotFound, NotSupported
 from pixelserve.http.deps import Assets, Service, SettingsDep
 from pixelserve.service.asset_refs import PUBLIC, AssetFilter, scope_of
 from pixelserve.service.auth import Caller
@@ -134,11 +134,11 @@ async def refresh_loras(key: Key) -> None:
 
 @router.get(f"{P}/embeddings")
 async def embeddings(key: Key, assets: Assets) -> dict:
-    """The caller's and the public textual-inversion embeddings (shape and vectors are known once loaded)."""
+    """The caller's and the public textual-inversion embeddings. ``shape`` and ``vectors`` are null: the
+    library does not read them from the file (A1111 knows them from loading every embedding at start)."""
     rows = await asyncio.to_thread(_assets, assets, key, "textual_inversion")
-    loaded = {r.name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None,
-                       "shape": (r.meta or {}).get("shape", 0), "vectors": (r.meta or {}).get("vectors", 0)}
-              for r in rows}
+    loaded = {r.name: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                       "vectors": None} for r in rows}
     return {"loaded": loaded, "skipped": {}}
 
 
@@ -274,3 +274,9 @@ def _not_supported(path: str, reason: str):
 for (_method, _path), _reason in NOT_SUPPORTED.items():
     router.add_api_route(f"{P}{_path}", _not_supported(_path, _reason), methods=[_method],
                          include_in_schema=False, status_code=501)
+
+
+@router.api_route(P + "/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def unknown(path: str) -> None:
+    """Any other /sdapi/v1 path: A1111's error body, as its exception middleware renders FastAPI's 404."""
+    raise NotFound(f"{P}/{path} is not an endpoint of this server (A1111 dialect)")

@@ -38,6 +38,8 @@ def server(tmp_path_factory, tiny_cache):
             _, other = create_key(s, "other", app.state.auth.secret)
         lora = tiny_adapters.ensure_tiny_lora("sd", tmp / "adapters")
         app.state.assets.add_file(f"key:{mine.id}", lora, name="my-style", kind="lora", family="sd")
+        ti = tiny_adapters.ensure_tiny_textual_inversion("sd", tmp / "adapters")
+        app.state.assets.add_file("public", ti, name="shared-word", kind="textual_inversion", family="sd")
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, other=other, app=app)
 
 
@@ -130,7 +132,9 @@ def test_loras_are_the_callers_and_public(mine, theirs):
 def test_the_other_lists(mine):
     assert [u["name"] for u in mine.get_upscalers()] == ["None", "Lanczos", "Nearest"]
     assert mine.get_latent_upscale_modes() == [{"name": "Latent"}]
-    assert mine.get_embeddings() == {"loaded": {}, "skipped": {}}
+    shared = {"shared-word": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                              "vectors": None}}
+    assert mine.get_embeddings() == {"loaded": shared, "skipped": {}}
     assert mine.get_sd_vae() == [] and mine.get_hypernetworks() == [] and mine.get_face_restorers() == []
     assert mine.get_realesrgan_models() == []
     styles = mine.get_prompt_styles()
@@ -198,6 +202,8 @@ def test_errors_in_a1111_shapes(server):
     assert r.status_code == 501 and r.json()["error"] == "NotSupported" and "interrogate" in r.json()["detail"]
     r = httpx.get(f"{server.base}/sdapi/v1/options", headers={"Authorization": f"Bearer {server.key}"})
     assert r.status_code == 200  # Bearer works too
+    r = httpx.post(f"{server.base}/sdapi/v1/server-kill", auth=("", server.key))
+    assert r.status_code == 404 and r.json()["error"] == "NotFound"  # as A1111 without --api-server-stop
 
 
 # -- the caller's own job ------------------------------------------------------------------------
