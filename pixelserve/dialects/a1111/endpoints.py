@@ -13,6 +13,7 @@ import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, Field
 
 from pixelserve.dialects.a1111 import extras, progress, samplers
 from pixelserve.dialects.a1111.checkpoints import Checkpoints
@@ -62,6 +63,19 @@ async def get_progress(request: Request, key: Key, skip_current_image: bool = Fa
                        ) -> dict:
     """The caller's own job: the one named by ``id_task``/``force_task_id``, else its newest running one."""
     return await progress.progress(_jobs(request), _id(key), id_task or force_task_id, skip_current_image)
+
+
+class InternalProgressRequest(BaseModel):
+    id_task: str = Field(max_length=64)
+    id_live_preview: int = -1
+    live_preview: bool = True
+
+
+@router.post("/internal/progress")
+async def internal_progress(request: Request, key: Key, body: InternalProgressRequest) -> dict:
+    """A1111's UI per-task progress (``force_task_id``): the caller's job only."""
+    return await progress.internal_progress(_jobs(request), _id(key), body.id_task, body.id_live_preview,
+                                            body.live_preview)
 
 
 @router.post(f"{P}/interrupt")

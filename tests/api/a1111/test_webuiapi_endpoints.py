@@ -215,6 +215,13 @@ def start_job(server, key: str, job_id: str, steps: int = SLOW_STEPS):
                        json={"prompt": "a cat", "width": 64, "height": 64, "steps": steps})
 
 
+def internal_progress(server, key: str, task: str, id_live_preview: int = -1) -> dict:
+    r = httpx.post(f"{server.base}/internal/progress", auth=("", key),
+                   json={"id_task": task, "id_live_preview": id_live_preview, "live_preview": True})
+    assert r.status_code == 200
+    return r.json()
+
+
 def wait_for(check, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -247,8 +254,17 @@ def test_progress_and_interrupt_of_the_callers_job(server, mine, theirs):
     assert named["state"]["job"] == "watched-1" and named["progress"] > 0
     # Another key sees nothing of it and cannot stop it.
     assert theirs.get_progress()["state"]["job_count"] == 0
-    assert httpx.get(f"{server.base}/sdapi/v1/progress", params={"id_task": "watched-1"},
-                     auth=("", server.other)).status_code == 404
+    hidden = httpx.get(f"{server.base}/sdapi/v1/progress", params={"id_task": "watched-1"},
+                       auth=("", server.other)).json()  # as a job not admitted yet: nothing of it shows
+    assert (hidden["progress"], hidden["state"]["job_count"], hidden["textinfo"]) == (0.0, 0, "Waiting...")
+    internal = internal_progress(server, server.key, "watched-1")
+    assert internal["active"] and not internal["completed"] and internal["progress"] > 0
+    assert internal["live_preview"].startswith("data:image/png;base64,") and internal["id_live_preview"] >= 0
+    again = internal_progress(server, server.key, "watched-1", id_live_preview=internal["id_live_preview"])
+    assert again["live_preview"] is None or again["id_live_preview"] != internal["id_live_preview"]
+    assert internal_progress(server, server.other, "watched-1") == {
+        "active": False, "queued": False, "completed": False, "progress": None, "eta": None,
+        "live_preview": None, "id_live_preview": -1, "textinfo": "Waiting..."}
     assert theirs.interrupt() == {}
     time.sleep(0.3)
     assert not done.done()
@@ -259,6 +275,8 @@ def test_progress_and_interrupt_of_the_callers_job(server, mine, theirs):
     ended = httpx.get(f"{server.base}/sdapi/v1/progress", params={"id_task": "watched-1"},
                       auth=("", server.key)).json()
     assert ended["textinfo"] == "Cancelled" and ended["state"]["job_count"] == 0
+    finished = internal_progress(server, server.key, "watched-1")
+    assert finished["completed"] and not finished["active"] and finished["textinfo"] == "Cancelled"
     jobs = httpx.get(f"{server.base}/v1/jobs/watched-1", headers={"Authorization": f"Bearer {server.key}"})
     assert jobs.json()["status"] == "cancelled"
 
