@@ -125,6 +125,7 @@ class GenerationRequest:
     prompt_2: str | None = None  # SDXL second text encoder; None: same as prompt
     negative_prompt_2: str | None = None
     prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks
+    prompt_break: bool = False  # with prompt_weighting: A1111's "BREAK" ends the 77-token chunk (SD only)
     clip_skip: int | None = None
     # -- SDXL refiner handover ------------------------------------------------------------------
     high_noise_frac: float | None = None  # None: the family default (0.8)

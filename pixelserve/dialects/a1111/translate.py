@@ -185,7 +185,7 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
     request = dict(model=target.model_id, prompt=positive.text, negative_prompt=negative.text or None,
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
-                   clip_skip=clip_skip - 1 or None, loras=loras)
+                   prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras)
     plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, body=body,
                 prompt=body.prompt, clip_skip=clip_skip, loras=positive.loras, kind=kind,
                 record={"a1111_task_id": body.force_task_id} if body.force_task_id else {})

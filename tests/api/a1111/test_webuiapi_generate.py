@@ -167,3 +167,15 @@ def test_force_task_id_is_the_job_id_and_wrong_password_is_401(server):
     images = base64.b64decode(requests.post(f"{server.base}/sdapi/v1/txt2img", json={**body, "force_task_id": None},
                                             auth=("me", server.key), timeout=120).json()["images"][0])
     assert Image.open(io.BytesIO(images)).info["parameters"].startswith("x\nSteps: 3")
+
+
+def test_break_starts_a_new_chunk_on_sd_and_is_refused_on_sdxl(api):
+    broken = api.txt2img(prompt="a cat BREAK a dog", seed=4, **SMALL).images[0]
+    joined = api.txt2img(prompt="a cat a dog", seed=4, **SMALL).images[0]
+    assert not np.array_equal(pixels(broken), pixels(joined))  # "BREAK" is no word of the prompt
+    again = api.txt2img(prompt="a cat  BREAK  a dog", seed=4, **SMALL).images[0]  # spaces around it do not count
+    assert np.array_equal(pixels(broken), pixels(again))
+    with pytest.raises(RuntimeError) as e:
+        api.txt2img(prompt="a cat BREAK a dog", seed=4, override_settings={"sd_model_checkpoint": "tiny-sdxl"},
+                    **SMALL)
+    assert e.value.args[0] == 400 and "BREAK makes 2 chunks" in e.value.args[1]
