@@ -124,8 +124,9 @@ async def latent_upscale_modes(key: Key) -> list[dict]:
     return [{"name": name} for name in LATENT_UPSCALE_MODES]
 
 
-#: hr_upscaler names of the latent kind: "Latent" (webuiapi's default for hr_upscaler).
-LATENT_UPSCALE_MODES = ("Latent",)
+#: hr_upscaler names of the latent kind: none are built (the hires pass resizes pixels with the
+#: /upscalers names; "Latent", webuiapi's default hr_upscaler, is a 400 with enable_hr).
+LATENT_UPSCALE_MODES: tuple[str, ...] = ()
 
 
 def _assets(assets, key: Caller | None, kind: str) -> list:

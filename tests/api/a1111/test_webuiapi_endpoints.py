@@ -131,7 +131,7 @@ def test_loras_are_the_callers_and_public(mine, theirs):
 
 def test_the_other_lists(mine):
     assert [u["name"] for u in mine.get_upscalers()] == ["None", "Lanczos", "Nearest"]
-    assert mine.get_latent_upscale_modes() == [{"name": "Latent"}]
+    assert mine.get_latent_upscale_modes() == []  # the hires pass resizes pixels, not latents
     shared = {"shared-word": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
                               "vectors": None}}
     assert mine.get_embeddings() == {"loaded": shared, "skipped": {}}
