@@ -5,6 +5,7 @@ extras, and progress / interrupt of the caller's own job while it runs."""
 from __future__ import annotations
 
 import base64
+import json
 import io
 import threading
 import time
@@ -335,3 +336,14 @@ def test_progress_and_interrupt_of_a_webuiapi_txt2img(server, mine, theirs):
         with pytest.raises(RuntimeError):  # stopped: no images (A1111 would send the unfinished ones)
             done.result(timeout=60)
     wait_for(lambda: mine.get_progress()["state"]["job_count"] == 0, timeout=10)
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "webp"])
+def test_png_info_reads_the_exif_of_jpeg_and_webp_answers(server, fmt):
+    """webuiapi's png_info re-encodes as PNG (the EXIF is lost), so the answer's own bytes go as they came."""
+    auth = ("", server.key)
+    body = {"prompt": "a blue boat", "seed": 5, **SMALL, "override_settings": {"samples_format": fmt}}
+    answer = httpx.post(f"{server.base}/sdapi/v1/txt2img", auth=auth, json=body, timeout=120).json()
+    info = httpx.post(f"{server.base}/sdapi/v1/png-info", auth=auth, json={"image": answer["images"][0]}).json()
+    assert info["info"] == json.loads(answer["info"])["infotexts"][0]
+    assert info["parameters"]["Prompt"] == "a blue boat" and info["parameters"]["Seed"] == "5"
