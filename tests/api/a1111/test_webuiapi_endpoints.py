@@ -203,6 +203,7 @@ def test_errors_in_a1111_shapes(server):
     assert r.status_code == 501 and r.json()["error"] == "NotSupported" and "interrogate" in r.json()["detail"]
     r = httpx.get(f"{server.base}/sdapi/v1/options", headers={"Authorization": f"Bearer {server.key}"})
     assert r.status_code == 200  # Bearer works too
+    assert float(r.headers["X-Process-Time"]) >= 0  # as A1111's middleware
     r = httpx.post(f"{server.base}/sdapi/v1/server-kill", auth=("", server.key))
     assert r.status_code == 404 and r.json()["error"] == "NotFound"  # as A1111 without --api-server-stop
 
