@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from pixelserve.core.request import MAX_SEED, GenerationRequest, LoraRef
-from pixelserve.dialects.a1111 import images, infotext, prompt, samplers
+from pixelserve.core.request import MAX_SEED, GenerationRequest, LoraRef, PostProcess
+from pixelserve.dialects.a1111 import hires, images, infotext, prompt, samplers
 from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2ImgRequest
 from pixelserve.errors import InvalidRequest
 from pixelserve.service.pipeline import OutputOptions, ServiceResult
@@ -37,7 +37,6 @@ NOT_BUILT: dict[str, tuple[tuple, str]] = {
     "styles": ((None, []), "prompt styles are not supported by the A1111 dialect yet"),
     "refiner_checkpoint": ((None, "", "None"), "a refiner checkpoint is not supported by the A1111 dialect yet"),
     "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
-    "enable_hr": ((False,), "hires fix (enable_hr) is not supported by the A1111 dialect yet"),
     "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
     "image_cfg_scale": ((None, 1.5, 0, 1, 1.0), "image_cfg_scale needs an instruct-pix2pix model, not served here"),
     "latent_mask": ((None,), "latent_mask is not supported by this server"),
@@ -195,6 +194,8 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
 def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str],
                        settings: dict[str, Any] | None = None) -> Plan:
     request, plan = common(body, target, lora_path, "txt2img", settings_of(body) if settings is None else settings)
+    if body.enable_hr:
+        request["post"] = PostProcess(hires=hires.plan(body))
     return Plan(GenerationRequest(task="txt2img", **request), **plan)
 
 
@@ -250,6 +251,7 @@ def infotext_params(plan: Plan, target: Target, seed: int) -> dict[str, Any]:
         "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
         "Mask blur": None,
+        **hires.infotext_params(body),
         "Version": VERSION,
     }
     if isinstance(body, Img2ImgRequest) and body.mask:
