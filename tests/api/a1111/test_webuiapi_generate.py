@@ -206,3 +206,10 @@ def test_enable_hr_second_pass_at_the_larger_size(api):
         with pytest.raises(RuntimeError) as e:
             api.txt2img(prompt="x", enable_hr=True, **{**SMALL, **kwargs})
         assert e.value.args[0] == 400 and field in e.value.args[1], kwargs
+
+
+def test_restore_faces_runs_the_face_refiner(api):
+    out = api.txt2img(prompt="a portrait", seed=6, restore_faces=True, **SMALL)
+    assert out.info["restore_faces"] is True and out.info["face_restoration_model"] == "pixelserve face refiner"
+    assert "Face restoration: pixelserve face refiner, " in out.info["infotexts"][0]
+    assert out.images[0].size == (64, 64)
