@@ -16,13 +16,17 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from pixelserve.core.request import MAX_SEED, GenerationRequest, LoraRef
-from pixelserve.dialects.a1111 import images, infotext, prompt, samplers
+from pixelserve.core.request import MAX_SEED, FaceRefine, GenerationRequest, LoraRef, PostProcess
+from pixelserve.dialects.a1111 import hires, images, infotext, prompt, samplers
 from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2ImgRequest
 from pixelserve.errors import InvalidRequest
 from pixelserve.service.pipeline import OutputOptions, ServiceResult
 
-VERSION = "pixelserve"  # infotext "Version" / info "version"
+VERSION = "pixelserve"
+#: restore_faces: pixelserve's face refiner (engine/post/face_refine.py: faces repainted larger and pasted
+#: back), not A1111's GFPGAN/CodeFormer; every face the detector is at least half sure of, once.
+FACE_RESTORER = "pixelserve face refiner"
+FACE_REFINE = FaceRefine(bbox_size_threshold=1.0, bbox_filter_threshold=0.5, restoration_repeats=1, weight_sft=0.5)  # infotext "Version" / info "version"
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 SAMPLES_FORMATS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
 JPEG_QUALITY = 80  # A1111's jpeg_quality option default
@@ -32,12 +36,10 @@ NOT_BUILT: dict[str, tuple[tuple, str]] = {
     "subseed_strength": ((0, 0.0), "variation seeds are not supported by this server"),
     "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
     "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
-    "restore_faces": ((None, False), "face restoration is not supported by the A1111 dialect yet"),
     "tiling": ((None, False), "tiling (circular padding) is not supported by this server"),
     "styles": ((None, []), "prompt styles are not supported by the A1111 dialect yet"),
     "refiner_checkpoint": ((None, "", "None"), "a refiner checkpoint is not supported by the A1111 dialect yet"),
     "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
-    "enable_hr": ((False,), "hires fix (enable_hr) is not supported by the A1111 dialect yet"),
     "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
     "image_cfg_scale": ((None, 1.5, 0, 1, 1.0), "image_cfg_scale needs an instruct-pix2pix model, not served here"),
     "latent_mask": ((None,), "latent_mask is not supported by this server"),
@@ -185,7 +187,8 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
     request = dict(model=target.model_id, prompt=positive.text, negative_prompt=negative.text or None,
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
-                   prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras)
+                   prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras,
+                   post=PostProcess(face_refine=FACE_REFINE if body.restore_faces else None))
     plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, body=body,
                 prompt=body.prompt, clip_skip=clip_skip, loras=positive.loras, kind=kind,
                 record={"a1111_task_id": body.force_task_id} if body.force_task_id else {})
@@ -195,6 +198,8 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
 def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str],
                        settings: dict[str, Any] | None = None) -> Plan:
     request, plan = common(body, target, lora_path, "txt2img", settings_of(body) if settings is None else settings)
+    if body.enable_hr:
+        request["post"] = PostProcess(hires=hires.plan(body), face_refine=request["post"].face_refine)
     return Plan(GenerationRequest(task="txt2img", **request), **plan)
 
 
@@ -246,10 +251,12 @@ def infotext_params(plan: Plan, target: Target, seed: int) -> dict[str, Any]:
     params: dict[str, Any] = {
         "Steps": body.steps, "Sampler": plan.sampler.label, "Schedule type": plan.sampler.schedule,
         "CFG scale": infotext.number(body.cfg_scale), "Seed": seed, "Size": f"{body.width}x{body.height}",
+        "Face restoration": FACE_RESTORER if body.restore_faces else None,
         "Model hash": target.hash, "Model": target.title,
         "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
         "Mask blur": None,
+        **hires.infotext_params(body),
         "Version": VERSION,
     }
     if isinstance(body, Img2ImgRequest) and body.mask:
@@ -267,7 +274,8 @@ def info(plan: Plan, target: Target, result_seeds: list[int], texts: list[str]) 
         "subseed": -1 if body.subseed == -1 else body.subseed, "all_subseeds": [body.subseed] * n,
         "subseed_strength": body.subseed_strength, "width": body.width, "height": body.height,
         "sampler_name": plan.sampler.label, "cfg_scale": body.cfg_scale, "steps": body.steps,
-        "batch_size": body.batch_size, "restore_faces": bool(body.restore_faces), "face_restoration_model": None,
+        "batch_size": body.batch_size, "restore_faces": bool(body.restore_faces),
+        "face_restoration_model": FACE_RESTORER if body.restore_faces else None,
         "sd_model_name": target.title, "sd_model_hash": target.hash, "sd_vae_name": None, "sd_vae_hash": None,
         "seed_resize_from_w": body.seed_resize_from_w, "seed_resize_from_h": body.seed_resize_from_h,
         "denoising_strength": body.denoising_strength, "extra_generation_params": {},

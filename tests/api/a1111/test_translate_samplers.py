@@ -73,3 +73,19 @@ def test_infotext_without_parameters_line_is_all_prompt():
     assert parsed["Prompt"] == "just a prompt" and parsed["Negative prompt"] == "x"
     assert "Steps" not in parsed and parsed["Schedule type"] == "Automatic"
     assert infotext.request_fields("")[0] == {"prompt": "", "negative_prompt": ""}
+
+
+def test_restore_faces_and_hires_become_post_processing():
+    from pixelserve.dialects.a1111 import translate
+    from pixelserve.dialects.a1111.protocol import Txt2ImgRequest
+
+    target = translate.Target("tiny-sd", "sd", "tiny-sd", None)
+    body = Txt2ImgRequest(prompt="x", width=64, height=64, restore_faces=True, enable_hr=True, hr_scale=2,
+                          hr_upscaler="Nearest", denoising_strength=0.4, hr_second_pass_steps=5)
+    req = translate.txt2img_to_request(body, target, lambda name: name).request
+    assert req.post.face_refine == translate.FACE_REFINE
+    h = req.post.hires
+    assert (h.width, h.height, h.strength, h.steps, h.resample, h.scheduler) == (128, 128, 0.4, 5, "nearest", None)
+    plain = translate.txt2img_to_request(Txt2ImgRequest(prompt="x"), target, lambda name: name).request
+    assert plain.post.face_refine is None and plain.post.hires is None
+    assert (plain.width, plain.steps, plain.guidance_scale, plain.scheduler) == (512, 50, 7.0, "euler")

@@ -112,7 +112,7 @@ def test_checkpoint_and_format_per_request(api):
 
 
 def test_not_built_fields_and_unknown_names_are_400s(api):
-    for kwargs, words in [(dict(enable_hr=True), "enable_hr"), (dict(sampler_name="Nope"), "Sampler not found"),
+    for kwargs, words in [(dict(seed_resize_from_h=128), "seed_resize_from_h"), (dict(sampler_name="Nope"), "Sampler not found"),
                           (dict(subseed_strength=0.5), "subseed_strength"), (dict(styles=["x"]), "styles"),
                           (dict(override_settings={"sd_model_checkpoint": "nope"}), "model 'nope' not found"),
                           (dict(prompt="a [cat:dog:5]"), "prompt editing")]:
@@ -179,3 +179,37 @@ def test_break_starts_a_new_chunk_on_sd_and_is_refused_on_sdxl(api):
         api.txt2img(prompt="a cat BREAK a dog", seed=4, override_settings={"sd_model_checkpoint": "tiny-sdxl"},
                     **SMALL)
     assert e.value.args[0] == 400 and "BREAK makes 2 chunks" in e.value.args[1]
+
+
+def test_enable_hr_second_pass_at_the_larger_size(api):
+    out = api.txt2img(prompt="a castle", seed=9, enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos",
+                      denoising_strength=0.6, hr_second_pass_steps=4, **SMALL)
+    assert out.images[0].size == (96, 96)  # 64 x 1.5
+    text = out.info["infotexts"][0]
+    assert "Size: 64x64" in text and "Denoising strength: 0.6, Hires upscale: 1.5, Hires steps: 4, " \
+                                     "Hires upscaler: Lanczos" in text
+    plain = api.txt2img(prompt="a castle", seed=9, **SMALL).images[0]
+    resized = np.asarray(plain.convert("RGB").resize((96, 96), Image.Resampling.LANCZOS), dtype=np.int16)
+    assert not np.array_equal(pixels(out.images[0]), resized)  # the second pass repainted the resize
+    wide = api.txt2img(prompt="a castle", seed=9, enable_hr=True, hr_resize_x=192, hr_upscaler="Nearest",
+                       hr_sampler_name="DPM++ 2M", hr_prompt="a (castle:1.2) at night", width=128, height=64,
+                       steps=2)
+    assert wide.images[0].size == (192, 96) and "Hires resize: 192x0" in wide.info["infotexts"][0]
+    latent = api.txt2img(prompt="a castle", seed=9, enable_hr=True, hr_scale=2, **SMALL)  # webuiapi: "Latent"
+    assert latent.images[0].size == (128, 128) and "Hires upscaler: Latent" in latent.info["infotexts"][0]
+    antialiased = api.txt2img(prompt="a castle", seed=9, enable_hr=True, hr_scale=2,
+                              hr_upscaler="Latent (bicubic antialiased)", **SMALL)
+    assert not np.array_equal(pixels(latent.images[0]), pixels(antialiased.images[0]))
+    for kwargs, field in [(dict(hr_upscaler="R-ESRGAN 4x+"), "hr_upscaler"), (dict(hr_scale=9), "hr_scale"),
+                          (dict(hr_second_pass_steps=1, denoising_strength=0.5), "hires"),
+                          (dict(hr_checkpoint_name="tiny-sdxl"), "hr_checkpoint_name")]:
+        with pytest.raises(RuntimeError) as e:
+            api.txt2img(prompt="x", enable_hr=True, **{**SMALL, **kwargs})
+        assert e.value.args[0] == 400 and field in e.value.args[1], kwargs
+
+
+def test_restore_faces_runs_the_face_refiner(api):
+    out = api.txt2img(prompt="a portrait", seed=6, restore_faces=True, **SMALL)
+    assert out.info["restore_faces"] is True and out.info["face_restoration_model"] == "pixelserve face refiner"
+    assert "Face restoration: pixelserve face refiner, " in out.info["infotexts"][0]
+    assert out.images[0].size == (64, 64)
