@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
-from pixelserve.dialects.a1111 import extras, progress, samplers
+from pixelserve.dialects.a1111 import extras, hires, progress, samplers, translate
 from pixelserve.dialects.a1111.checkpoints import Checkpoints
 from pixelserve.dialects.a1111.options import A1111Defaults
 from pixelserve.dialects.a1111.route import A1111Route, Key
@@ -124,9 +124,8 @@ async def latent_upscale_modes(key: Key) -> list[dict]:
     return [{"name": name} for name in LATENT_UPSCALE_MODES]
 
 
-#: hr_upscaler names of the latent kind: none are built (the hires pass resizes pixels with the
-#: /upscalers names; "Latent", webuiapi's default hr_upscaler, is a 400 with enable_hr).
-LATENT_UPSCALE_MODES: tuple[str, ...] = ()
+#: hr_upscaler names of the latent kind (hires.py builds them; /upscalers has the pixel ones).
+LATENT_UPSCALE_MODES = tuple(hires.LATENT_UPSCALERS)
 
 
 def _assets(assets, key: Caller | None, kind: str) -> list:
@@ -180,7 +179,8 @@ async def hypernetworks(key: Key) -> list[dict]:
 
 @router.get(f"{P}/face-restorers")
 async def face_restorers(key: Key) -> list[dict]:
-    return []  # GFPGAN / CodeFormer are not served
+    """``restore_faces`` runs pixelserve's face refiner (GFPGAN / CodeFormer are not served)."""
+    return [{"name": translate.FACE_RESTORER, "cmd_dir": None}]
 
 
 @router.get(f"{P}/realesrgan-models")

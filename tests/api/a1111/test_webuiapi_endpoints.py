@@ -132,11 +132,14 @@ def test_loras_are_the_callers_and_public(mine, theirs):
 
 def test_the_other_lists(mine):
     assert [u["name"] for u in mine.get_upscalers()] == ["None", "Lanczos", "Nearest"]
-    assert mine.get_latent_upscale_modes() == []  # the hires pass resizes pixels, not latents
+    assert [m["name"] for m in mine.get_latent_upscale_modes()] == [
+        "Latent", "Latent (antialiased)", "Latent (bicubic)", "Latent (bicubic antialiased)", "Latent (nearest)",
+        "Latent (nearest-exact)"]
+    assert mine.get_face_restorers() == [{"name": "pixelserve face refiner", "cmd_dir": None}]
     shared = {"shared-word": {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
                               "vectors": None}}
     assert mine.get_embeddings() == {"loaded": shared, "skipped": {}}
-    assert mine.get_sd_vae() == [] and mine.get_hypernetworks() == [] and mine.get_face_restorers() == []
+    assert mine.get_sd_vae() == [] and mine.get_hypernetworks() == []
     assert mine.get_realesrgan_models() == []
     styles = mine.get_prompt_styles()
     assert styles and all(set(s) == {"name", "prompt", "negative_prompt"} for s in styles)
