@@ -33,9 +33,25 @@ class FaceRefine:
 
 
 @dataclass(frozen=True)
+class Hires:
+    """A second pass at a larger size (A1111's hires fix): each image resized to width x height, then
+    an img2img pass of the same request at ``strength`` (engine/post/hires.py)."""
+
+    width: int
+    height: int
+    strength: float
+    steps: int  # as img2img counts them: int(steps * strength) are run
+    resample: str = "lanczos"  # lanczos | nearest (pixels) | latent:bilinear[-aa] | latent:bicubic[-aa] | latent:nearest[-exact]
+    scheduler: str | None = None  # None: the request's
+    prompt: str | None = None  # None: the request's
+    negative_prompt: str | None = None
+
+
+@dataclass(frozen=True)
 class PostProcess:
     """What happens to the generated images before they are returned (engine/post/)."""
 
+    hires: Hires | None = None  # runs first, before face refinement and upscaling
     face_refine: FaceRefine | None = None
     upscale: int | None = None  # 2 or 4
     max_side: int = 2048  # an upscaled side never exceeds this
@@ -125,6 +141,7 @@ class GenerationRequest:
     prompt_2: str | None = None  # SDXL second text encoder; None: same as prompt
     negative_prompt_2: str | None = None
     prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks
+    prompt_break: bool = False  # with prompt_weighting: A1111's "BREAK" ends the 77-token chunk (SD only)
     clip_skip: int | None = None
     # -- SDXL refiner handover ------------------------------------------------------------------
     high_noise_frac: float | None = None  # None: the family default (0.8)
@@ -179,6 +196,8 @@ class GenerationRequest:
         post = dict(d.get("post") or {"nsfw_check": d.get("nsfw_check", False)})  # older Studio plans: the flag alone
         if post.get("face_refine") is not None:
             post["face_refine"] = FaceRefine(**post["face_refine"])
+        if post.get("hires") is not None:
+            post["hires"] = Hires(**post["hires"])
         if values.get("seeds") is not None:
             values["seeds"] = tuple(values["seeds"])
         prompt_ref = None

@@ -101,6 +101,8 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
                            field="face_refiner")
     if request.post.upscale is not None and request.post.upscale not in (2, 4):
         raise InvalidRequest("must be 2 or 4", field="scale")
+    if request.post.hires is not None:
+        _check_hires(request, model, limits)
     seeds = request.seeds
     if seeds is None:
         seeds = (None,) * request.num_images
@@ -111,3 +113,26 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         if not 0 <= s <= MAX_SEED:
             raise InvalidRequest(f"each seed must be 0 to {MAX_SEED}", field="seed")
     return request.with_(seeds=tuple(int(s) for s in seeds))
+
+
+def _check_hires(request: GenerationRequest, model: Any, limits: Limits) -> None:
+    hires = request.post.hires
+    if "img2img" not in model.tasks:
+        raise NotSupported(f"model {model.id} ({model.family}) has no img2img for a second pass", field="hires")
+    for name, v in (("width", hires.width), ("height", hires.height)):
+        if v < 64 or v % 8:
+            raise InvalidRequest(f"the second pass's {name} must be a multiple of 8 and at least 64, got {v}",
+                                 field="hires")
+    if hires.width * hires.height > limits.max_pixels:
+        raise InvalidRequest(f"the second pass's {hires.width}x{hires.height} is over {limits.max_pixels} pixels",
+                             field="hires")
+    if not 0 < hires.strength <= 1:
+        raise InvalidRequest("the second pass's strength must be in (0, 1]", field="hires")
+    if not 1 <= hires.steps <= MAX_STEPS or int(hires.steps * hires.strength) < 1:
+        raise InvalidRequest(f"the second pass runs int(steps x strength) steps: {hires.steps} x {hires.strength} "
+                             "leaves none, or steps is over the limit", field="hires")
+    if hires.scheduler is not None and hires.scheduler not in SAMPLERS:
+        raise InvalidRequest(f"unknown scheduler {hires.scheduler!r}", field="hires")
+    latent_modes = ("bilinear", "bilinear-aa", "bicubic", "bicubic-aa", "nearest", "nearest-exact")
+    if hires.resample not in ("lanczos", "nearest", *(f"latent:{m}" for m in latent_modes)):
+        raise InvalidRequest("the second pass's resample must be lanczos, nearest or latent:<mode>", field="hires")

@@ -136,3 +136,18 @@ class IdempotentRequest(Base):
     content_type: Mapped[str | None] = mapped_column(String(100), nullable=True)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class KeyOptions(Base):
+    """A key's own settings for one dialect (``namespace``), e.g. A1111's ``/options`` with the key's
+    default checkpoint: one client's change never touches another key's. ``api_key_id`` None: the
+    settings shared by every caller when auth is off (crud keeps that row single)."""
+
+    __tablename__ = "key_options"
+    __table_args__ = (Index("ux_key_options_key_namespace", "api_key_id", "namespace", unique=True),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    namespace: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict] = mapped_column(JSON)  # option name -> value
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

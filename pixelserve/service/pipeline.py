@@ -185,6 +185,14 @@ class Pipeline:
         self.engine.cancel(job_id)  # False if not in the engine yet: the next progress callback sends it again
         return True
 
+    def was_cancelled(self, job_id: str) -> bool:
+        """``cancel`` was called for the job (while it is still known here)."""
+        return job_id in self._cancelled
+
+    def live_jobs(self, caller_id: int | None) -> list[Job]:
+        """The caller's jobs executing in this process (queued in the engine or running), oldest first."""
+        return [job for job in list(self._live.values()) if job.caller_id == caller_id]
+
     def close(self) -> None:
         self._encoders.shutdown(wait=False, cancel_futures=True)
         self._records.shutdown(wait=True)  # the last failures and finishes still reach the database

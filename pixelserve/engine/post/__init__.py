@@ -1,4 +1,4 @@
-"""Post-processing of generated images, in order: face refinement, upscale, NSFW scoring."""
+"""Post-processing of generated images, in order: hires second pass, face refinement, upscale, NSFW scoring."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.families.base import Family
-from pixelserve.engine.post import face_refine, safety, upscale
+from pixelserve.engine.post import face_refine, hires, safety, upscale
 
 
 def apply(model: Any, family: Family, request: GenerationRequest, images: list[Any],
@@ -17,6 +17,8 @@ def apply(model: Any, family: Family, request: GenerationRequest, images: list[A
     ``nsfw=False``: the caller scores them itself (the engine does, off the device thread).
     """
     post = request.post
+    if post.hires is not None:
+        images = hires.second_pass(model, family, request, images, cancel)
     if post.face_refine is not None:
         images = [face_refine.refine(model, family, request, im, seed, cancel)
                   for im, seed in zip(images, request.seeds)]

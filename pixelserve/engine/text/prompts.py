@@ -39,7 +39,7 @@ from compel.embeddings_provider import (BaseTextualInversionManager, EmbeddingsP
                                         SplitLongTextMode)
 
 from pixelserve.core.request import GenerationRequest
-from pixelserve.engine.text.weighting import parse_weighted, plain_text
+from pixelserve.engine.text.weighting import break_parts, parse_weighted, plain_text
 from pixelserve.engine.adapters import textual_inversion
 
 # -- what the pipeline gets --------------------------------------------------------------------
@@ -122,7 +122,7 @@ class _Embedder:
     def __init__(self, base: Any, family: str, request: GenerationRequest, adapter_key: tuple):
         self.base, self.family, self.request = base, family, request
         self.weighted = request.prompt_weighting
-        self.key = (base.label, self.weighted, request.clip_skip or 0,
+        self.key = (base.label, self.weighted, self.weighted and request.prompt_break, request.clip_skip or 0,
                     textual_inversion.ti_key(request.textual_inversions), adapter_key)
         self.providers: list[_Provider] | None = None
 
@@ -162,6 +162,9 @@ class _Embedder:
         return [t for t, _ in pairs], [w for _, w in pairs]
 
     def _encode(self, role: str, text: str) -> Any:
+        parts = break_parts(text, self.weighted and self.request.prompt_break)
+        if len(parts) > 1 and role == "sd":  # A1111's BREAK: each part padded to whole chunks of its own
+            return torch.cat([self._encode(role, part) for part in parts], dim=1)
         provider = self.providers[1 if role == "te2" else 0]
         fragments, weights = self._fragments(text)
         embeds = provider.get_embeddings_for_weighted_prompt_fragments(

@@ -17,6 +17,9 @@ MAX_CHUNKS = {"sd": 3, "sdxl": 1}
 CHUNK_TEXT_TOKENS = 75  # 77 minus the start and end markers
 BARE_BRACKET = 1.1
 
+#: A1111's chunk break: the text after it starts a new 77-token chunk (``prompt_parser.re_break``).
+RE_BREAK = re.compile(r"\s*\bBREAK\b\s*")
+
 # -- weighting syntax --------------------------------------------------------------------------
 _TOKENS = re.compile(r"\\[()\[\]\\]|\(|\[|:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|\)|\]|[^\\()\[\]:]+|:|\\")
 
@@ -65,6 +68,11 @@ def plain_text(text: str) -> str:
     return "".join(t for t, _ in parse_weighted(text))
 
 
+def break_parts(text: str, breaks: bool) -> list[str]:
+    """The texts encoded as chunks of their own: split at each BREAK when ``breaks`` is on."""
+    return RE_BREAK.split(text) if breaks and RE_BREAK.search(text) else [text]
+
+
 def count_tokens(tokenizer: Any, text: str, weighted: bool) -> int:
     """Text tokens of ``text`` (no start/end markers; weighting syntax not counted)."""
     fragments = [t for t, _ in parse_weighted(text)] if weighted else [text]
@@ -92,6 +100,13 @@ def check_token_limits(request: GenerationRequest, family: str, tokenizers: list
         own = text
         if style is not None and styled is not None:
             own = style.callers_prompt(text) if styled else style.callers_negative(text)
+        parts = break_parts(own, request.prompt_break)
+        if len(parts) > 1:  # each part fills whole chunks of its own
+            used = sum(max(1, -(-count_tokens(tokenizers[index], p, weighted=True) // CHUNK_TEXT_TOKENS))
+                       for p in parts)
+            if used > chunks:
+                raise InvalidRequest(f"BREAK makes {used} chunks of 75 tokens; {family} models take at most {chunks} "
+                                     "here", field=name)
         n = count_tokens(tokenizers[index], own, weighted=True)
         if n > limit:
             raise InvalidRequest(

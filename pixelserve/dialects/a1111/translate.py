@@ -1,0 +1,310 @@
+"""A1111 wire <-> internal request/result. Pure functions (images: images.py; names: samplers.py,
+prompt.py, infotext.py).
+
+What a request may carry that is not built here is refused with a 400 naming the field when its
+value is not A1111's default (webuiapi sends every field, so defaults must pass): ``NOT_BUILT``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from PIL import Image
+
+from pixelserve.core.request import MAX_SEED, FaceRefine, GenerationRequest, LoraRef, PostProcess
+from pixelserve.dialects.a1111 import hires, images, infotext, prompt, samplers
+from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2ImgRequest
+from pixelserve.errors import InvalidRequest
+from pixelserve.service.pipeline import OutputOptions, ServiceResult
+
+VERSION = "pixelserve"
+#: restore_faces: pixelserve's face refiner (engine/post/face_refine.py: faces repainted larger and pasted
+#: back), not A1111's GFPGAN/CodeFormer; every face the detector is at least half sure of, once.
+FACE_RESTORER = "pixelserve face refiner"
+FACE_REFINE = FaceRefine(bbox_size_threshold=1.0, bbox_filter_threshold=0.5, restoration_repeats=1, weight_sft=0.5)  # infotext "Version" / info "version"
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+SAMPLES_FORMATS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
+JPEG_QUALITY = 80  # A1111's jpeg_quality option default
+
+#: field -> (A1111's "off" values, why it is not built). A value outside them is a 400 naming the field.
+NOT_BUILT: dict[str, tuple[tuple, str]] = {
+    "subseed_strength": ((0, 0.0), "variation seeds are not supported by this server"),
+    "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
+    "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
+    "tiling": ((None, False), "tiling (circular padding) is not supported by this server"),
+    "styles": ((None, []), "prompt styles are not supported by the A1111 dialect yet"),
+    "refiner_checkpoint": ((None, "", "None"), "a refiner checkpoint is not supported by the A1111 dialect yet"),
+    "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
+    "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
+    "image_cfg_scale": ((None, 1.5, 0, 1, 1.0), "image_cfg_scale needs an instruct-pix2pix model, not served here"),
+    "latent_mask": ((None,), "latent_mask is not supported by this server"),
+    "initial_noise_multiplier": ((None, 1, 1.0), "initial_noise_multiplier is not supported by this server"),
+}
+#: Sampler fine-tuning A1111 reads only for some k-diffusion samplers; accepted at its defaults.
+SAMPLER_TUNING = {"eta": (None, 0, 1, 1.0, 0.0), "s_churn": (None, 0, 0.0), "s_tmax": (None, 0, 0.0),
+                  "s_tmin": (None, 0, 0.0), "s_noise": (None, 1, 1.0), "s_min_uncond": (None, 0, 0.0)}
+#: override_settings keys acted on here (others listed in /options are accepted as no-ops by endpoints
+#: once merged; here an unknown one is a 400 naming it).
+OVERRIDES = ("sd_model_checkpoint", "CLIP_stop_at_last_layers", "samples_format", "sd_vae")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The model the request runs on, with what the answer reports of it."""
+
+    model_id: str
+    family: str
+    title: str  # A1111's sd_model_name / infotext "Model"
+    hash: str | None
+    tasks: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
+
+
+@dataclass(frozen=True)
+class Plan:
+    request: GenerationRequest
+    output: OutputOptions  # always png from the service: the infotext is written into it here
+    fmt: str  # png | jpeg | webp, as answered
+    sampler: samplers.Resolved
+    seed: int
+    body: Processing
+    prompt: str  # as sent (with its tags): the infotext and info report it
+    clip_skip: int
+    loras: tuple[prompt.LoraTag, ...] = ()
+    kind: str = "txt2img"
+    record: dict = field(default_factory=dict)
+
+
+def with_infotext(body: Processing) -> Processing:
+    """``infotext``: its values fill every field the request did not set (A1111 ``text2imgapi``)."""
+    if not body.infotext:
+        return body
+    fields, settings = infotext.request_fields(body.infotext)
+    fill = {k: v for k, v in fields.items() if k in type(body).model_fields and not body.sent(k)}
+    overrides = dict(body.override_settings or {})
+    for k, v in settings.items():
+        overrides.setdefault(k, v)
+    update = {**fill, "override_settings": overrides or body.override_settings}
+    return body.model_validate({**body.model_dump(exclude_unset=True), **update})
+
+
+def settings_of(body: Processing, own: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options the job runs with: the caller's own (``/options``, per key) under ``override_settings``."""
+    return {**(own or {}), **(body.override_settings or {})}
+
+
+def model_name(body: Processing) -> str | None:
+    """The checkpoint the request asks for (override_settings.sd_model_checkpoint), if any."""
+    value = (body.override_settings or {}).get("sd_model_checkpoint")
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest("must be a checkpoint title or name", field="override_settings.sd_model_checkpoint")
+    return value or None
+
+
+def check(body: Processing, settings: dict[str, Any]) -> None:
+    """What is not built, refused by name (only when not at A1111's default)."""
+    for name, (off, why) in NOT_BUILT.items():
+        if name in type(body).model_fields and getattr(body, name) not in off:
+            raise InvalidRequest(why, field=name)
+    for name, off in SAMPLER_TUNING.items():
+        if getattr(body, name) not in off:
+            raise InvalidRequest("sampler fine-tuning (eta, s_churn, s_tmin, s_tmax, s_noise, s_min_uncond) is not "
+                               "supported by this server; send the defaults or leave it out", field=name)
+    if body.alwayson_scripts:
+        name = next(iter(body.alwayson_scripts))
+        # A1111: "always on script x not found" (422)
+        raise InvalidRequest(f"always on script {name} not found (this server has none: /sdapi/v1/scripts)",
+                             field="alwayson_scripts")
+    if body.script_args:
+        raise InvalidRequest("script_args needs a script, and this server has none", field="script_args")
+    for key in settings:
+        if key not in OVERRIDES:
+            raise InvalidRequest(f"the option {key!r} cannot be overridden per request on this server (supported: "
+                               f"{', '.join(OVERRIDES)})", field=f"override_settings.{key}")
+    vae = settings.get("sd_vae")
+    if vae not in (None, "Automatic", "None"):
+        raise InvalidRequest("only Automatic (the model's own VAE) is available", field="override_settings.sd_vae")
+    if not 1 <= body.batch_size <= 16 or not 1 <= body.n_iter <= 16:
+        bad = "batch_size" if not 1 <= body.batch_size <= 16 else "n_iter"
+        raise InvalidRequest("must be 1 to 16", field=bad)
+    if body.batch_size * body.n_iter > 16:
+        raise InvalidRequest(f"batch_size x n_iter is {body.batch_size * body.n_iter}; at most 16 images a request",
+                             field="n_iter")
+    if body.force_task_id is not None and not body.force_task_id:
+        raise InvalidRequest("must not be empty", field="force_task_id")
+
+
+def _clip_skip(settings: dict[str, Any]) -> int:
+    value = settings.get("CLIP_stop_at_last_layers", 1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= int(value) <= 12:
+        raise InvalidRequest("must be 1 to 12", field="override_settings.CLIP_stop_at_last_layers")
+    return int(value)
+
+
+def samples_format(settings: dict[str, Any]) -> str:
+    value = settings.get("samples_format", "png")
+    fmt = SAMPLES_FORMATS.get(str(value).lower())
+    if fmt is None:
+        raise InvalidRequest("must be png, jpg or webp", field="override_settings.samples_format")
+    return fmt
+
+
+def seeds(body: Processing, count: int, rng: Callable[[int], int] = random.randrange) -> tuple[int, tuple[int, ...]]:
+    """(first seed, one per image): -1 is a random one; image i gets seed + i (A1111, subseed_strength 0)."""
+    seed = int(body.seed)
+    if seed == -1:
+        seed = rng(4294967294)
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"must be -1 or 0 to {MAX_SEED}", field="seed")
+    return seed, tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
+
+
+def prompts(body: Processing) -> tuple[prompt.Parsed, prompt.Parsed]:
+    enabled = not body.disable_extra_networks
+    positive = prompt.parse(body.prompt, "prompt", extra_networks=enabled)
+    negative = prompt.parse(body.negative_prompt, "negative_prompt", extra_networks=enabled)
+    if negative.loras:
+        raise InvalidRequest("<lora:...> tags belong in prompt", field="negative_prompt")
+    return positive, negative
+
+
+def common(body: Processing, target: Target, lora_path: Callable[[str], str], kind: str,
+           settings: dict[str, Any]) -> tuple[dict, dict]:
+    """(GenerationRequest keywords shared by txt2img and img2img, Plan keywords)."""
+    check(body, settings)
+    resolved = samplers.resolve(body.sampler_name or body.sampler_index, body.scheduler,
+                                field="sampler_name" if body.sampler_name else "sampler_index")
+    positive, negative = prompts(body)
+    count = body.batch_size * body.n_iter
+    first, all_seeds = seeds(body, count)
+    clip_skip = _clip_skip(settings)
+    loras = tuple(LoraRef(name=t.name, path=lora_path(t.name), weight=t.weight) for t in positive.loras)
+    fmt = samples_format(settings)
+    request = dict(model=target.model_id, prompt=positive.text, negative_prompt=negative.text or None,
+                   width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
+                   guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
+                   prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras,
+                   post=PostProcess(face_refine=FACE_REFINE if body.restore_faces else None))
+    plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, body=body,
+                prompt=body.prompt, clip_skip=clip_skip, loras=positive.loras, kind=kind,
+                record={"a1111_task_id": body.force_task_id} if body.force_task_id else {})
+    return request, plan
+
+
+def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str],
+                       settings: dict[str, Any] | None = None) -> Plan:
+    request, plan = common(body, target, lora_path, "txt2img", settings_of(body) if settings is None else settings)
+    if body.enable_hr:
+        request["post"] = PostProcess(hires=hires.plan(body), face_refine=request["post"].face_refine)
+    return Plan(GenerationRequest(task="txt2img", **request), **plan)
+
+
+def img2img_to_request(body: Img2ImgRequest, target: Target, lora_path: Callable[[str], str],
+                       max_pixels: int, settings: dict[str, Any] | None = None) -> Plan:
+    request, plan = common(body, target, lora_path, "img2img", settings_of(body) if settings is None else settings)
+    images.check_resize_mode(body.resize_mode)
+    if not body.init_images:
+        raise InvalidRequest("Init image not found", field="init_images")  # A1111: 404
+    if len(body.init_images) > 1:
+        raise InvalidRequest("one init image per request on this server (A1111 pairs several with batch_size)",
+                           field="init_images")
+    if body.inpainting_fill not in (0, 1):
+        what = {2: "latent noise", 3: "latent nothing"}.get(body.inpainting_fill)
+        raise (InvalidRequest(f"{body.inpainting_fill} ({what}) is not supported by this server: use 0 (fill) or "
+                            "1 (original)", field="inpainting_fill") if what else
+               InvalidRequest("must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)",
+                              field="inpainting_fill"))
+    if not 0 < body.denoising_strength <= 1:
+        raise InvalidRequest("must be in (0, 1]", field="denoising_strength")
+    width, height = body.width, body.height
+    init = images.decode(body.init_images[0], "init_images.0", MAX_IMAGE_BYTES, max_pixels).convert("RGB")
+    init = images.resize(init, body.resize_mode, width, height)
+    mask = None
+    if body.mask:
+        mask = images.binary_mask(images.decode(body.mask, "mask", MAX_IMAGE_BYTES, max_pixels))
+        mask = images.resize(mask, body.resize_mode, width, height, Image.Resampling.NEAREST)
+        if body.inpainting_mask_invert:
+            mask = mask.point(lambda v: 255 - v)
+        if mask.getbbox() is None:
+            raise InvalidRequest("has no pixel to repaint (white, or alpha over 128 in RGBA)", field="mask")
+        blur_x = body.mask_blur if body.mask_blur is not None else body.mask_blur_x
+        blur_y = body.mask_blur if body.mask_blur is not None else body.mask_blur_y
+        if body.inpainting_fill == 0:
+            init = images.fill(init, mask)
+        mask = images.blur(mask, blur_x, blur_y)
+    task = "inpaint" if mask is not None else "img2img"
+    if task not in target.tasks:
+        raise InvalidRequest(f"model {target.model_id} ({target.family}) cannot do {task}", field="init_images")
+    request.update(task=task, init_image=init, mask_image=mask, strength=body.denoising_strength,
+                   inpaint_full_res=mask is not None and body.inpaint_full_res,
+                   inpaint_full_res_padding=body.inpaint_full_res_padding)
+    return Plan(GenerationRequest(**request), **plan)
+
+
+# -- answers -----------------------------------------------------------------------------------------
+def infotext_params(plan: Plan, target: Target, seed: int) -> dict[str, Any]:
+    body = plan.body
+    params: dict[str, Any] = {
+        "Steps": body.steps, "Sampler": plan.sampler.label, "Schedule type": plan.sampler.schedule,
+        "CFG scale": infotext.number(body.cfg_scale), "Seed": seed, "Size": f"{body.width}x{body.height}",
+        "Face restoration": FACE_RESTORER if body.restore_faces else None,
+        "Model hash": target.hash, "Model": target.title,
+        "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
+        "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
+        "Mask blur": None,
+        **hires.infotext_params(body),
+        "Version": VERSION,
+    }
+    if isinstance(body, Img2ImgRequest) and body.mask:
+        params["Mask blur"] = body.mask_blur if body.mask_blur is not None else body.mask_blur_x
+    return params
+
+
+def info(plan: Plan, target: Target, result_seeds: list[int], texts: list[str]) -> dict[str, Any]:
+    """The ``info`` object (``Processed.js()``), before json.dumps."""
+    body = plan.body
+    n = len(result_seeds)
+    return {
+        "prompt": plan.prompt, "all_prompts": [plan.prompt] * n, "negative_prompt": body.negative_prompt,
+        "all_negative_prompts": [body.negative_prompt] * n, "seed": plan.seed, "all_seeds": result_seeds,
+        "subseed": -1 if body.subseed == -1 else body.subseed, "all_subseeds": [body.subseed] * n,
+        "subseed_strength": body.subseed_strength, "width": body.width, "height": body.height,
+        "sampler_name": plan.sampler.label, "cfg_scale": body.cfg_scale, "steps": body.steps,
+        "batch_size": body.batch_size, "restore_faces": bool(body.restore_faces),
+        "face_restoration_model": FACE_RESTORER if body.restore_faces else None,
+        "sd_model_name": target.title, "sd_model_hash": target.hash, "sd_vae_name": None, "sd_vae_hash": None,
+        "seed_resize_from_w": body.seed_resize_from_w, "seed_resize_from_h": body.seed_resize_from_h,
+        "denoising_strength": body.denoising_strength, "extra_generation_params": {},
+        "index_of_first_image": 0, "infotexts": texts, "styles": body.styles or [],
+        "job_timestamp": time.strftime("%Y%m%d%H%M%S"), "clip_skip": plan.clip_skip,
+        "is_using_inpainting_conditioning": False, "version": VERSION,
+    }
+
+
+def encoded(data: bytes, fmt: str, text: str) -> bytes:
+    """The answered image file: the service's PNG with the infotext, or a JPEG/WebP with it in EXIF."""
+    if fmt == "png":
+        return images.png_with_text(data, "parameters", text)
+    return images.with_exif_comment(data, fmt, text, JPEG_QUALITY)
+
+
+def parameters(body: Processing) -> dict[str, Any]:
+    """The request echoed (``parameters``): every field with its value; img2img's images only when
+    ``include_init_images`` (A1111 sets them to None otherwise)."""
+    out = body.model_dump()
+    if isinstance(body, Img2ImgRequest) and not body.include_init_images:
+        out["init_images"], out["mask"] = None, None
+    return out
+
+
+def result_to_wire(plan: Plan, target: Target, result: ServiceResult) -> dict[str, Any]:
+    seeds_ = [im.seed for im in result.images]
+    texts = [infotext.create(plan.prompt, plan.body.negative_prompt, infotext_params(plan, target, s))
+             for s in seeds_]
+    files = [encoded(im.data, plan.fmt, t) for im, t in zip(result.images, texts)] if plan.body.send_images else []
+    return {"images": [base64.b64encode(f).decode("ascii") for f in files], "parameters": parameters(plan.body),
+            "info": json.dumps(info(plan, target, seeds_, texts))}
