@@ -99,7 +99,7 @@ async def t2i(body: T2IRequest, request: Request, key: Key, service: Service, co
 async def variations(body: VariationsRequest, request: Request, key: Key, service: Service, config: Config,
                      root: BaseUrl, settings: SettingsDep) -> JSONResponse:
     """Make variation."""
-    model = service.model_info(config.model_for(body.version))
+    model = service.model_info(config.variations_model(body.version, repaint_faces=body.face_refiner is not None))
     gen = translate.variations_to_request(body, model.id, model.family, service.limits.max_pixels)
     return await _run(request, service, key, body, gen, root, settings)
 

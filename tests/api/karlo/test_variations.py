@@ -108,3 +108,16 @@ def test_variation_differs_from_the_input(karlo):
     out = np.asarray(decode(data["images"][0]["image"]).convert("RGB"), dtype=np.int16)
     src = np.asarray(picture((64, 64)).resize((384, 384)), dtype=np.int16)
     assert np.abs(out - src).mean() > 1
+
+
+def test_the_demo_draws_variations_with_its_unclip_model(karlo, app_client):
+    """Karlo is an unCLIP model (#16): the demo's variations decode the input's image embedding with
+    tiny-unclip; asked to repaint faces (which unCLIP cannot), the version's model draws it (img2img)."""
+    from pixelserve.db.models import Job
+
+    plain = karlo(body(return_type="base64_string", seed=[2]), path=PATH)
+    faces = karlo(body(return_type="base64_string", seed=[2], face_refiner={"restoration_repeats": 1}), path=PATH)
+    assert plain.status_code == 200 and faces.status_code == 200, (plain.text, faces.text)
+    with app_client.app.state.sessions() as s:
+        models = [s.get(Job, r.headers["X-Job-Id"]).model for r in (plain, faces)]
+    assert models == ["tiny-unclip", "tiny-sd"]

@@ -14,15 +14,31 @@ def write(tmp_path, text):
 
 
 def test_demo_maps_karlo_versions():
-    assert load(demo_config()).models == {"v2.1": "tiny-sdxl", "v2.0": "tiny-sd"}
+    cfg = load(demo_config())
+    assert cfg.models == {"v2.1": "tiny-sdxl", "v2.0": "tiny-sd", "variations": "tiny-unclip"}
+    # Karlo is an unCLIP model: the demo's variations decode the image embedding with tiny-unclip,
+    # except when faces are to be repainted (unCLIP has no img2img): then the version's model.
+    assert cfg.variations_model("v2.1") == cfg.variations_model("v2.0") == "tiny-unclip"
+    assert cfg.variations_model("v2.1", repaint_faces=True) == "tiny-sdxl"
 
 
 def test_table(tmp_path):
     cfg = write(tmp_path, "[models.a]\nfamily='sd'\npath='.'\n[models.b]\nfamily='sd'\npath='.'\n"
                           "[karlo]\n'v2.0'='a'\ninpainting='b'")
     assert cfg.model_for("v2.0") == "a" and cfg.inpainting_model("v2.0") == "b"
+    assert cfg.variations_model("v2.0") == "a"  # no variations key: the version's model (img2img)
     with pytest.raises(NotSupported, match="v2.1 is not configured"):
         cfg.model_for("v2.1")
+    with pytest.raises(NotSupported, match="v2.1 is not configured"):
+        cfg.variations_model("v2.1")
+
+
+def test_a_variations_model_serves_every_configured_version(tmp_path):
+    cfg = write(tmp_path, "[models.a]\nfamily='sd'\npath='.'\n[models.u]\nfamily='unclip'\npath='.'\n"
+                          "[karlo]\n'v2.0'='a'\nvariations='u'")
+    assert cfg.variations_model("v2.0") == "u" and cfg.variations_model("v2.0", repaint_faces=True) == "a"
+    with pytest.raises(NotSupported, match="v2.1 is not configured"):
+        cfg.variations_model("v2.1")
 
 
 def test_without_a_table_no_version_is_served(tmp_path):
