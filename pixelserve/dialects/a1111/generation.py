@@ -71,6 +71,16 @@ def _lora_paths(assets: AssetService, key: Caller | None, family: str) -> Callab
     return path
 
 
+def _styles(request: Request, key: Caller | None, body: Processing) -> translate.Styles:
+    """The caller's Studio styles (and the built-in ones) by name, when the request names any: A1111's
+    prompt styles (/prompt-styles lists them). Only their prompt and negative prompt apply."""
+    studio = getattr(request.app.state, "studio", None)
+    if not body.styles or studio is None:
+        return {}
+    owner = key.id if key is not None else 0  # Studio's owner with auth off
+    return {s.name: (s.prompt_template or "", s.negative_prompt or "") for s in studio.styles(owner)}
+
+
 def _task_id(body: Processing) -> None:
     """``force_task_id`` is the job's client id (it wins over an X-Job-Id header)."""
     if body.force_task_id is None:
@@ -87,7 +97,8 @@ async def _generate(request: Request, body: Processing, key: Key, service: Servi
     body = translate.with_infotext(body)
     _task_id(body)
     target, settings = await asyncio.to_thread(_target, request, service, checkpoints, key, body)
-    plan = await asyncio.to_thread(build, body, target, _lora_paths(assets, key, target.family), settings)
+    styles = await asyncio.to_thread(_styles, request, key, body)
+    plan = await asyncio.to_thread(build, body, target, _lora_paths(assets, key, target.family), settings, styles)
     result = await cancel_on_disconnect(client_gone(request), service.generate(
         plan.request, dialect="a1111", key=key, output=plan.output, record=plan.record))
     wire = await asyncio.to_thread(translate.result_to_wire, plan, target, result)
@@ -105,6 +116,6 @@ async def txt2img(body: Txt2ImgRequest, request: Request, key: Key, service: Ser
 async def img2img(body: Img2ImgRequest, request: Request, key: Key, service: Service, assets: Assets,
                   checkpoints: Checkpoints) -> JSONResponse:
     """Image to image and inpainting (A1111 ``img2imgapi``)."""
-    def build(b, target, loras, settings):
-        return translate.img2img_to_request(b, target, loras, service.limits.max_pixels, settings)
+    def build(b, target, loras, settings, styles):
+        return translate.img2img_to_request(b, target, loras, service.limits.max_pixels, settings, styles)
     return await _generate(request, body, key, service, assets, checkpoints, build)

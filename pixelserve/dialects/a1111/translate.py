@@ -12,7 +12,8 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from PIL import Image
 
@@ -37,7 +38,6 @@ NOT_BUILT: dict[str, tuple[tuple, str]] = {
     "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
     "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
     "tiling": ((None, False), "tiling (circular padding) is not supported by this server"),
-    "styles": ((None, []), "prompt styles are not supported by the A1111 dialect yet"),
     "refiner_checkpoint": ((None, "", "None"), "a refiner checkpoint is not supported by the A1111 dialect yet"),
     "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
     "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
@@ -72,7 +72,8 @@ class Plan:
     sampler: samplers.Resolved
     seed: int
     body: Processing
-    prompt: str  # as sent (with its tags): the infotext and info report it
+    prompt: str  # as sent (with its tags), styles applied: the infotext and info report it
+    negative: str
     clip_skip: int
     loras: tuple[prompt.LoraTag, ...] = ()
     kind: str = "txt2img"
@@ -163,22 +164,47 @@ def seeds(body: Processing, count: int, rng: Callable[[int], int] = random.randr
     return seed, tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
 
 
-def prompts(body: Processing) -> tuple[prompt.Parsed, prompt.Parsed]:
+#: A style by name: (prompt, negative prompt); "{prompt}" in either marks where the request's text goes.
+Styles = Mapping[str, tuple[str, str]]
+
+
+def _styled(text: str, style: str) -> str:
+    """A1111 ``apply_styles_to_prompt``: into the style's "{prompt}", else appended after ", "."""
+    if "{prompt}" in style:
+        return style.replace("{prompt}", text)
+    return ", ".join(t for t in (text, style) if t)
+
+
+def styled(body: Processing, styles: Styles) -> tuple[str, str]:
+    """(prompt, negative prompt) with the request's ``styles`` applied in order; an unknown name is a 400."""
+    positive, negative = body.prompt, body.negative_prompt
+    for name in body.styles or ():
+        if name not in styles:
+            known = ", ".join(repr(n) for n in styles) or "none"
+            raise InvalidRequest(f"no style named {name!r}; your styles: {known} (see /sdapi/v1/prompt-styles)",
+                                 field="styles")
+        style_prompt, style_negative = styles[name]
+        positive, negative = _styled(positive, style_prompt), _styled(negative, style_negative)
+    return positive, negative
+
+
+def prompts(body: Processing, texts: tuple[str, str]) -> tuple[prompt.Parsed, prompt.Parsed]:
     enabled = not body.disable_extra_networks
-    positive = prompt.parse(body.prompt, "prompt", extra_networks=enabled)
-    negative = prompt.parse(body.negative_prompt, "negative_prompt", extra_networks=enabled)
+    positive = prompt.parse(texts[0], "prompt", extra_networks=enabled)
+    negative = prompt.parse(texts[1], "negative_prompt", extra_networks=enabled)
     if negative.loras:
         raise InvalidRequest("<lora:...> tags belong in prompt", field="negative_prompt")
     return positive, negative
 
 
 def common(body: Processing, target: Target, lora_path: Callable[[str], str], kind: str,
-           settings: dict[str, Any]) -> tuple[dict, dict]:
+           settings: dict[str, Any], styles: Styles) -> tuple[dict, dict]:
     """(GenerationRequest keywords shared by txt2img and img2img, Plan keywords)."""
     check(body, settings)
+    texts = styled(body, styles)
     resolved = samplers.resolve(body.sampler_name or body.sampler_index, body.scheduler,
                                 field="sampler_name" if body.sampler_name else "sampler_index")
-    positive, negative = prompts(body)
+    positive, negative = prompts(body, texts)
     count = body.batch_size * body.n_iter
     first, all_seeds = seeds(body, count)
     clip_skip = _clip_skip(settings)
@@ -190,22 +216,25 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
                    prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras,
                    post=PostProcess(face_refine=FACE_REFINE if body.restore_faces else None))
     plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, body=body,
-                prompt=body.prompt, clip_skip=clip_skip, loras=positive.loras, kind=kind,
+                prompt=texts[0], negative=texts[1], clip_skip=clip_skip, loras=positive.loras, kind=kind,
                 record={"a1111_task_id": body.force_task_id} if body.force_task_id else {})
     return request, plan
 
 
 def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str],
-                       settings: dict[str, Any] | None = None) -> Plan:
-    request, plan = common(body, target, lora_path, "txt2img", settings_of(body) if settings is None else settings)
+                       settings: dict[str, Any] | None = None, styles: Styles = MappingProxyType({})) -> Plan:
+    settings = settings_of(body) if settings is None else settings
+    request, plan = common(body, target, lora_path, "txt2img", settings, styles)
     if body.enable_hr:
         request["post"] = PostProcess(hires=hires.plan(body), face_refine=request["post"].face_refine)
     return Plan(GenerationRequest(task="txt2img", **request), **plan)
 
 
 def img2img_to_request(body: Img2ImgRequest, target: Target, lora_path: Callable[[str], str],
-                       max_pixels: int, settings: dict[str, Any] | None = None) -> Plan:
-    request, plan = common(body, target, lora_path, "img2img", settings_of(body) if settings is None else settings)
+                       max_pixels: int, settings: dict[str, Any] | None = None,
+                       styles: Styles = MappingProxyType({})) -> Plan:
+    settings = settings_of(body) if settings is None else settings
+    request, plan = common(body, target, lora_path, "img2img", settings, styles)
     images.check_resize_mode(body.resize_mode)
     if not body.init_images:
         raise InvalidRequest("Init image not found", field="init_images")  # A1111: 404
@@ -269,8 +298,8 @@ def info(plan: Plan, target: Target, result_seeds: list[int], texts: list[str]) 
     body = plan.body
     n = len(result_seeds)
     return {
-        "prompt": plan.prompt, "all_prompts": [plan.prompt] * n, "negative_prompt": body.negative_prompt,
-        "all_negative_prompts": [body.negative_prompt] * n, "seed": plan.seed, "all_seeds": result_seeds,
+        "prompt": plan.prompt, "all_prompts": [plan.prompt] * n, "negative_prompt": plan.negative,
+        "all_negative_prompts": [plan.negative] * n, "seed": plan.seed, "all_seeds": result_seeds,
         "subseed": -1 if body.subseed == -1 else body.subseed, "all_subseeds": [body.subseed] * n,
         "subseed_strength": body.subseed_strength, "width": body.width, "height": body.height,
         "sampler_name": plan.sampler.label, "cfg_scale": body.cfg_scale, "steps": body.steps,
@@ -303,7 +332,7 @@ def parameters(body: Processing) -> dict[str, Any]:
 
 def result_to_wire(plan: Plan, target: Target, result: ServiceResult) -> dict[str, Any]:
     seeds_ = [im.seed for im in result.images]
-    texts = [infotext.create(plan.prompt, plan.body.negative_prompt, infotext_params(plan, target, s))
+    texts = [infotext.create(plan.prompt, plan.negative, infotext_params(plan, target, s))
              for s in seeds_]
     files = [encoded(im.data, plan.fmt, t) for im, t in zip(result.images, texts)] if plan.body.send_images else []
     return {"images": [base64.b64encode(f).decode("ascii") for f in files], "parameters": parameters(plan.body),

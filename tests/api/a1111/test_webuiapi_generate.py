@@ -32,6 +32,8 @@ def server(tmp_path_factory, tiny_cache):
             row, key = create_key(s, "webuiapi", app.state.auth.secret)
         lora = ensure_tiny_lora("sd", tmp_path_factory.mktemp("lora"))
         app.state.assets.add_file(f"key:{row.id}", lora, name="ink", kind="lora", family="sd")
+        app.state.studio.save_style(row.id, {"name": "noir", "prompt_template": "{prompt}, film noir",
+                                             "negative_prompt": "colour"})
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
 
 
@@ -113,7 +115,7 @@ def test_checkpoint_and_format_per_request(api):
 
 def test_not_built_fields_and_unknown_names_are_400s(api):
     for kwargs, words in [(dict(seed_resize_from_h=128), "seed_resize_from_h"), (dict(sampler_name="Nope"), "Sampler not found"),
-                          (dict(subseed_strength=0.5), "subseed_strength"), (dict(styles=["x"]), "styles"),
+                          (dict(subseed_strength=0.5), "subseed_strength"), (dict(styles=["nope"]), "no style named 'nope'"),
                           (dict(override_settings={"sd_model_checkpoint": "nope"}), "model 'nope' not found"),
                           (dict(prompt="a [cat:dog:5]"), "prompt editing")]:
         with pytest.raises(RuntimeError) as e:
@@ -213,3 +215,12 @@ def test_restore_faces_runs_the_face_refiner(api):
     assert out.info["restore_faces"] is True and out.info["face_restoration_model"] == "pixelserve face refiner"
     assert "Face restoration: pixelserve face refiner, " in out.info["infotexts"][0]
     assert out.images[0].size == (64, 64)
+
+
+def test_styles_are_the_callers_studio_styles(api):
+    out = api.txt2img(prompt="a street", negative_prompt="blurry", styles=["noir"], seed=2, **SMALL)
+    assert out.info["prompt"] == "a street, film noir" and out.info["negative_prompt"] == "blurry, colour"
+    assert out.info["styles"] == ["noir"] and out.parameters["prompt"] == "a street"  # the request as sent
+    assert out.info["infotexts"][0].startswith("a street, film noir\nNegative prompt: blurry, colour\n")
+    same = api.txt2img(prompt="a street, film noir", negative_prompt="blurry, colour", seed=2, **SMALL)
+    assert np.array_equal(pixels(out.images[0]), pixels(same.images[0]))
