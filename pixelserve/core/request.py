@@ -126,6 +126,8 @@ class GenerationRequest:
     height: int = 512
     num_images: int = 1
     seeds: tuple[int, ...] | None = None  # one per image; None: random, filled by validate
+    subseeds: tuple[int, ...] | None = None  # A1111 variation seeds, one per image (txt2img; engine/families/variation.py)
+    subseed_strength: float = 0.0  # 0: the seeds' own noise; 1: the subseeds'
     steps: int = 30
     guidance_scale: float = 7.5
     scheduler: str | None = None  # core.samplers name; None keeps the model's own
@@ -178,6 +180,7 @@ class GenerationRequest:
         if self.style is not None:
             out["style"] = asdict(self.style)
         out["seeds"] = list(self.seeds) if self.seeds is not None else None
+        out["subseeds"] = list(self.subseeds) if self.subseeds is not None else None
         out["has_init_image"] = self.init_image is not None
         out["has_mask_image"] = self.mask_image is not None
         out["has_reference_image"] = self.reference_image is not None
@@ -198,8 +201,9 @@ class GenerationRequest:
             post["face_refine"] = FaceRefine(**post["face_refine"])
         if post.get("hires") is not None:
             post["hires"] = Hires(**post["hires"])
-        if values.get("seeds") is not None:
-            values["seeds"] = tuple(values["seeds"])
+        for name in ("seeds", "subseeds"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
         prompt_ref = None
         if image_prompt:
             prompt_ref = ImagePromptRef(images=tuple(image_prompt), scale=d.get("image_prompt_scale", 0.6))

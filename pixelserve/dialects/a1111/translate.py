@@ -34,7 +34,6 @@ JPEG_QUALITY = 80  # A1111's jpeg_quality option default
 
 #: field -> (A1111's "off" values, why it is not built). A value outside them is a 400 naming the field.
 NOT_BUILT: dict[str, tuple[tuple, str]] = {
-    "subseed_strength": ((0, 0.0), "variation seeds are not supported by this server"),
     "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
     "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
     "tiling": ((None, False), "tiling (circular padding) is not supported by this server"),
@@ -71,6 +70,8 @@ class Plan:
     fmt: str  # png | jpeg | webp, as answered
     sampler: samplers.Resolved
     seed: int
+    subseed: int
+    subseeds: tuple[int, ...] | None
     body: Processing
     prompt: str  # as sent (with its tags), styles applied: the infotext and info report it
     negative: str
@@ -154,14 +155,25 @@ def samples_format(settings: dict[str, Any]) -> str:
     return fmt
 
 
-def seeds(body: Processing, count: int, rng: Callable[[int], int] = random.randrange) -> tuple[int, tuple[int, ...]]:
-    """(first seed, one per image): -1 is a random one; image i gets seed + i (A1111, subseed_strength 0)."""
-    seed = int(body.seed)
-    if seed == -1:
-        seed = rng(4294967294)
+def _seed(value: int, name: str, rng: Callable[[int], int]) -> int:
+    seed = rng(4294967294) if value == -1 else int(value)
     if not 0 <= seed <= MAX_SEED:
-        raise InvalidRequest(f"must be -1 or 0 to {MAX_SEED}", field="seed")
-    return seed, tuple((seed + i) % (MAX_SEED + 1) for i in range(count))
+        raise InvalidRequest(f"must be -1 or 0 to {MAX_SEED}", field=name)
+    return seed
+
+
+def seeds(body: Processing, count: int, rng: Callable[[int], int] = random.randrange
+          ) -> tuple[int, tuple[int, ...], int, tuple[int, ...] | None]:
+    """(seed, one per image, subseed, one per image or None). -1 is a random one. Without variation
+    image i gets seed + i; with it (subseed_strength > 0) every image has the seed and image i the
+    subseed + i (A1111 ``process_images_inner``)."""
+    seed = _seed(body.seed, "seed", rng)
+    if not 0 <= body.subseed_strength <= 1:
+        raise InvalidRequest("must be 0 to 1", field="subseed_strength")
+    if not body.subseed_strength:
+        return seed, tuple((seed + i) % (MAX_SEED + 1) for i in range(count)), body.subseed, None
+    subseed = _seed(body.subseed, "subseed", rng)
+    return seed, (seed,) * count, subseed, tuple((subseed + i) % (MAX_SEED + 1) for i in range(count))
 
 
 #: A style by name: (prompt, negative prompt); "{prompt}" in either marks where the request's text goes.
@@ -206,16 +218,20 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
                                 field="sampler_name" if body.sampler_name else "sampler_index")
     positive, negative = prompts(body, texts)
     count = body.batch_size * body.n_iter
-    first, all_seeds = seeds(body, count)
+    first, all_seeds, subseed, subseeds = seeds(body, count)
+    if subseeds is not None and kind != "txt2img":
+        raise InvalidRequest("variation seeds are built for txt2img only", field="subseed_strength")
     clip_skip = _clip_skip(settings)
     loras = tuple(LoraRef(name=t.name, path=lora_path(t.name), weight=t.weight) for t in positive.loras)
     fmt = samples_format(settings)
     request = dict(model=target.model_id, prompt=positive.text, negative_prompt=negative.text or None,
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
+                   subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
                    prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras,
                    post=PostProcess(face_refine=FACE_REFINE if body.restore_faces else None))
-    plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, body=body,
+    plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, subseed=subseed,
+                subseeds=subseeds, body=body,
                 prompt=texts[0], negative=texts[1], clip_skip=clip_skip, loras=positive.loras, kind=kind,
                 record={"a1111_task_id": body.force_task_id} if body.force_task_id else {})
     return request, plan
@@ -275,13 +291,15 @@ def img2img_to_request(body: Img2ImgRequest, target: Target, lora_path: Callable
 
 
 # -- answers -----------------------------------------------------------------------------------------
-def infotext_params(plan: Plan, target: Target, seed: int) -> dict[str, Any]:
+def infotext_params(plan: Plan, target: Target, seed: int, subseed: int | None = None) -> dict[str, Any]:
     body = plan.body
     params: dict[str, Any] = {
         "Steps": body.steps, "Sampler": plan.sampler.label, "Schedule type": plan.sampler.schedule,
         "CFG scale": infotext.number(body.cfg_scale), "Seed": seed, "Size": f"{body.width}x{body.height}",
         "Face restoration": FACE_RESTORER if body.restore_faces else None,
         "Model hash": target.hash, "Model": target.title,
+        "Variation seed": subseed, "Variation seed strength": infotext.number(body.subseed_strength) if subseed is not
+        None else None,
         "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
         "Mask blur": None,
@@ -300,7 +318,7 @@ def info(plan: Plan, target: Target, result_seeds: list[int], texts: list[str]) 
     return {
         "prompt": plan.prompt, "all_prompts": [plan.prompt] * n, "negative_prompt": plan.negative,
         "all_negative_prompts": [plan.negative] * n, "seed": plan.seed, "all_seeds": result_seeds,
-        "subseed": -1 if body.subseed == -1 else body.subseed, "all_subseeds": [body.subseed] * n,
+        "subseed": plan.subseed, "all_subseeds": list(plan.subseeds or [plan.subseed] * n),
         "subseed_strength": body.subseed_strength, "width": body.width, "height": body.height,
         "sampler_name": plan.sampler.label, "cfg_scale": body.cfg_scale, "steps": body.steps,
         "batch_size": body.batch_size, "restore_faces": bool(body.restore_faces),
@@ -332,8 +350,9 @@ def parameters(body: Processing) -> dict[str, Any]:
 
 def result_to_wire(plan: Plan, target: Target, result: ServiceResult) -> dict[str, Any]:
     seeds_ = [im.seed for im in result.images]
-    texts = [infotext.create(plan.prompt, plan.negative, infotext_params(plan, target, s))
-             for s in seeds_]
+    subs = list(plan.subseeds or [None] * len(seeds_))
+    texts = [infotext.create(plan.prompt, plan.negative, infotext_params(plan, target, s, sub))
+             for s, sub in zip(seeds_, subs)]
     files = [encoded(im.data, plan.fmt, t) for im, t in zip(result.images, texts)] if plan.body.send_images else []
     return {"images": [base64.b64encode(f).decode("ascii") for f in files], "parameters": parameters(plan.body),
             "info": json.dumps(info(plan, target, seeds_, texts))}

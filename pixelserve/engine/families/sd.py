@@ -10,6 +10,7 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, controlnet_config, image_prompt, lora, vae
+from pixelserve.engine.families.variation import pipeline_kwargs as variation_kwargs
 from pixelserve.engine.families.base import Family, PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.text.prompts import pipeline_kwargs
 
@@ -50,6 +51,7 @@ class SDFamily(Family):
                     callback_on_step_end=self.step_callback(total, on_step, cancel, preview=preview),
                     **self.task_kwargs(request),
                     **controlnet.pipeline_kwargs(request),
+                    **variation_kwargs(pipe, request, model.device),
                     **image_kwargs,
                 )
         # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).

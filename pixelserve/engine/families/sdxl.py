@@ -9,6 +9,7 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, image_prompt, lora
+from pixelserve.engine.families.variation import pipeline_kwargs as variation_kwargs
 from pixelserve.engine.families.base import PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
 from pixelserve.engine.text.prompts import refiner_texts
@@ -51,6 +52,7 @@ class SDXLFamily(SDFamily):
                     callback_on_step_end=self.step_callback(total, on_step, cancel, preview=preview),
                     **self.text_kwargs(base, request, texts, adapter_key), **common,
                     **self.task_kwargs(request), **controlnet.pipeline_kwargs(request), **image_kwargs,
+                    **variation_kwargs(pipe, request, model.device),
                 ).images
                 # 5. The refiner finishes the remaining steps (its own text encoder: the *_2 texts, plain).
                 refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)

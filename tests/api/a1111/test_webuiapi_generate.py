@@ -115,7 +115,7 @@ def test_checkpoint_and_format_per_request(api):
 
 def test_not_built_fields_and_unknown_names_are_400s(api):
     for kwargs, words in [(dict(seed_resize_from_h=128), "seed_resize_from_h"), (dict(sampler_name="Nope"), "Sampler not found"),
-                          (dict(subseed_strength=0.5), "subseed_strength"), (dict(styles=["nope"]), "no style named 'nope'"),
+                          (dict(styles=["nope"]), "no style named 'nope'"),
                           (dict(override_settings={"sd_model_checkpoint": "nope"}), "model 'nope' not found"),
                           (dict(prompt="a [cat:dog:5]"), "prompt editing")]:
         with pytest.raises(RuntimeError) as e:
@@ -224,3 +224,23 @@ def test_styles_are_the_callers_studio_styles(api):
     assert out.info["infotexts"][0].startswith("a street, film noir\nNegative prompt: blurry, colour\n")
     same = api.txt2img(prompt="a street, film noir", negative_prompt="blurry, colour", seed=2, **SMALL)
     assert np.array_equal(pixels(out.images[0]), pixels(same.images[0]))
+
+
+def test_variation_seeds(api):
+    common = dict(prompt="a fox", seed=5, sampler_name="Euler", **SMALL)  # Euler: no noise after the first
+    plain = api.txt2img(**common).images[0]
+    other = api.txt2img(**{**common, "seed": 100}).images[0]
+    half = api.txt2img(**common, subseed=100, subseed_strength=0.5, batch_size=2)
+    assert half.info["all_seeds"] == [5, 5] and half.info["all_subseeds"] == [100, 101]
+    assert "Seed: 5, Size: 64x64, Model: tiny-sd, Variation seed: 101, Variation seed strength: 0.5" in \
+        half.info["infotexts"][1]
+    for img in (plain, other):
+        assert not np.array_equal(pixels(half.images[0]), pixels(img))
+    assert not np.array_equal(pixels(half.images[0]), pixels(half.images[1]))
+    full = api.txt2img(**common, subseed=100, subseed_strength=1.0).images[0]
+    assert np.abs(pixels(full) - pixels(other)).max() <= 2  # all the subseed's noise: the subseed's image
+    none = api.txt2img(**common, subseed=100, subseed_strength=0).images[0]
+    assert np.array_equal(pixels(none), pixels(plain))
+    with pytest.raises(RuntimeError) as e:
+        api.img2img(images=[picture()], prompt="x", subseed_strength=0.3, **SMALL)
+    assert e.value.args[0] == 400 and "subseed_strength" in e.value.args[1]
