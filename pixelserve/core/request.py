@@ -128,6 +128,7 @@ class GenerationRequest:
     seeds: tuple[int, ...] | None = None  # one per image; None: random, filled by validate
     subseeds: tuple[int, ...] | None = None  # A1111 variation seeds, one per image (txt2img; engine/families/variation.py)
     subseed_strength: float = 0.0  # 0: the seeds' own noise; 1: the subseeds'
+    tiling: bool = False  # circular padding: an image that tiles seamlessly (engine/families/tiling.py)
     steps: int = 30
     guidance_scale: float = 7.5
     scheduler: str | None = None  # core.samplers name; None keeps the model's own

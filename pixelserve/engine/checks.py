@@ -93,7 +93,7 @@ def _check_family_features(request: GenerationRequest, family: str) -> None:
         ("negative_prompt_2", request.negative_prompt_2), ("clip_skip", request.clip_skip),
         ("prompt_weighting", request.prompt_weighting), ("inpaint_full_res", request.inpaint_full_res),
         ("outpainting", request.outpaint), ("high_noise_frac", request.high_noise_frac),
-        ("subseed_strength", request.subseed_strength),
+        ("subseed_strength", request.subseed_strength), ("tiling", request.tiling),
     ) if on]
     if used:
         raise NotSupported(f"{family} models do not take {used[0]}", field=used[0])

@@ -36,7 +36,6 @@ JPEG_QUALITY = 80  # A1111's jpeg_quality option default
 NOT_BUILT: dict[str, tuple[tuple, str]] = {
     "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
     "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
-    "tiling": ((None, False), "tiling (circular padding) is not supported by this server"),
     "refiner_checkpoint": ((None, "", "None"), "a refiner checkpoint is not supported by the A1111 dialect yet"),
     "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
     "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
@@ -228,7 +227,7 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
-                   prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras,
+                   prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras, tiling=bool(body.tiling),
                    post=PostProcess(face_refine=FACE_REFINE if body.restore_faces else None))
     plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, subseed=subseed,
                 subseeds=subseeds, body=body,
@@ -303,6 +302,7 @@ def infotext_params(plan: Plan, target: Target, seed: int, subseed: int | None =
         "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
         "Mask blur": None,
+        "Tiling": True if body.tiling else None,
         **hires.infotext_params(body),
         "Version": VERSION,
     }

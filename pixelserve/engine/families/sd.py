@@ -10,6 +10,7 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, controlnet_config, image_prompt, lora, vae
+from pixelserve.engine.families.tiling import circular
 from pixelserve.engine.families.variation import pipeline_kwargs as variation_kwargs
 from pixelserve.engine.families.base import Family, PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.text.prompts import pipeline_kwargs
@@ -42,7 +43,7 @@ class SDFamily(Family):
             # 5. Denoise, reporting each step (with its latents, for previews) and stopping between steps when
             #    cancelled.
             total = self.effective_steps(request)
-            with torch.inference_mode():
+            with torch.inference_mode(), circular([pipe.unet, pipe.vae], request.tiling):
                 out = pipe(
                     **text,
                     num_inference_steps=request.steps,

@@ -9,6 +9,7 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, image_prompt, lora
+from pixelserve.engine.families.tiling import circular
 from pixelserve.engine.families.variation import pipeline_kwargs as variation_kwargs
 from pixelserve.engine.families.base import PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
@@ -45,7 +46,7 @@ class SDXLFamily(SDFamily):
             texts = self.prompt_lists(request, len(generators), prompts)
             common = dict(num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                           generator=generators)
-            with torch.inference_mode():
+            with torch.inference_mode(), circular([pipe.unet, pipe.vae, model.refiner.unet], request.tiling):
                 # 4. The base model denoises the first part and hands its latents over.
                 latents = pipe(
                     denoising_end=switch, output_type="latent",

@@ -77,7 +77,6 @@ def test_send_images_false_answers_no_images(client):
     ("txt2img", {"prompt": "[a|b]"}, "alternation"),
     ("txt2img", {"prompt": "<hypernet:x:1>"}, "only <lora:...>"),
     ("txt2img", {"prompt": "<lora:x:0.5:0.7>"}, "UNet weight"),
-    ("txt2img", {"tiling": True}, "tiling"),
     ("txt2img", {"force_task_id": "task(abc)"}, "force_task_id"),
     ("txt2img", {"width": 60}, "width"),
     ("img2img", {}, "Init image not found"),

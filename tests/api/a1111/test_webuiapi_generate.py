@@ -244,3 +244,12 @@ def test_variation_seeds(api):
     with pytest.raises(RuntimeError) as e:
         api.img2img(images=[picture()], prompt="x", subseed_strength=0.3, **SMALL)
     assert e.value.args[0] == 400 and "subseed_strength" in e.value.args[1]
+
+
+def test_tiling(api):
+    tiled = api.txt2img(prompt="a wall", seed=8, tiling=True, **SMALL)
+    plain = api.txt2img(prompt="a wall", seed=8, **SMALL)
+    assert "Tiling: True" in tiled.info["infotexts"][0] and "Tiling" not in plain.info["infotexts"][0]
+    assert not np.array_equal(pixels(tiled.images[0]), pixels(plain.images[0]))
+    again = api.txt2img(prompt="a wall", seed=8, **SMALL)  # the padding is switched back after the call
+    assert np.array_equal(pixels(plain.images[0]), pixels(again.images[0]))
