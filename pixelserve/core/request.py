@@ -145,6 +145,9 @@ class GenerationRequest:
     negative_prompt_2: str | None = None
     prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks
     prompt_break: bool = False  # with prompt_weighting: A1111's "BREAK" ends the 77-token chunk (SD only)
+    #: A1111 prompt editing: ((last step, prompt text), ...) in step order, steps counted as they run
+    #: (img2img: int(steps * strength)); ``prompt`` is the first's text (engine/families/schedule.py).
+    prompt_schedule: tuple[tuple[int, str], ...] = ()
     clip_skip: int | None = None
     # -- SDXL refiner handover ------------------------------------------------------------------
     high_noise_frac: float | None = None  # None: the family default (0.8)
@@ -205,6 +208,8 @@ class GenerationRequest:
         for name in ("seeds", "subseeds"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
+        if values.get("prompt_schedule"):
+            values["prompt_schedule"] = tuple((int(end), text) for end, text in values["prompt_schedule"])
         prompt_ref = None
         if image_prompt:
             prompt_ref = ImagePromptRef(images=tuple(image_prompt), scale=d.get("image_prompt_scale", 0.6))

@@ -58,6 +58,9 @@ def check_model(request: GenerationRequest, specs: dict[str, ModelSpec], text_in
 def check_request(request: GenerationRequest, spec: ModelSpec, info: TextInfo | None) -> None:
     family = spec.family
     _check_family_features(request, family)
+    if request.prompt_schedule and family != "sd":
+        raise NotSupported(f"prompt editing [a:b:when] and alternation [a|b] are built for sd models, not {family}",
+                           field="prompt")
     if family not in ADAPTER_FAMILIES:
         return
     if request.clip_skip is not None and info is not None and not 0 <= request.clip_skip < info.text_layers:

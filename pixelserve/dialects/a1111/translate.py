@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from PIL import Image
 
 from pixelserve.core.request import MAX_SEED, FaceRefine, GenerationRequest, LoraRef, PostProcess
-from pixelserve.dialects.a1111 import hires, images, infotext, prompt, samplers
+from pixelserve.dialects.a1111 import hires, images, infotext, prompt, samplers, schedule
 from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2ImgRequest
 from pixelserve.errors import InvalidRequest
 from pixelserve.service.pipeline import OutputOptions, ServiceResult
@@ -201,7 +201,7 @@ def styled(body: Processing, styles: Styles) -> tuple[str, str]:
 
 def prompts(body: Processing, texts: tuple[str, str]) -> tuple[prompt.Parsed, prompt.Parsed]:
     enabled = not body.disable_extra_networks
-    positive = prompt.parse(texts[0], "prompt", extra_networks=enabled)
+    positive = prompt.parse(texts[0], "prompt", extra_networks=enabled, editing=True)
     negative = prompt.parse(texts[1], "negative_prompt", extra_networks=enabled)
     if negative.loras:
         raise InvalidRequest("<lora:...> tags belong in prompt", field="negative_prompt")
@@ -223,7 +223,13 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
     clip_skip = _clip_skip(settings)
     loras = tuple(LoraRef(name=t.name, path=lora_path(t.name), weight=t.weight) for t in positive.loras)
     fmt = samples_format(settings)
-    request = dict(model=target.model_id, prompt=positive.text, negative_prompt=negative.text or None,
+    steps_run = body.steps if kind == "txt2img" else max(1, int(body.steps * (body.denoising_strength or 0)))
+    edits = tuple(schedule.schedule(positive.text, steps_run))
+    if len(edits) > 1 and target.family != "sd":
+        raise InvalidRequest(f"prompt editing [a:b:when] and alternation [a|b] are built for sd models, not "
+                             f"{target.family}", field="prompt")
+    request = dict(model=target.model_id, prompt=edits[0][1], negative_prompt=negative.text or None,
+                   prompt_schedule=edits if len(edits) > 1 else (),
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,

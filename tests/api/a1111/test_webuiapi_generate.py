@@ -117,7 +117,8 @@ def test_not_built_fields_and_unknown_names_are_400s(api):
     for kwargs, words in [(dict(seed_resize_from_h=128), "seed_resize_from_h"), (dict(sampler_name="Nope"), "Sampler not found"),
                           (dict(styles=["nope"]), "no style named 'nope'"),
                           (dict(override_settings={"sd_model_checkpoint": "nope"}), "model 'nope' not found"),
-                          (dict(prompt="a [cat:dog:5]"), "prompt editing")]:
+                          (dict(prompt="a [cat:dog:0.5]", override_settings={"sd_model_checkpoint": "tiny-sdxl"}),
+                           "built for sd models")]:
         with pytest.raises(RuntimeError) as e:
             api.txt2img(**{"prompt": "x", **SMALL, **kwargs})
         assert e.value.args[0] == 400 and words in e.value.args[1], kwargs
@@ -253,3 +254,22 @@ def test_tiling(api):
     assert not np.array_equal(pixels(tiled.images[0]), pixels(plain.images[0]))
     again = api.txt2img(prompt="a wall", seed=8, **SMALL)  # the padding is switched back after the call
     assert np.array_equal(pixels(plain.images[0]), pixels(again.images[0]))
+
+
+def test_prompt_editing_and_alternation_switch_the_embedding_during_sampling(api):
+    def image(text, **kw):
+        return pixels(api.txt2img(prompt=text, seed=12, sampler_name="Euler", **{**SMALL, "steps": 4, **kw}).images[0])
+
+    cat, dog = image("a cat"), image("a dog")
+    assert np.array_equal(image("[a cat:a dog:10]"), cat)  # switches after the last step: never
+    assert np.array_equal(image("[a cat:a dog:0]"), dog)  # switches before the first: always
+    edited, alternating = image("[a cat:a dog:0.5]"), image("[a cat|a dog]")
+    for got in (edited, alternating):
+        assert not np.array_equal(got, cat) and not np.array_equal(got, dog)
+    assert not np.array_equal(edited, alternating)
+    assert np.array_equal(image("[a cat:a dog:0.5]"), edited)  # deterministic
+    long = " ".join(["a very detailed painting of a tall lighthouse on a rocky shore"] * 3)  # over 77 tokens
+    assert image(f"[a cat:{long}:2]").shape == (64, 64, 3)  # embeddings of other lengths are padded
+    out = api.txt2img(prompt="[a cat:a dog:2] <lora:ink:0.5>", seed=1, **SMALL)
+    assert out.info["prompt"] == "[a cat:a dog:2] <lora:ink:0.5>"
+    assert image("[a cat:a dog:1]", enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos").shape == (96, 96, 3)
