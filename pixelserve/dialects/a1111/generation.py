@@ -23,7 +23,7 @@ from pixelserve.errors import InvalidRequest, NotFound
 from pixelserve.http.deps import Assets, Service
 from pixelserve.http.route import client_gone
 from pixelserve.service import job_options
-from pixelserve.service.asset_refs import scope_of
+from pixelserve.service.asset_refs import PUBLIC, AssetFilter, scope_of
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Caller
 from pixelserve.service.pipeline import Pipeline, cancel_on_disconnect
@@ -81,6 +81,17 @@ def _styles(request: Request, key: Caller | None, body: Processing) -> translate
     return {s.name: (s.prompt_template or "", s.negative_prompt or "") for s in studio.styles(owner)}
 
 
+def _embeddings(assets: AssetService, key: Caller | None, family: str, body: Processing) -> translate.Embeddings:
+    """Textual inversions named in the prompts (A1111: an embedding's name is its word in the prompt): the
+    caller's and the public ones of the model's family (/embeddings lists them), name -> file."""
+    text = f"{body.prompt}\n{body.negative_prompt}"
+    rows, _ = assets.listing(AssetFilter(scopes=(scope_of(key), PUBLIC), kinds=("textual_inversion",),
+                                         families=(family,), limit=500))
+    used = {r.name: r.scope == PUBLIC for r in rows if r.status == "ready" and translate.names_word(text, r.name)}
+    return {name: assets.resolve(scope_of(key), name=name, public=public, kind="textual_inversion", family=family,
+                                 field="prompt", shown=name).path for name, public in sorted(used.items())}
+
+
 def _task_id(body: Processing) -> None:
     """``force_task_id`` is the job's client id (it wins over an X-Job-Id header)."""
     if body.force_task_id is None:
@@ -98,7 +109,9 @@ async def _generate(request: Request, body: Processing, key: Key, service: Servi
     _task_id(body)
     target, settings = await asyncio.to_thread(_target, request, service, checkpoints, key, body)
     styles = await asyncio.to_thread(_styles, request, key, body)
-    plan = await asyncio.to_thread(build, body, target, _lora_paths(assets, key, target.family), settings, styles)
+    embeddings = await asyncio.to_thread(_embeddings, assets, key, target.family, body)
+    plan = await asyncio.to_thread(build, body, target, _lora_paths(assets, key, target.family), settings, styles,
+                                   embeddings)
     result = await cancel_on_disconnect(client_gone(request), service.generate(
         plan.request, dialect="a1111", key=key, output=plan.output, record=plan.record))
     wire = await asyncio.to_thread(translate.result_to_wire, plan, target, result)
@@ -116,6 +129,6 @@ async def txt2img(body: Txt2ImgRequest, request: Request, key: Key, service: Ser
 async def img2img(body: Img2ImgRequest, request: Request, key: Key, service: Service, assets: Assets,
                   checkpoints: Checkpoints) -> JSONResponse:
     """Image to image and inpainting (A1111 ``img2imgapi``)."""
-    def build(b, target, loras, settings, styles):
-        return translate.img2img_to_request(b, target, loras, service.limits.max_pixels, settings, styles)
+    def build(b, target, loras, settings, styles, embeddings):
+        return translate.img2img_to_request(b, target, loras, service.limits.max_pixels, settings, styles, embeddings)
     return await _generate(request, body, key, service, assets, checkpoints, build)

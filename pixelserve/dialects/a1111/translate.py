@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,7 +18,8 @@ from typing import Any, Callable, Mapping
 
 from PIL import Image
 
-from pixelserve.core.request import MAX_SEED, FaceRefine, GenerationRequest, LoraRef, PostProcess
+from pixelserve.core.request import (MAX_SEED, FaceRefine, GenerationRequest, LoraRef, PostProcess,
+                                     TextualInversionRef)
 from pixelserve.dialects.a1111 import hires, images, infotext, prompt, samplers, schedule
 from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2ImgRequest
 from pixelserve.errors import InvalidRequest
@@ -177,6 +179,13 @@ def seeds(body: Processing, count: int, rng: Callable[[int], int] = random.randr
 
 #: A style by name: (prompt, negative prompt); "{prompt}" in either marks where the request's text goes.
 Styles = Mapping[str, tuple[str, str]]
+#: Textual inversions the prompts name: name (its word in the prompt) -> file.
+Embeddings = Mapping[str, str]
+
+
+def names_word(text: str, name: str) -> bool:
+    """Whether ``name`` is a word of ``text`` (not part of a longer name)."""
+    return re.search(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", text) is not None
 
 
 def _styled(text: str, style: str) -> str:
@@ -209,7 +218,7 @@ def prompts(body: Processing, texts: tuple[str, str]) -> tuple[prompt.Parsed, pr
 
 
 def common(body: Processing, target: Target, lora_path: Callable[[str], str], kind: str,
-           settings: dict[str, Any], styles: Styles) -> tuple[dict, dict]:
+           settings: dict[str, Any], styles: Styles, embeddings: Embeddings) -> tuple[dict, dict]:
     """(GenerationRequest keywords shared by txt2img and img2img, Plan keywords)."""
     check(body, settings)
     texts = styled(body, styles)
@@ -234,6 +243,8 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
                    subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
                    prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras, tiling=bool(body.tiling),
+                   textual_inversions=tuple(TextualInversionRef(name=n, path=p, token=n)
+                                            for n, p in embeddings.items()),
                    post=PostProcess(face_refine=FACE_REFINE if body.restore_faces else None))
     plan = dict(output=OutputOptions(format="png"), fmt=fmt, sampler=resolved, seed=first, subseed=subseed,
                 subseeds=subseeds, body=body,
@@ -243,9 +254,10 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
 
 
 def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable[[str], str],
-                       settings: dict[str, Any] | None = None, styles: Styles = MappingProxyType({})) -> Plan:
+                       settings: dict[str, Any] | None = None, styles: Styles = MappingProxyType({}),
+                       embeddings: Embeddings = MappingProxyType({})) -> Plan:
     settings = settings_of(body) if settings is None else settings
-    request, plan = common(body, target, lora_path, "txt2img", settings, styles)
+    request, plan = common(body, target, lora_path, "txt2img", settings, styles, embeddings)
     if body.enable_hr:
         request["post"] = PostProcess(hires=hires.plan(body), face_refine=request["post"].face_refine)
     return Plan(GenerationRequest(task="txt2img", **request), **plan)
@@ -253,9 +265,9 @@ def txt2img_to_request(body: Txt2ImgRequest, target: Target, lora_path: Callable
 
 def img2img_to_request(body: Img2ImgRequest, target: Target, lora_path: Callable[[str], str],
                        max_pixels: int, settings: dict[str, Any] | None = None,
-                       styles: Styles = MappingProxyType({})) -> Plan:
+                       styles: Styles = MappingProxyType({}), embeddings: Embeddings = MappingProxyType({})) -> Plan:
     settings = settings_of(body) if settings is None else settings
-    request, plan = common(body, target, lora_path, "img2img", settings, styles)
+    request, plan = common(body, target, lora_path, "img2img", settings, styles, embeddings)
     images.check_resize_mode(body.resize_mode)
     if not body.init_images:
         raise InvalidRequest("Init image not found", field="init_images")  # A1111: 404

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from pixelserve.app import create_app
 from pixelserve.db.crud.keys import create_key
+from pixelserve.engine.demo import tiny_adapters
 from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
 from tests.conftest import make_settings
 from tests.security.live import live_server, wait_engine_ready
@@ -32,6 +33,8 @@ def server(tmp_path_factory, tiny_cache):
             row, key = create_key(s, "webuiapi", app.state.auth.secret)
         lora = ensure_tiny_lora("sd", tmp_path_factory.mktemp("lora"))
         app.state.assets.add_file(f"key:{row.id}", lora, name="ink", kind="lora", family="sd")
+        embedding = tiny_adapters.ensure_tiny_textual_inversion("sd", tmp_path_factory.mktemp("ti"))
+        app.state.assets.add_file(f"key:{row.id}", embedding, name="sparkle", kind="textual_inversion", family="sd")
         app.state.studio.save_style(row.id, {"name": "noir", "prompt_template": "{prompt}, film noir",
                                              "negative_prompt": "colour"})
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
@@ -273,3 +276,14 @@ def test_prompt_editing_and_alternation_switch_the_embedding_during_sampling(api
     out = api.txt2img(prompt="[a cat:a dog:2] <lora:ink:0.5>", seed=1, **SMALL)
     assert out.info["prompt"] == "[a cat:a dog:2] <lora:ink:0.5>"
     assert image("[a cat:a dog:1]", enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos").shape == (96, 96, 3)
+
+
+def test_embeddings_by_name_in_the_prompt(api, server):
+    with server.app.state.sessions() as s:
+        _, other_key = create_key(s, "other", server.app.state.auth.secret)
+    other = webuiapi.WebUIApi(baseurl=f"{server.base}/sdapi/v1", username="me", password=other_key)
+    mine = api.txt2img(prompt="a cat, sparkle", seed=3, **SMALL).images[0]
+    theirs = other.txt2img(prompt="a cat, sparkle", seed=3, **SMALL).images[0]  # no such embedding: plain words
+    assert not np.array_equal(pixels(mine), pixels(theirs))
+    plain = api.txt2img(prompt="a cat, sparkles", seed=3, **SMALL).images[0]  # another word: not the embedding
+    assert np.array_equal(pixels(plain), pixels(other.txt2img(prompt="a cat, sparkles", seed=3, **SMALL).images[0]))
