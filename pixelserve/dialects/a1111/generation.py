@@ -15,7 +15,7 @@ from typing import Callable
 from fastapi import APIRouter, Request
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.dialects.a1111 import translate
+from pixelserve.dialects.a1111 import answer, translate
 from pixelserve.dialects.a1111.checkpoints import CheckpointTable, Checkpoints
 from pixelserve.dialects.a1111.protocol import GenerationResponse, Img2ImgRequest, Processing, Txt2ImgRequest
 from pixelserve.dialects.a1111.route import A1111Route, Key
@@ -114,7 +114,7 @@ async def _generate(request: Request, body: Processing, key: Key, service: Servi
                                    embeddings)
     result = await cancel_on_disconnect(client_gone(request), service.generate(
         plan.request, dialect="a1111", key=key, output=plan.output, record=plan.record))
-    wire = await asyncio.to_thread(translate.result_to_wire, plan, target, result)
+    wire = await asyncio.to_thread(answer.result_to_wire, plan, target, result)
     return JSONResponse(wire)  # the route answers X-Job-Id (the client id, else the job id)
 
 
