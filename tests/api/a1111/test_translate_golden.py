@@ -29,7 +29,8 @@ WEBUIAPI_TXT2IMG = {  # webuiapi 0.9.17 txt2img(prompt="a cat", seed=7, width=64
 CASES = {
     "webuiapi_txt2img": (WEBUIAPI_TXT2IMG, {}),
     "open_webui": ({"prompt": "a lighthouse", "batch_size": 2, "width": 64, "height": 64, "steps": 4,
-                    "negative_prompt": "fog", "cfg_scale": 5, "sampler_name": "DPM++ 2M", "scheduler": "Karras"}, {}),
+                    "negative_prompt": "fog", "cfg_scale": 5, "sampler_name": "DPM++ 2M", "scheduler": "Karras",
+                    "seed": 1234}, {}),  # Open WebUI: an admin-set extra parameter
     "hires_styles_lora": ({**WEBUIAPI_TXT2IMG, "prompt": "a (cat:1.2) <lora:ink:0.6> BREAK a hat", "styles": ["noir"],
                            "enable_hr": True, "hr_scale": 1.5, "hr_second_pass_steps": 4, "subseed": 100,
                            "subseed_strength": 0.25, "batch_size": 2, "restore_faces": True, "tiling": True,
