@@ -94,6 +94,9 @@ class ImagePromptRef:
 
 
 IMAGE_FIELDS = ("init_image", "mask_image", "reference_image")
+#: Fields added for the A1111 dialect, described only when set (older job records and plans stay as they were).
+DESCRIBED_WHEN_SET = {"prompt_break": False, "prompt_schedule": (), "subseeds": None, "subseed_strength": 0.0,
+                      "tiling": False}
 NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt", "style")
 
 
@@ -170,8 +173,11 @@ class GenerationRequest:
     def describe(self) -> dict[str, Any]:
         """The request as JSON (no image bytes): job records, Studio job plans and logs.
         ``from_description`` rebuilds it, given the images."""
-        out = {k: v for k, v in self.__dict__.items() if k not in IMAGE_FIELDS and k not in NESTED_FIELDS}
+        out = {k: v for k, v in self.__dict__.items() if k not in IMAGE_FIELDS and k not in NESTED_FIELDS
+               and not (k in DESCRIBED_WHEN_SET and v == DESCRIBED_WHEN_SET[k])}
         out["post"] = asdict(self.post)
+        if self.post.hires is None:
+            del out["post"]["hires"]
         out["loras"] = [asdict(x) for x in self.loras]
         out["textual_inversions"] = [asdict(x) for x in self.textual_inversions]
         if self.controlnet is not None:
@@ -184,7 +190,8 @@ class GenerationRequest:
         if self.style is not None:
             out["style"] = asdict(self.style)
         out["seeds"] = list(self.seeds) if self.seeds is not None else None
-        out["subseeds"] = list(self.subseeds) if self.subseeds is not None else None
+        if self.subseeds is not None:
+            out["subseeds"] = list(self.subseeds)
         out["has_init_image"] = self.init_image is not None
         out["has_mask_image"] = self.mask_image is not None
         out["has_reference_image"] = self.reference_image is not None
