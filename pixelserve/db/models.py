@@ -149,5 +149,5 @@ class KeyOptions(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
     namespace: Mapped[str] = mapped_column(String(32))
-    values: Mapped[dict] = mapped_column(JSON)
+    data: Mapped[dict] = mapped_column(JSON)  # option name -> value
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -16,18 +16,18 @@ def _row(session: Session, api_key_id: int | None, namespace: str) -> KeyOptions
 
 def get_options(session: Session, api_key_id: int | None, namespace: str) -> dict:
     row = _row(session, api_key_id, namespace)
-    return dict(row.values) if row is not None else {}
+    return dict(row.data) if row is not None else {}
 
 
 def update_options(session: Session, api_key_id: int | None, namespace: str, values: dict) -> dict:
     """Merges ``values`` into the key's options (a None value removes that option); returns them all."""
     row = _row(session, api_key_id, namespace)
-    merged = dict(row.values) if row is not None else {}
+    merged = dict(row.data) if row is not None else {}
     merged.update(values)
     merged = {k: v for k, v in merged.items() if v is not None}
     if row is None:
-        session.add(KeyOptions(api_key_id=api_key_id, namespace=namespace, values=merged))
+        session.add(KeyOptions(api_key_id=api_key_id, namespace=namespace, data=merged))
     else:
-        row.values = merged  # a new dict: the JSON column sees the change
+        row.data = merged  # a new dict: the JSON column sees the change
     session.commit()
     return merged

@@ -13,6 +13,7 @@ serves each checkpoint with its own VAE). The other listed options describe this
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pixelserve.dialects.a1111.checkpoints import CheckpointTable
@@ -77,6 +78,13 @@ class A1111Defaults:
         """The caller's settable options (SETTABLE's keys, its own values or the defaults)."""
         stored = self.service.get(_id(caller))
         return {name: stored.get(name, default) for name, default in SETTABLE.items()}
+
+    async def amodel_for(self, caller: Caller | None) -> str | None:
+        """``model_for`` off the event loop (for async routes)."""
+        return await asyncio.to_thread(self.model_for, caller)
+
+    async def aoptions_for(self, caller: Caller | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.options_for, caller)
 
     def wire(self, caller: Caller | None, preview_every: int) -> dict[str, Any]:
         """``GET /options``: the caller's options and the ones describing this server."""

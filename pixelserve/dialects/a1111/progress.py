@@ -25,6 +25,7 @@ from pixelserve.service.job_status import JobQueries
 from pixelserve.service.job_stream import JobLog
 from pixelserve.service.pipeline import Job
 
+ENDED = ("succeeded", "failed", "cancelled")
 IDLE_STATE = {"skipped": False, "interrupted": False, "stopping_generation": False, "job": "", "job_count": 0,
               "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}
 
@@ -53,12 +54,13 @@ def current(jobs: JobQueries, caller_id: int | None) -> tuple[list[Job], Job | N
     return live, (live[0] if live else None)
 
 
-async def named(jobs: JobQueries, caller_id: int | None, task_id: str) -> tuple[str, str]:
-    """(server id, status) of the caller's job called ``task_id`` (its force_task_id or the server's id)."""
+async def named(jobs: JobQueries, caller_id: int | None, task_id: str) -> tuple[str, str] | None:
+    """(server id, status) of the caller's job called ``task_id`` (its force_task_id or the server's id);
+    None for a job not admitted yet (clients poll while their txt2img is on its way) or another key's."""
     try:
         record = await asyncio.to_thread(jobs.find, caller_id, task_id)
     except NotFound:
-        raise NotFound(f"no task {task_id!r} of this key", field="id_task", location="query") from None
+        return None
     log = jobs.stream.log(record.id)
     return record.id, (log.status if log is not None and log.status else record.status)
 
@@ -89,7 +91,7 @@ def progress_body(log: JobLog | None, shown_id: str, status: str, job_count: int
     if status == "queued":
         position = log.queue_position if log is not None else None
         textinfo = "Waiting..." if not position else f"In queue: {position} ahead"
-    elif status in ("failed", "cancelled", "succeeded"):
+    elif status in ENDED:
         textinfo = status.capitalize()
     image = None
     if not skip_image and status == "running" and log is not None and log.preview is not None:
@@ -103,15 +105,40 @@ def progress_body(log: JobLog | None, shown_id: str, status: str, job_count: int
 async def progress(jobs: JobQueries, caller_id: int | None, task_id: str | None, skip_image: bool) -> dict:
     live, job = current(jobs, caller_id)
     if task_id is not None:
-        job_id, status = await named(jobs, caller_id, task_id)
-        shown = task_id
+        found = await named(jobs, caller_id, task_id)
+        if found is None:
+            return {"progress": 0.0, "eta_relative": 0.0, "state": {**IDLE_STATE, "job_count": len(live)},
+                    "current_image": None, "textinfo": "Waiting..."}
+        (job_id, status), shown = found, task_id
     elif job is not None:
         job_id, status, shown = job.id, _status(jobs, job), job.client_id or job.id
     else:
         return {"progress": 0.0, "eta_relative": 0.0, "state": dict(IDLE_STATE), "current_image": None,
                 "textinfo": None}
-    interrupted = jobs.pipeline.was_cancelled(job_id)
+    interrupted = jobs.pipeline.was_cancelled(job_id) or status == "cancelled"
     return progress_body(jobs.stream.log(job_id), shown, status, len(live), skip_image, interrupted)
+
+
+async def internal_progress(jobs: JobQueries, caller_id: int | None, task_id: str, id_live_preview: int,
+                            live_preview: bool) -> dict:
+    """A1111's ``POST /internal/progress`` (its UI's per-task polling, with ``force_task_id``) for the
+    caller's job: the live preview only when newer than ``id_live_preview``."""
+    found = await named(jobs, caller_id, task_id)
+    if found is None:
+        return {"active": False, "queued": False, "completed": False, "progress": None, "eta": None,
+                "live_preview": None, "id_live_preview": -1, "textinfo": "Waiting..."}
+    job_id, status = found
+    log = jobs.stream.log(job_id)
+    body = progress_body(log, task_id, status, 0, skip_image=True, interrupted=False)
+    preview_id, preview = (log.preview if log is not None and log.preview is not None else (id_live_preview, None))
+    image = None
+    if live_preview and preview is not None and status == "running" and preview_id != id_live_preview:
+        image = "data:image/png;base64," + _png(preview)
+    return {"active": status == "running", "queued": status == "queued", "completed": status in ENDED,
+            "progress": body["progress"] if status != "queued" else None,
+            "eta": body["eta_relative"] if status == "running" else None, "live_preview": image,
+            "id_live_preview": preview_id if image is not None else id_live_preview,
+            "textinfo": body["textinfo"] or ("In progress..." if status == "running" else None)}
 
 
 def interrupt(jobs: JobQueries, caller_id: int | None) -> int:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated
+import time
+from typing import Annotated, Callable
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel
 
 from pixelserve.core.json_response import JSONResponse
@@ -46,6 +47,18 @@ class A1111Route(DialectRoute):
         body = {"error": type(exc).__name__, "detail": str(exc), "body": "", "errors": str(exc)}
         headers = {"WWW-Authenticate": "Basic"} if status == 401 else {}
         return JSONResponse(body, status_code=status, headers=headers)
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def timed(request: Request) -> Response:
+            """A1111's ``X-Process-Time`` (its ``log_and_time`` middleware): seconds, 4 decimals."""
+            start = time.perf_counter()
+            response = await handler(request)
+            response.headers["X-Process-Time"] = f"{time.perf_counter() - start:.4f}"
+            return response
+
+        return timed
 
 
 def a1111_key(auth: Auth, authorization: Annotated[str | None, Header()] = None) -> Caller | None:

@@ -18,7 +18,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("api_key_id", sa.Integer(), sa.ForeignKey("api_keys.id"), nullable=True),
         sa.Column("namespace", sa.String(32), nullable=False),
-        sa.Column("values", sa.JSON(), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ux_key_options_key_namespace", "key_options", ["api_key_id", "namespace"], unique=True)
