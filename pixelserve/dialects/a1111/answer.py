@@ -27,6 +27,8 @@ def infotext_params(plan: Plan, target: Target, seed: int, subseed: int | None =
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
         "Mask blur": None,
         "Tiling": True if body.tiling else None,
+        "Refiner": body.refiner_checkpoint if plan.request.use_refiner else None,
+        "Refiner switch at": plan.request.high_noise_frac if plan.request.use_refiner else None,
         **hires.infotext_params(body),
         "Version": VERSION,
     }

@@ -49,8 +49,10 @@ def _target(request: Request, service: Pipeline, checkpoints: CheckpointTable, k
             model_id = listed[0].model_id
     info = service.model_info(model_id)
     checkpoint = checkpoints.get(model_id)
+    spec = request.app.state.settings.models.models.get(model_id)
+    refiner = spec.refiner.name if spec is not None and spec.refiner is not None else None  # a name, never a path
     return translate.Target(model_id=model_id, family=info.family, title=checkpoint.title, hash=checkpoint.hash,
-                            tasks=tuple(info.tasks)), settings
+                            tasks=tuple(info.tasks), refiner=refiner), settings
 
 
 def _lora_paths(assets: AssetService, key: Caller | None, family: str) -> Callable[[str], str]:

@@ -35,7 +35,6 @@ JPEG_QUALITY = 80  # A1111's jpeg_quality option default
 NOT_BUILT: dict[str, tuple[tuple, str]] = {
     "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
     "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
-    "refiner_checkpoint": ((None, "", "None"), "a refiner checkpoint is not supported by the A1111 dialect yet"),
     "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
     "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
     "image_cfg_scale": ((None, 1.5, 0, 1, 1.0), "image_cfg_scale needs an instruct-pix2pix model, not served here"),
@@ -59,6 +58,7 @@ class Target:
     title: str  # A1111's sd_model_name / infotext "Model"
     hash: str | None
     tasks: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
+    refiner: str | None = None  # the file or folder name of the model's configured SDXL refiner
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,23 @@ def styled(body: Processing, styles: Styles) -> tuple[str, str]:
     return positive, negative
 
 
+def refiner(body: Processing, target: Target) -> tuple[bool, float | None]:
+    """(use the refiner, switch point): A1111 runs one only when ``refiner_checkpoint`` names it; here
+    that is the SDXL refiner configured with the model (its file or folder name, with or without the
+    extension), from ``refiner_switch_at`` (default 0.8) of the steps."""
+    name = body.refiner_checkpoint
+    if name in (None, "", "None"):
+        return False, None
+    known = {target.refiner.lower(), target.refiner.rsplit(".", 1)[0].lower()} if target.refiner else set()
+    if name.strip().lower().partition(" [")[0] not in known:
+        has = f"its refiner is {target.refiner!r}" if target.refiner else "it has no refiner configured"
+        raise InvalidRequest(f"{name!r} is not a refiner of {target.model_id}: {has}", field="refiner_checkpoint")
+    switch = 0.8 if body.refiner_switch_at is None else float(body.refiner_switch_at)
+    if not 0 < switch < 1:
+        raise InvalidRequest("must be between 0 and 1", field="refiner_switch_at")
+    return True, switch
+
+
 def prompts(body: Processing, texts: tuple[str, str]) -> tuple[prompt.Parsed, prompt.Parsed]:
     enabled = not body.disable_extra_networks
     positive = prompt.parse(texts[0], "prompt", extra_networks=enabled, editing=True)
@@ -234,7 +251,9 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
     if len(edits) > 1 and target.family != "sd":
         raise InvalidRequest(f"prompt editing [a:b:when] and alternation [a|b] are built for sd models, not "
                              f"{target.family}", field="prompt")
+    use_refiner, switch = refiner(body, target)
     request = dict(model=target.model_id, prompt=edits[0][1], negative_prompt=negative.text or None,
+                   use_refiner=use_refiner, high_noise_frac=switch,
                    prompt_schedule=edits if len(edits) > 1 else (),
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
