@@ -96,7 +96,7 @@ class ImagePromptRef:
 IMAGE_FIELDS = ("init_image", "mask_image", "reference_image")
 #: Fields added for the A1111 dialect, described only when set (older job records and plans stay as they were).
 DESCRIBED_WHEN_SET = {"prompt_break": False, "prompt_schedule": (), "subseeds": None, "subseed_strength": 0.0,
-                      "tiling": False}
+                      "tiling": False, "seed_resize_from": None}
 NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt", "style")
 
 
@@ -131,6 +131,7 @@ class GenerationRequest:
     seeds: tuple[int, ...] | None = None  # one per image; None: random, filled by validate
     subseeds: tuple[int, ...] | None = None  # A1111 variation seeds, one per image (txt2img; engine/families/variation.py)
     subseed_strength: float = 0.0  # 0: the seeds' own noise; 1: the subseeds'
+    seed_resize_from: tuple[int, int] | None = None  # (width, height) the seeds' noise is drawn at (A1111)
     tiling: bool = False  # circular padding: an image that tiles seamlessly (engine/families/tiling.py)
     steps: int = 30
     guidance_scale: float = 7.5
@@ -215,6 +216,8 @@ class GenerationRequest:
         for name in ("seeds", "subseeds"):
             if values.get(name) is not None:
                 values[name] = tuple(values[name])
+        if values.get("seed_resize_from"):
+            values["seed_resize_from"] = tuple(values["seed_resize_from"])
         if values.get("prompt_schedule"):
             values["prompt_schedule"] = tuple((int(end), text) for end, text in values["prompt_schedule"])
         prompt_ref = None

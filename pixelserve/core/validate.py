@@ -105,6 +105,11 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         _check_hires(request, model, limits)
     if request.subseed_strength or request.subseeds is not None:
         _check_variation(request)
+    if request.seed_resize_from is not None:
+        w, h = request.seed_resize_from
+        if request.task != "txt2img" or not (64 <= w and 64 <= h and w * h <= limits.max_pixels):
+            raise InvalidRequest(f"seed resize from {w}x{h}: txt2img only, at least 64x64 and at most "
+                                 f"{limits.max_pixels} pixels", field="seed_resize_from")
     seeds = request.seeds
     if seeds is None:
         seeds = (None,) * request.num_images

@@ -97,6 +97,7 @@ def _check_family_features(request: GenerationRequest, family: str) -> None:
         ("prompt_weighting", request.prompt_weighting), ("inpaint_full_res", request.inpaint_full_res),
         ("outpainting", request.outpaint), ("high_noise_frac", request.high_noise_frac),
         ("subseed_strength", request.subseed_strength), ("tiling", request.tiling),
+        ("seed_resize_from", request.seed_resize_from),
     ) if on]
     if used:
         raise NotSupported(f"{family} models do not take {used[0]}", field=used[0])

@@ -33,8 +33,6 @@ JPEG_QUALITY = 80  # A1111's jpeg_quality option default
 
 #: field -> (A1111's "off" values, why it is not built). A value outside them is a 400 naming the field.
 NOT_BUILT: dict[str, tuple[tuple, str]] = {
-    "seed_resize_from_h": ((-1, 0), "seed resizing is not supported by this server"),
-    "seed_resize_from_w": ((-1, 0), "seed resizing is not supported by this server"),
     "firstpass_image": ((None,), "firstpass_image is not supported by this server"),
     "script_name": ((None, ""), "no scripts are available on this server (see /sdapi/v1/scripts)"),
     "image_cfg_scale": ((None, 1.5, 0, 1, 1.0), "image_cfg_scale needs an instruct-pix2pix model, not served here"),
@@ -205,6 +203,18 @@ def styled(body: Processing, styles: Styles) -> tuple[str, str]:
     return positive, negative
 
 
+def seed_resize_from(body: Processing, kind: str) -> tuple[int, int] | None:
+    """A1111 resizes the seed only when both sides are > 0 (webuiapi sends 0, A1111's default is -1)."""
+    w, h = body.seed_resize_from_w, body.seed_resize_from_h
+    if w <= 0 or h <= 0:
+        return None
+    if kind != "txt2img":
+        raise InvalidRequest("seed resizing is built for txt2img only", field="seed_resize_from_w")
+    if w % 8 or h % 8:
+        raise InvalidRequest(f"{w}x{h}: both must be multiples of 8", field="seed_resize_from_w")
+    return w, h
+
+
 def refiner(body: Processing, target: Target) -> tuple[bool, float | None]:
     """(use the refiner, switch point): A1111 runs one only when ``refiner_checkpoint`` names it; here
     that is the SDXL refiner configured with the model (its file or folder name, with or without the
@@ -257,6 +267,7 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
                    prompt_schedule=edits if len(edits) > 1 else (),
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
+                   seed_resize_from=seed_resize_from(body, kind),
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
                    prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras, tiling=bool(body.tiling),
                    textual_inversions=tuple(TextualInversionRef(name=n, path=p, token=n)

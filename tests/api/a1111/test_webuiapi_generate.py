@@ -117,7 +117,7 @@ def test_checkpoint_and_format_per_request(api):
 
 
 def test_not_built_fields_and_unknown_names_are_400s(api):
-    for kwargs, words in [(dict(seed_resize_from_h=128), "seed_resize_from_h"), (dict(sampler_name="Nope"), "Sampler not found"),
+    for kwargs, words in [(dict(seed_resize_from_h=100, seed_resize_from_w=64), "multiples of 8"), (dict(sampler_name="Nope"), "Sampler not found"),
                           (dict(styles=["nope"]), "no style named 'nope'"),
                           (dict(override_settings={"sd_model_checkpoint": "nope"}), "model 'nope' not found"),
                           (dict(prompt="a [cat:dog:0.5]", override_settings={"sd_model_checkpoint": "tiny-sdxl"}),
@@ -287,3 +287,14 @@ def test_embeddings_by_name_in_the_prompt(api, server):
     assert not np.array_equal(pixels(mine), pixels(theirs))
     plain = api.txt2img(prompt="a cat, sparkles", seed=3, **SMALL).images[0]  # another word: not the embedding
     assert np.array_equal(pixels(plain), pixels(other.txt2img(prompt="a cat, sparkles", seed=3, **SMALL).images[0]))
+
+
+def test_seed_resize_from(api):
+    common = dict(prompt="a fox", seed=5, sampler_name="Euler", **SMALL)
+    plain = pixels(api.txt2img(**common).images[0])
+    same_size = api.txt2img(**common, seed_resize_from_w=64, seed_resize_from_h=64)
+    assert np.array_equal(pixels(same_size.images[0]), plain)  # the noise is drawn as the pipeline draws it
+    assert "Seed resize from: 64x64" in same_size.info["infotexts"][0]
+    for w, h in ((128, 128), (64, 128), (96, 64)):
+        resized = pixels(api.txt2img(**common, seed_resize_from_w=w, seed_resize_from_h=h).images[0])
+        assert not np.array_equal(resized, plain), (w, h)
