@@ -96,7 +96,7 @@ class ImagePromptRef:
 IMAGE_FIELDS = ("init_image", "mask_image", "reference_image")
 #: Fields added for the A1111 dialect, described only when set (older job records and plans stay as they were).
 DESCRIBED_WHEN_SET = {"prompt_break": False, "prompt_schedule": (), "subseeds": None, "subseed_strength": 0.0,
-                      "tiling": False, "seed_resize_from": None}
+                      "tiling": False, "seed_resize_from": None, "eta": None}
 NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt", "style")
 
 
@@ -136,6 +136,7 @@ class GenerationRequest:
     steps: int = 30
     guidance_scale: float = 7.5
     scheduler: str | None = None  # core.samplers name; None keeps the model's own
+    eta: float | None = None  # DDIM's eta (0 deterministic .. 1 DDPM-like); None: the pipeline's 0
     strength: float | None = None  # img2img / inpaint
     init_image: Any = None  # PIL.Image, decoded and size-checked by core.images
     mask_image: Any = None  # PIL.Image, white = repaint (diffusers convention)

@@ -105,6 +105,8 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         _check_hires(request, model, limits)
     if request.subseed_strength or request.subseeds is not None:
         _check_variation(request)
+    if request.eta is not None and (request.scheduler != "ddim" or not 0 <= request.eta <= 1):
+        raise InvalidRequest("eta is DDIM's: 0 to 1 with the ddim scheduler", field="eta")
     if request.seed_resize_from is not None:
         w, h = request.seed_resize_from
         if request.task != "txt2img" or not (64 <= w and 64 <= h and w * h <= limits.max_pixels):

@@ -26,6 +26,7 @@ def infotext_params(plan: Plan, target: Target, seed: int, subseed: int | None =
         "Denoising strength": infotext.number(body.denoising_strength) if plan.kind == "img2img" else None,
         "Clip skip": plan.clip_skip if plan.clip_skip > 1 else None,
         "Mask blur": None,
+        "Eta DDIM": plan.request.eta if plan.request.eta else None,
         "Seed resize from": "{}x{}".format(*plan.request.seed_resize_from) if plan.request.seed_resize_from else None,
         "Tiling": True if body.tiling else None,
         "Refiner": body.refiner_checkpoint if plan.request.use_refiner else None,

@@ -40,7 +40,7 @@ NOT_BUILT: dict[str, tuple[tuple, str]] = {
     "initial_noise_multiplier": ((None, 1, 1.0), "initial_noise_multiplier is not supported by this server"),
 }
 #: Sampler fine-tuning A1111 reads only for some k-diffusion samplers; accepted at its defaults.
-SAMPLER_TUNING = {"eta": (None, 0, 1, 1.0, 0.0), "s_churn": (None, 0, 0.0), "s_tmax": (None, 0, 0.0),
+SAMPLER_TUNING = {"s_churn": (None, 0, 0.0), "s_tmax": (None, 0, 0.0),
                   "s_tmin": (None, 0, 0.0), "s_noise": (None, 1, 1.0), "s_min_uncond": (None, 0, 0.0)}
 #: override_settings keys acted on here (others listed in /options are accepted as no-ops by endpoints
 #: once merged; here an unknown one is a 400 naming it).
@@ -110,7 +110,7 @@ def check(body: Processing, settings: dict[str, Any]) -> None:
             raise InvalidRequest(why, field=name)
     for name, off in SAMPLER_TUNING.items():
         if getattr(body, name) not in off:
-            raise InvalidRequest("sampler fine-tuning (eta, s_churn, s_tmin, s_tmax, s_noise, s_min_uncond) is not "
+            raise InvalidRequest("sampler fine-tuning (s_churn, s_tmin, s_tmax, s_noise, s_min_uncond) is not "
                                "supported by this server; send the defaults or leave it out", field=name)
     if body.alwayson_scripts:
         name = next(iter(body.alwayson_scripts))
@@ -203,6 +203,24 @@ def styled(body: Processing, styles: Styles) -> tuple[str, str]:
     return positive, negative
 
 
+#: Ancestral samplers: diffusers' run at eta 1 (A1111's eta_ancestral default) and take no other.
+ANCESTRAL = ("euler_a", "dpm2_a", "dpm2_a_karras")
+
+
+def eta(body: Processing, sampler: str) -> float | None:
+    """DDIM's eta is passed on (None: 0, A1111's eta_ddim default); ancestral samplers run at 1 only;
+    the other samplers take no eta (A1111 ignores it there too)."""
+    if body.eta is None:
+        return None
+    if sampler == "ddim":
+        if not 0 <= body.eta <= 1:
+            raise InvalidRequest("must be 0 to 1", field="eta")
+        return float(body.eta)
+    if sampler in ANCESTRAL and body.eta != 1:
+        raise InvalidRequest("ancestral samplers run at eta 1 on this server", field="eta")
+    return None
+
+
 def seed_resize_from(body: Processing, kind: str) -> tuple[int, int] | None:
     """A1111 resizes the seed only when both sides are > 0 (webuiapi sends 0, A1111's default is -1)."""
     w, h = body.seed_resize_from_w, body.seed_resize_from_h
@@ -267,7 +285,7 @@ def common(body: Processing, target: Target, lora_path: Callable[[str], str], ki
                    prompt_schedule=edits if len(edits) > 1 else (),
                    width=body.width, height=body.height, num_images=count, seeds=all_seeds, steps=body.steps,
                    subseeds=subseeds, subseed_strength=float(body.subseed_strength) if subseeds else 0.0,
-                   seed_resize_from=seed_resize_from(body, kind),
+                   seed_resize_from=seed_resize_from(body, kind), eta=eta(body, resolved.sampler),
                    guidance_scale=body.cfg_scale, scheduler=resolved.sampler, prompt_weighting=True,
                    prompt_break=True, clip_skip=clip_skip - 1 or None, loras=loras, tiling=bool(body.tiling),
                    textual_inversions=tuple(TextualInversionRef(name=n, path=p, token=n)

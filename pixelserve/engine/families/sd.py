@@ -61,6 +61,7 @@ class SDFamily(Family):
                     **self.task_kwargs(request),
                     **controlnet.pipeline_kwargs(request),
                     **variation_kwargs(pipe, request, model.device),
+                    **({"eta": request.eta} if request.eta is not None else {}),
                     **image_kwargs,
                 )
         # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).

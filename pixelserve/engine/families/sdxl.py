@@ -54,6 +54,7 @@ class SDXLFamily(SDFamily):
                     **self.text_kwargs(base, request, texts, adapter_key), **common,
                     **self.task_kwargs(request), **controlnet.pipeline_kwargs(request), **image_kwargs,
                     **variation_kwargs(pipe, request, model.device),
+                    **({"eta": request.eta} if request.eta is not None else {}),
                 ).images
                 # 5. The refiner finishes the remaining steps (its own text encoder: the *_2 texts, plain).
                 refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)

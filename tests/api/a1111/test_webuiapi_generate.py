@@ -298,3 +298,17 @@ def test_seed_resize_from(api):
     for w, h in ((128, 128), (64, 128), (96, 64)):
         resized = pixels(api.txt2img(**common, seed_resize_from_w=w, seed_resize_from_h=h).images[0])
         assert not np.array_equal(resized, plain), (w, h)
+
+
+def test_eta_for_ddim(api):
+    common = dict(prompt="a fox", seed=5, sampler_name="DDIM", **SMALL)
+    zero = api.txt2img(**common, eta=0)
+    assert "Eta DDIM" not in zero.info["infotexts"][0]
+    one = api.txt2img(**common, eta=1.0)  # webuiapi's default: DDIM's stochastic form, as A1111 runs it
+    assert "Eta DDIM: 1.0" in one.info["infotexts"][0]
+    assert not np.array_equal(pixels(zero.images[0]), pixels(one.images[0]))
+    assert np.array_equal(pixels(zero.images[0]),
+                          pixels(api.txt2img(**common, eta=0).images[0]))
+    with pytest.raises(RuntimeError) as e:
+        api.txt2img(prompt="a fox", sampler_name="Euler a", eta=0.5, **SMALL)
+    assert e.value.args[0] == 400 and "eta" in e.value.args[1]
