@@ -1,5 +1,5 @@
-"""A1111 wire <-> internal request/result. Pure functions (images: images.py; names: samplers.py,
-prompt.py, infotext.py).
+"""A1111 wire -> internal request. Pure functions (images: images.py; names: samplers.py; prompt
+syntax: prompt.py, schedule.py; hires: hires.py; the answer: answer.py).
 
 What a request may carry that is not built here is refused with a 400 naming the field when its
 value is not A1111's default (webuiapi sends every field, so defaults must pass): ``NOT_BUILT``.
@@ -22,11 +22,11 @@ from pixelserve.dialects.a1111.protocol import Img2ImgRequest, Processing, Txt2I
 from pixelserve.errors import InvalidRequest
 from pixelserve.service.pipeline import OutputOptions
 
-VERSION = "pixelserve"
+VERSION = "pixelserve"  # infotext "Version" / info "version"
 #: restore_faces: pixelserve's face refiner (engine/post/face_refine.py: faces repainted larger and pasted
 #: back), not A1111's GFPGAN/CodeFormer; every face the detector is at least half sure of, once.
 FACE_RESTORER = "pixelserve face refiner"
-FACE_REFINE = FaceRefine(bbox_size_threshold=1.0, bbox_filter_threshold=0.5, restoration_repeats=1, weight_sft=0.5)  # infotext "Version" / info "version"
+FACE_REFINE = FaceRefine(bbox_size_threshold=1.0, bbox_filter_threshold=0.5, restoration_repeats=1, weight_sft=0.5)
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 SAMPLES_FORMATS = {"png": "png", "jpg": "jpeg", "jpeg": "jpeg", "webp": "webp"}
 JPEG_QUALITY = 80  # A1111's jpeg_quality option default
@@ -42,8 +42,7 @@ NOT_BUILT: dict[str, tuple[tuple, str]] = {
 #: Sampler fine-tuning A1111 reads only for some k-diffusion samplers; accepted at its defaults.
 SAMPLER_TUNING = {"s_churn": (None, 0, 0.0), "s_tmax": (None, 0, 0.0),
                   "s_tmin": (None, 0, 0.0), "s_noise": (None, 1, 1.0), "s_min_uncond": (None, 0, 0.0)}
-#: override_settings keys acted on here (others listed in /options are accepted as no-ops by endpoints
-#: once merged; here an unknown one is a 400 naming it).
+#: override_settings keys acted on per request (the per-key ones of /options); any other is a 400 naming it.
 OVERRIDES = ("sd_model_checkpoint", "CLIP_stop_at_last_layers", "samples_format", "sd_vae")
 
 
