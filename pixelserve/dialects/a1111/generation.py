@@ -15,7 +15,7 @@ from typing import Callable
 from fastapi import APIRouter, Request
 
 from pixelserve.core.json_response import JSONResponse
-from pixelserve.dialects.a1111 import answer, translate
+from pixelserve.dialects.a1111 import answer, options, translate
 from pixelserve.dialects.a1111.checkpoints import CheckpointTable, Checkpoints
 from pixelserve.dialects.a1111.protocol import GenerationResponse, Img2ImgRequest, Processing, Txt2ImgRequest
 from pixelserve.dialects.a1111.route import A1111Route, Key
@@ -36,7 +36,8 @@ def _target(request: Request, service: Pipeline, checkpoints: CheckpointTable, k
     """(the model, the options the job runs with). Runs in a thread: naming a checkpoint may hash its
     file once, and the caller's options come from the database."""
     defaults = getattr(request.app.state, "a1111_defaults", None)
-    settings = translate.settings_of(body, defaults.options_for(key) if defaults is not None else None)
+    fixed = options.fixed_options(request.app.state.settings.preview_every)
+    settings = translate.settings_of(body, defaults.options_for(key) if defaults is not None else None, fixed)
     wanted = translate.model_name(body)
     if wanted is not None:
         model_id = checkpoints.resolve(wanted, field="override_settings.sd_model_checkpoint")

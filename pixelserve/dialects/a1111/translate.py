@@ -89,9 +89,18 @@ def with_infotext(body: Processing) -> Processing:
     return body.model_validate({**body.model_dump(exclude_unset=True), **update})
 
 
-def settings_of(body: Processing, own: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The options the job runs with: the caller's own (``/options``, per key) under ``override_settings``."""
-    return {**(own or {}), **(body.override_settings or {})}
+def settings_of(body: Processing, own: dict[str, Any] | None = None,
+                fixed: Mapping[str, Any] = MappingProxyType({})) -> dict[str, Any]:
+    """The options the job runs with: the caller's own (``/options``, per key) under ``override_settings``.
+    ``fixed``: options describing the server (``options.fixed_options``): sent with their value, a no-op;
+    with another, a 400 naming it."""
+    sent = dict(body.override_settings or {})
+    for key, value in fixed.items():
+        if key in sent:
+            if sent.pop(key) != value:
+                raise InvalidRequest(f"is {value!r} on this server and cannot be changed",
+                                     field=f"override_settings.{key}")
+    return {**(own or {}), **sent}
 
 
 def model_name(body: Processing) -> str | None:
