@@ -94,6 +94,9 @@ class ImagePromptRef:
 
 
 IMAGE_FIELDS = ("init_image", "mask_image", "reference_image")
+#: Fields added for the A1111 dialect, described only when set (older job records and plans stay as they were).
+DESCRIBED_WHEN_SET = {"prompt_break": False, "prompt_schedule": (), "subseeds": None, "subseed_strength": 0.0,
+                      "tiling": False, "seed_resize_from": None, "eta": None}
 NESTED_FIELDS = ("post", "loras", "textual_inversions", "controlnet", "image_prompt", "style")
 
 
@@ -126,9 +129,14 @@ class GenerationRequest:
     height: int = 512
     num_images: int = 1
     seeds: tuple[int, ...] | None = None  # one per image; None: random, filled by validate
+    subseeds: tuple[int, ...] | None = None  # A1111 variation seeds, one per image (txt2img; engine/families/variation.py)
+    subseed_strength: float = 0.0  # 0: the seeds' own noise; 1: the subseeds'
+    seed_resize_from: tuple[int, int] | None = None  # (width, height) the seeds' noise is drawn at (A1111)
+    tiling: bool = False  # circular padding: an image that tiles seamlessly (engine/families/tiling.py)
     steps: int = 30
     guidance_scale: float = 7.5
     scheduler: str | None = None  # core.samplers name; None keeps the model's own
+    eta: float | None = None  # DDIM's eta (0 deterministic .. 1 DDPM-like); None: the pipeline's 0
     strength: float | None = None  # img2img / inpaint
     init_image: Any = None  # PIL.Image, decoded and size-checked by core.images
     mask_image: Any = None  # PIL.Image, white = repaint (diffusers convention)
@@ -142,6 +150,9 @@ class GenerationRequest:
     negative_prompt_2: str | None = None
     prompt_weighting: bool = False  # "(word:1.5)" syntax and long prompts in 77-token chunks
     prompt_break: bool = False  # with prompt_weighting: A1111's "BREAK" ends the 77-token chunk (SD only)
+    #: A1111 prompt editing: ((last step, prompt text), ...) in step order, steps counted as they run
+    #: (img2img: int(steps * strength)); ``prompt`` is the first's text (engine/families/schedule.py).
+    prompt_schedule: tuple[tuple[int, str], ...] = ()
     clip_skip: int | None = None
     # -- SDXL refiner handover ------------------------------------------------------------------
     high_noise_frac: float | None = None  # None: the family default (0.8)
@@ -164,8 +175,11 @@ class GenerationRequest:
     def describe(self) -> dict[str, Any]:
         """The request as JSON (no image bytes): job records, Studio job plans and logs.
         ``from_description`` rebuilds it, given the images."""
-        out = {k: v for k, v in self.__dict__.items() if k not in IMAGE_FIELDS and k not in NESTED_FIELDS}
+        out = {k: v for k, v in self.__dict__.items() if k not in IMAGE_FIELDS and k not in NESTED_FIELDS
+               and not (k in DESCRIBED_WHEN_SET and v == DESCRIBED_WHEN_SET[k])}
         out["post"] = asdict(self.post)
+        if self.post.hires is None:
+            del out["post"]["hires"]
         out["loras"] = [asdict(x) for x in self.loras]
         out["textual_inversions"] = [asdict(x) for x in self.textual_inversions]
         if self.controlnet is not None:
@@ -178,6 +192,8 @@ class GenerationRequest:
         if self.style is not None:
             out["style"] = asdict(self.style)
         out["seeds"] = list(self.seeds) if self.seeds is not None else None
+        if self.subseeds is not None:
+            out["subseeds"] = list(self.subseeds)
         out["has_init_image"] = self.init_image is not None
         out["has_mask_image"] = self.mask_image is not None
         out["has_reference_image"] = self.reference_image is not None
@@ -198,8 +214,13 @@ class GenerationRequest:
             post["face_refine"] = FaceRefine(**post["face_refine"])
         if post.get("hires") is not None:
             post["hires"] = Hires(**post["hires"])
-        if values.get("seeds") is not None:
-            values["seeds"] = tuple(values["seeds"])
+        for name in ("seeds", "subseeds"):
+            if values.get(name) is not None:
+                values[name] = tuple(values[name])
+        if values.get("seed_resize_from"):
+            values["seed_resize_from"] = tuple(values["seed_resize_from"])
+        if values.get("prompt_schedule"):
+            values["prompt_schedule"] = tuple((int(end), text) for end, text in values["prompt_schedule"])
         prompt_ref = None
         if image_prompt:
             prompt_ref = ImagePromptRef(images=tuple(image_prompt), scale=d.get("image_prompt_scale", 0.6))

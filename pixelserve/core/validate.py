@@ -103,6 +103,15 @@ def validate(request: GenerationRequest, models: Iterable, limits: Limits = Limi
         raise InvalidRequest("must be 2 or 4", field="scale")
     if request.post.hires is not None:
         _check_hires(request, model, limits)
+    if request.subseed_strength or request.subseeds is not None:
+        _check_variation(request)
+    if request.eta is not None and (request.scheduler != "ddim" or not 0 <= request.eta <= 1):
+        raise InvalidRequest("eta is DDIM's: 0 to 1 with the ddim scheduler", field="eta")
+    if request.seed_resize_from is not None:
+        w, h = request.seed_resize_from
+        if request.task != "txt2img" or not (64 <= w and 64 <= h and w * h <= limits.max_pixels):
+            raise InvalidRequest(f"seed resize from {w}x{h}: txt2img only, at least 64x64 and at most "
+                                 f"{limits.max_pixels} pixels", field="seed_resize_from")
     seeds = request.seeds
     if seeds is None:
         seeds = (None,) * request.num_images
@@ -136,3 +145,14 @@ def _check_hires(request: GenerationRequest, model: Any, limits: Limits) -> None
     latent_modes = ("bilinear", "bilinear-aa", "bicubic", "bicubic-aa", "nearest", "nearest-exact")
     if hires.resample not in ("lanczos", "nearest", *(f"latent:{m}" for m in latent_modes)):
         raise InvalidRequest("the second pass's resample must be lanczos, nearest or latent:<mode>", field="hires")
+
+
+def _check_variation(request: GenerationRequest) -> None:
+    if not 0 <= request.subseed_strength <= 1:
+        raise InvalidRequest("must be 0 to 1", field="subseed_strength")
+    if request.subseed_strength and request.task != "txt2img":
+        raise NotSupported(f"variation seeds are built for txt2img only, not {request.task}", field="subseed_strength")
+    if request.subseeds is None or len(request.subseeds) != request.num_images:
+        raise InvalidRequest(f"needs {request.num_images} subseeds (one per image)", field="subseed")
+    if not all(0 <= s <= MAX_SEED for s in request.subseeds):
+        raise InvalidRequest(f"each subseed must be 0 to {MAX_SEED}", field="subseed")

@@ -57,6 +57,9 @@ def check_model(request: GenerationRequest, specs: dict[str, ModelSpec], text_in
 def check_request(request: GenerationRequest, spec: ModelSpec, info: TextInfo | None) -> None:
     family = spec.family
     _check_family_features(request, family)
+    if request.prompt_schedule and family != "sd":
+        raise NotSupported(f"prompt editing [a:b:when] and alternation [a|b] are built for sd models, not {family}",
+                           field="prompt")
     if family not in ADAPTER_FAMILIES:
         return
     if request.clip_skip is not None and info is not None and not 0 <= request.clip_skip < info.text_layers:
@@ -92,6 +95,8 @@ def _check_family_features(request: GenerationRequest, family: str) -> None:
         ("negative_prompt_2", request.negative_prompt_2), ("clip_skip", request.clip_skip),
         ("prompt_weighting", request.prompt_weighting), ("inpaint_full_res", request.inpaint_full_res),
         ("outpainting", request.outpaint), ("high_noise_frac", request.high_noise_frac),
+        ("subseed_strength", request.subseed_strength), ("tiling", request.tiling),
+        ("seed_resize_from", request.seed_resize_from),
     ) if on]
     if used:
         raise NotSupported(f"{family} models do not take {used[0]}", field=used[0])

@@ -14,15 +14,20 @@ import zlib
 
 from PIL import Image, ImageFilter, ImageOps
 
-from pixelserve.core.images import INPUT_FORMATS, decode_base64_image
+from pixelserve.core.fetch import FetchPolicy
+from pixelserve.core.images import INPUT_FORMATS, decode_base64_image, fetch_image
 from pixelserve.errors import InvalidRequest
 
 #: resize_mode values built here (3, "Just resize (latent upscale)", resizes latents: not built).
 RESIZE_MODES = {0: "Just resize", 1: "Crop and resize", 2: "Resize and fill"}
 
 
-def decode(value: str, field: str, max_bytes: int, max_pixels: int) -> Image.Image:
-    """Raw base64 or a ``data:`` URI (webuiapi sends these) -> a PIL image (bad input: 400, not A1111's 500)."""
+def decode(value: str, field: str, max_bytes: int, max_pixels: int, policy: FetchPolicy = FetchPolicy()) -> Image.Image:
+    """Raw base64 or a ``data:`` URI (webuiapi sends these) -> a PIL image (bad input: 400, not A1111's 500);
+    an http(s) URL through the guarded fetcher (public addresses only, as A1111's ``api_forbid_local_requests``)."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return fetch_image(value, field=field, max_bytes=max_bytes, max_pixels=max_pixels, formats=INPUT_FORMATS,
+                           policy=policy)
     return decode_base64_image(value, field=field, max_bytes=max_bytes, max_pixels=max_pixels, formats=INPUT_FORMATS)
 
 

@@ -6,9 +6,11 @@
 - Attention ``(x)``, ``(x:1.3)``, ``[x]`` and escapes are left in the text: the engine parses them
   (``prompt_weighting``: engine/text/weighting.py, A1111's rules) and encodes long prompts in
   75-token chunks as A1111 does. ``BREAK`` is handled there too (a new chunk).
+- Prompt editing ``[a:b:when]`` and alternation ``[a|b]`` in ``prompt``: schedule.py (the engine
+  switches the text embedding at those steps; sd models).
 - Not built here, refused with a 400 naming the field: composable diffusion (``AND``), prompt
-  editing ``[a:b:when]`` and alternation ``[a|b]`` (both change the text embedding during sampling),
-  and other extra networks (``<hypernet:...>`` ...).
+  editing and alternation in the negative prompt or a hires prompt, and other extra networks
+  (``<hypernet:...>`` ...).
 """
 
 from __future__ import annotations
@@ -67,14 +69,15 @@ def _lora(args: str, field: str, tag: str) -> LoraTag:
     return LoraTag(name, te)
 
 
-def parse(text: str, field: str = "prompt", *, extra_networks: bool = True) -> Parsed:
-    """The prompt's extra networks taken out, and the syntax this server does not build refused."""
+def parse(text: str, field: str = "prompt", *, extra_networks: bool = True, editing: bool = False) -> Parsed:
+    """The prompt's extra networks taken out, and the syntax this server does not build refused.
+    ``editing``: prompt editing and alternation are left in (schedule.py reads them: the prompt)."""
     if RE_AND.search(text):
         raise InvalidRequest("AND (composable diffusion) is not supported by this server", field=field)
-    if RE_EDIT.search(RE_EXTRA_NET.sub("", text)):
-        raise InvalidRequest("prompt editing [from:to:when] is not supported by this server", field=field)
-    if RE_ALTERNATE.search(text):
-        raise InvalidRequest("alternation [a|b] is not supported by this server", field=field)
+    if not editing and RE_EDIT.search(RE_EXTRA_NET.sub("", text)):
+        raise InvalidRequest(f"prompt editing [from:to:when] is supported in prompt only, not in {field}", field=field)
+    if not editing and RE_ALTERNATE.search(text):
+        raise InvalidRequest(f"alternation [a|b] is supported in prompt only, not in {field}", field=field)
     loras: list[LoraTag] = []
 
     def take(m: re.Match) -> str:

@@ -10,6 +10,9 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, controlnet_config, image_prompt, lora, vae
+from pixelserve.engine.families.schedule import TENSOR_INPUTS, PromptSwitch
+from pixelserve.engine.families.tiling import circular
+from pixelserve.engine.families.variation import pipeline_kwargs as variation_kwargs
 from pixelserve.engine.families.base import Family, PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.text.prompts import pipeline_kwargs
 
@@ -38,18 +41,27 @@ class SDFamily(Family):
             # 4. The prompts, as text or as embeddings (weighting, long prompts, textual inversions).
             texts = self.prompt_lists(request, len(generators), prompts)
             text = self.text_kwargs(base, request, texts, adapter_key)
+            callback_kwargs: dict[str, Any] = {}
+            if request.prompt_schedule:  # A1111 prompt editing: the embedding changes at given steps
+                switch = PromptSwitch(request, texts, lambda t: self.text_kwargs(base, request, t, adapter_key), text)
+                text = switch.first
+                callback_kwargs["callback_on_step_end_tensor_inputs"] = TENSOR_INPUTS
             # 5. Denoise, reporting each step (with its latents, for previews) and stopping between steps when
             #    cancelled.
             total = self.effective_steps(request)
-            with torch.inference_mode():
+            callback = self.step_callback(total, on_step, cancel, preview=preview)
+            with torch.inference_mode(), circular([pipe.unet, pipe.vae], request.tiling):
                 out = pipe(
                     **text,
                     num_inference_steps=request.steps,
                     guidance_scale=request.guidance_scale,
                     generator=generators,
-                    callback_on_step_end=self.step_callback(total, on_step, cancel, preview=preview),
+                    callback_on_step_end=switch.wrap(callback) if request.prompt_schedule else callback,
+                    **callback_kwargs,
                     **self.task_kwargs(request),
                     **controlnet.pipeline_kwargs(request),
+                    **variation_kwargs(pipe, request, model.device),
+                    **({"eta": request.eta} if request.eta is not None else {}),
                     **image_kwargs,
                 )
         # 6. PIL images, one per seed (inpainting: unmasked pixels kept as sent).

@@ -9,6 +9,8 @@ import torch
 
 from pixelserve.core.request import GenerationRequest
 from pixelserve.engine.adapters import controlnet, image_prompt, lora
+from pixelserve.engine.families.tiling import circular
+from pixelserve.engine.families.variation import pipeline_kwargs as variation_kwargs
 from pixelserve.engine.families.base import PreviewHook, PromptLists, StepCallback
 from pixelserve.engine.families.sd import SDFamily
 from pixelserve.engine.text.prompts import refiner_texts
@@ -44,13 +46,15 @@ class SDXLFamily(SDFamily):
             texts = self.prompt_lists(request, len(generators), prompts)
             common = dict(num_inference_steps=request.steps, guidance_scale=request.guidance_scale,
                           generator=generators)
-            with torch.inference_mode():
+            with torch.inference_mode(), circular([pipe.unet, pipe.vae, model.refiner.unet], request.tiling):
                 # 4. The base model denoises the first part and hands its latents over.
                 latents = pipe(
                     denoising_end=switch, output_type="latent",
                     callback_on_step_end=self.step_callback(total, on_step, cancel, preview=preview),
                     **self.text_kwargs(base, request, texts, adapter_key), **common,
                     **self.task_kwargs(request), **controlnet.pipeline_kwargs(request), **image_kwargs,
+                    **variation_kwargs(pipe, request, model.device),
+                    **({"eta": request.eta} if request.eta is not None else {}),
                 ).images
                 # 5. The refiner finishes the remaining steps (its own text encoder: the *_2 texts, plain).
                 refiner = self.task_pipeline(model.refiner, "img2img", request.scheduler)

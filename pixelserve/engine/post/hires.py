@@ -40,7 +40,9 @@ def second_pass(model: Any, family: Family, request: GenerationRequest, images: 
             task="img2img", init_image=start, mask_image=None, strength=hires.strength, steps=hires.steps,
             width=hires.width, height=hires.height, seeds=(seed,), num_images=1, post=PostProcess(),
             scheduler=hires.scheduler or request.scheduler, inpaint_full_res=False, outpaint=False,
-            prompt=request.prompt if hires.prompt is None else hires.prompt,
+            prompt_schedule=(),  # prompt editing's steps are the first pass's: the second takes its final text
+            prompt=(request.prompt_schedule[-1][1] if request.prompt_schedule else request.prompt)
+            if hires.prompt is None else hires.prompt,
             negative_prompt=request.negative_prompt if hires.negative_prompt is None else hires.negative_prompt)
         out.extend(family.run(model, second, cancel=cancel))
     return out

@@ -32,6 +32,8 @@ def batch_key(request: GenerationRequest) -> Hashable | None:
         return None
     if request.use_refiner:  # the refiner pass is per image set; keep it simple and exact
         return None
+    if request.subseed_strength or request.prompt_schedule or request.seed_resize_from:  # per-request noise or embeddings during sampling
+        return None
     if request.post.face_refine is not None or request.post.upscale:
         return None  # post passes are per image and long: batching them gains nothing
     shared = []

@@ -92,6 +92,7 @@ def check_token_limits(request: GenerationRequest, family: str, tokenizers: list
     limit = CHUNK_TEXT_TOKENS * chunks
     style = request.style
     fields = [("prompt", request.prompt, 0, True), ("negative_prompt", request.negative_prompt, 0, False)]
+    fields += [("prompt", text, 0, True) for _, text in request.prompt_schedule[1:]]  # A1111 prompt editing
     if family == "sdxl" and len(tokenizers) > 1:
         fields += [("prompt_2", request.prompt_2, 1, True), ("negative_prompt_2", request.negative_prompt_2, 1, None)]
     for name, text, index, styled in fields:

@@ -68,16 +68,17 @@ def test_send_images_false_answers_no_images(client):
     ("txt2img", {"alwayson_scripts": {"ControlNet": {"args": []}}}, "always on script ControlNet not found"),
     ("txt2img", {"script_name": "x/y/z plot"}, "script_name"),
     ("txt2img", {"override_settings": {"sd_hypernetwork": "x"}}, "override_settings.sd_hypernetwork"),
+    ("txt2img", {"override_settings": {"return_grid": True}}, "override_settings.return_grid"),
     ("txt2img", {"override_settings": {"samples_format": "gif"}}, "override_settings.samples_format"),
     ("txt2img", {"override_settings": {"CLIP_stop_at_last_layers": 0}}, "CLIP_stop_at_last_layers"),
     ("txt2img", {"batch_size": 8, "n_iter": 3}, "n_iter"),
     ("txt2img", {"seed": 2**33}, "seed"),
     ("txt2img", {"scheduler": "beta"}, "scheduler"),
     ("txt2img", {"prompt": "a AND b"}, "AND"),
-    ("txt2img", {"prompt": "[a|b]"}, "alternation"),
+    ("txt2img", {"negative_prompt": "[a|b]"}, "alternation"),
+    ("txt2img", {"negative_prompt": "[a:b:2]"}, "prompt editing"),
     ("txt2img", {"prompt": "<hypernet:x:1>"}, "only <lora:...>"),
     ("txt2img", {"prompt": "<lora:x:0.5:0.7>"}, "UNet weight"),
-    ("txt2img", {"tiling": True}, "tiling"),
     ("txt2img", {"force_task_id": "task(abc)"}, "force_task_id"),
     ("txt2img", {"width": 60}, "width"),
     ("img2img", {}, "Init image not found"),
@@ -103,3 +104,9 @@ def test_body_validation_is_fastapis_422(client):
     r = client.post("/sdapi/v1/txt2img", json={"prompt": "x", "steps": "many"})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "steps"] and r.json()["detail"][0]["type"] == "int_parsing"
+
+
+def test_override_settings_describing_the_server_pass_with_their_value(client):
+    got = info(client.post("/sdapi/v1/txt2img", json={"prompt": "x", **SMALL, "override_settings": {
+        "return_grid": False, "enable_pnginfo": True, "samples_format": "png"}}))
+    assert len(got["all_seeds"]) == 1

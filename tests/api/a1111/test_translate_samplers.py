@@ -89,3 +89,28 @@ def test_restore_faces_and_hires_become_post_processing():
     plain = translate.txt2img_to_request(Txt2ImgRequest(prompt="x"), target, lambda name: name).request
     assert plain.post.face_refine is None and plain.post.hires is None
     assert (plain.width, plain.steps, plain.guidance_scale, plain.scheduler) == (512, 50, 7.0, "euler")
+
+
+def test_init_image_urls_go_through_the_guarded_fetcher(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    from PIL import Image
+
+    from pixelserve.core.fetch import FetchPolicy
+    from pixelserve.dialects.a1111 import images
+
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(tmp_path / "a.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/a.png"
+    try:
+        with pytest.raises(InvalidRequest) as e:  # a local address: refused, as A1111's api_forbid_local_requests
+            images.decode(url, "init_images.0", 10**6, 10**6)
+        assert e.value.field == "init_images.0"
+        got = images.decode(url, "init_images.0", 10**6, 10**6, FetchPolicy(allow_loopback=True))
+        assert got.size == (8, 8) and got.getpixel((0, 0)) == (1, 2, 3)
+    finally:
+        httpd.shutdown()

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from pixelserve.app import create_app
 from pixelserve.db.crud.keys import create_key
+from pixelserve.engine.demo import tiny_adapters
 from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
 from tests.conftest import make_settings
 from tests.security.live import live_server, wait_engine_ready
@@ -32,6 +33,10 @@ def server(tmp_path_factory, tiny_cache):
             row, key = create_key(s, "webuiapi", app.state.auth.secret)
         lora = ensure_tiny_lora("sd", tmp_path_factory.mktemp("lora"))
         app.state.assets.add_file(f"key:{row.id}", lora, name="ink", kind="lora", family="sd")
+        embedding = tiny_adapters.ensure_tiny_textual_inversion("sd", tmp_path_factory.mktemp("ti"))
+        app.state.assets.add_file(f"key:{row.id}", embedding, name="sparkle", kind="textual_inversion", family="sd")
+        app.state.studio.save_style(row.id, {"name": "noir", "prompt_template": "{prompt}, film noir",
+                                             "negative_prompt": "colour"})
         yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
 
 
@@ -112,10 +117,11 @@ def test_checkpoint_and_format_per_request(api):
 
 
 def test_not_built_fields_and_unknown_names_are_400s(api):
-    for kwargs, words in [(dict(seed_resize_from_h=128), "seed_resize_from_h"), (dict(sampler_name="Nope"), "Sampler not found"),
-                          (dict(subseed_strength=0.5), "subseed_strength"), (dict(styles=["x"]), "styles"),
+    for kwargs, words in [(dict(seed_resize_from_h=100, seed_resize_from_w=64), "multiples of 8"), (dict(sampler_name="Nope"), "Sampler not found"),
+                          (dict(styles=["nope"]), "no style named 'nope'"),
                           (dict(override_settings={"sd_model_checkpoint": "nope"}), "model 'nope' not found"),
-                          (dict(prompt="a [cat:dog:5]"), "prompt editing")]:
+                          (dict(prompt="a [cat:dog:0.5]", override_settings={"sd_model_checkpoint": "tiny-sdxl"}),
+                           "built for sd models")]:
         with pytest.raises(RuntimeError) as e:
             api.txt2img(**{"prompt": "x", **SMALL, **kwargs})
         assert e.value.args[0] == 400 and words in e.value.args[1], kwargs
@@ -213,3 +219,96 @@ def test_restore_faces_runs_the_face_refiner(api):
     assert out.info["restore_faces"] is True and out.info["face_restoration_model"] == "pixelserve face refiner"
     assert "Face restoration: pixelserve face refiner, " in out.info["infotexts"][0]
     assert out.images[0].size == (64, 64)
+
+
+def test_styles_are_the_callers_studio_styles(api):
+    out = api.txt2img(prompt="a street", negative_prompt="blurry", styles=["noir"], seed=2, **SMALL)
+    assert out.info["prompt"] == "a street, film noir" and out.info["negative_prompt"] == "blurry, colour"
+    assert out.info["styles"] == ["noir"] and out.parameters["prompt"] == "a street"  # the request as sent
+    assert out.info["infotexts"][0].startswith("a street, film noir\nNegative prompt: blurry, colour\n")
+    same = api.txt2img(prompt="a street, film noir", negative_prompt="blurry, colour", seed=2, **SMALL)
+    assert np.array_equal(pixels(out.images[0]), pixels(same.images[0]))
+
+
+def test_variation_seeds(api):
+    common = dict(prompt="a fox", seed=5, sampler_name="Euler", **SMALL)  # Euler: no noise after the first
+    plain = api.txt2img(**common).images[0]
+    other = api.txt2img(**{**common, "seed": 100}).images[0]
+    half = api.txt2img(**common, subseed=100, subseed_strength=0.5, batch_size=2)
+    assert half.info["all_seeds"] == [5, 5] and half.info["all_subseeds"] == [100, 101]
+    assert "Seed: 5, Size: 64x64, Model: tiny-sd, Variation seed: 101, Variation seed strength: 0.5" in \
+        half.info["infotexts"][1]
+    for img in (plain, other):
+        assert not np.array_equal(pixels(half.images[0]), pixels(img))
+    assert not np.array_equal(pixels(half.images[0]), pixels(half.images[1]))
+    full = api.txt2img(**common, subseed=100, subseed_strength=1.0).images[0]
+    assert np.abs(pixels(full) - pixels(other)).max() <= 2  # all the subseed's noise: the subseed's image
+    none = api.txt2img(**common, subseed=100, subseed_strength=0).images[0]
+    assert np.array_equal(pixels(none), pixels(plain))
+    with pytest.raises(RuntimeError) as e:
+        api.img2img(images=[picture()], prompt="x", subseed_strength=0.3, **SMALL)
+    assert e.value.args[0] == 400 and "subseed_strength" in e.value.args[1]
+
+
+def test_tiling(api):
+    tiled = api.txt2img(prompt="a wall", seed=8, tiling=True, **SMALL)
+    plain = api.txt2img(prompt="a wall", seed=8, **SMALL)
+    assert "Tiling: True" in tiled.info["infotexts"][0] and "Tiling" not in plain.info["infotexts"][0]
+    assert not np.array_equal(pixels(tiled.images[0]), pixels(plain.images[0]))
+    again = api.txt2img(prompt="a wall", seed=8, **SMALL)  # the padding is switched back after the call
+    assert np.array_equal(pixels(plain.images[0]), pixels(again.images[0]))
+
+
+def test_prompt_editing_and_alternation_switch_the_embedding_during_sampling(api):
+    def image(text, **kw):
+        return pixels(api.txt2img(prompt=text, seed=12, sampler_name="Euler", **{**SMALL, "steps": 4, **kw}).images[0])
+
+    cat, dog = image("a cat"), image("a dog")
+    assert np.array_equal(image("[a cat:a dog:10]"), cat)  # switches after the last step: never
+    assert np.array_equal(image("[a cat:a dog:0]"), dog)  # switches before the first: always
+    edited, alternating = image("[a cat:a dog:0.5]"), image("[a cat|a dog]")
+    for got in (edited, alternating):
+        assert not np.array_equal(got, cat) and not np.array_equal(got, dog)
+    assert not np.array_equal(edited, alternating)
+    assert np.array_equal(image("[a cat:a dog:0.5]"), edited)  # deterministic
+    long = " ".join(["a very detailed painting of a tall lighthouse on a rocky shore"] * 3)  # over 77 tokens
+    assert image(f"[a cat:{long}:2]").shape == (64, 64, 3)  # embeddings of other lengths are padded
+    out = api.txt2img(prompt="[a cat:a dog:2] <lora:ink:0.5>", seed=1, **SMALL)
+    assert out.info["prompt"] == "[a cat:a dog:2] <lora:ink:0.5>"
+    assert image("[a cat:a dog:1]", enable_hr=True, hr_scale=1.5, hr_upscaler="Lanczos").shape == (96, 96, 3)
+
+
+def test_embeddings_by_name_in_the_prompt(api, server):
+    with server.app.state.sessions() as s:
+        _, other_key = create_key(s, "other", server.app.state.auth.secret)
+    other = webuiapi.WebUIApi(baseurl=f"{server.base}/sdapi/v1", username="me", password=other_key)
+    mine = api.txt2img(prompt="a cat, sparkle", seed=3, **SMALL).images[0]
+    theirs = other.txt2img(prompt="a cat, sparkle", seed=3, **SMALL).images[0]  # no such embedding: plain words
+    assert not np.array_equal(pixels(mine), pixels(theirs))
+    plain = api.txt2img(prompt="a cat, sparkles", seed=3, **SMALL).images[0]  # another word: not the embedding
+    assert np.array_equal(pixels(plain), pixels(other.txt2img(prompt="a cat, sparkles", seed=3, **SMALL).images[0]))
+
+
+def test_seed_resize_from(api):
+    common = dict(prompt="a fox", seed=5, sampler_name="Euler", **SMALL)
+    plain = pixels(api.txt2img(**common).images[0])
+    same_size = api.txt2img(**common, seed_resize_from_w=64, seed_resize_from_h=64)
+    assert np.array_equal(pixels(same_size.images[0]), plain)  # the noise is drawn as the pipeline draws it
+    assert "Seed resize from: 64x64" in same_size.info["infotexts"][0]
+    for w, h in ((128, 128), (64, 128), (96, 64)):
+        resized = pixels(api.txt2img(**common, seed_resize_from_w=w, seed_resize_from_h=h).images[0])
+        assert not np.array_equal(resized, plain), (w, h)
+
+
+def test_eta_for_ddim(api):
+    common = dict(prompt="a fox", seed=5, sampler_name="DDIM", **SMALL)
+    zero = api.txt2img(**common, eta=0)
+    assert "Eta DDIM" not in zero.info["infotexts"][0]
+    one = api.txt2img(**common, eta=1.0)  # webuiapi's default: DDIM's stochastic form, as A1111 runs it
+    assert "Eta DDIM: 1.0" in one.info["infotexts"][0]
+    assert not np.array_equal(pixels(zero.images[0]), pixels(one.images[0]))
+    assert np.array_equal(pixels(zero.images[0]),
+                          pixels(api.txt2img(**common, eta=0).images[0]))
+    with pytest.raises(RuntimeError) as e:
+        api.txt2img(prompt="a fox", sampler_name="Euler a", eta=0.5, **SMALL)
+    assert e.value.args[0] == 400 and "eta" in e.value.args[1]
