@@ -18,9 +18,8 @@ from pixelserve.dialects.openai import router as openai
 from pixelserve.dialects.studio import router as studio
 from pixelserve.engine.weights import gc_freeze
 from pixelserve.engine.client import EngineClient
-from pixelserve.http import health, images, metrics
+from pixelserve.http import health, images, jobs, metrics, ui
 from pixelserve.http import webhooks as webhook_routes
-from pixelserve.http import health, images, jobs, ui
 from pixelserve.service.assets import AssetService
 from pixelserve.service.auth import Authenticator
 from pixelserve.service.events import EventBus, log_finished

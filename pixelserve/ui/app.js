@@ -337,7 +337,8 @@ function clearInit() {
 // -- copy as code ----------------------------------------------------------------------------------
 function renderCode() {
   const gen = GENERATORS.find((g) => g.id === $("code-lang").value) || GENERATORS[0];
-  $("code").textContent = gen.make({ base: location.origin, engine: family(), family: family(), body: body() });
+  $("code").textContent = gen.make({ base: location.origin, engine: family(), family: family(), model: $("model").value,
+    body: body() });
 }
 
 function start() {

@@ -1,7 +1,7 @@
 // "Copy as code": the playground's request written for each dialect the server speaks. One row per
-// generator in GENERATORS: {id, label, make(req)} where req = {base, engine, family, body} and body is
-// the OctoAI JSON body the page sends. To add a dialect (e.g. AUTOMATIC1111 with webuiapi), append
-// a row. The key is read from the environment (PIXELSERVE_API_KEY), never written into the code.
+// generator in GENERATORS: {id, label, make(req)} where req = {base, engine, family, model, body}; body is
+// the OctoAI JSON body the page sends, and model the selected model's id. To add a dialect, append a
+// row. The key is read from the environment (PIXELSERVE_API_KEY), never written into the code.
 
 const KEY_ENV = "PIXELSERVE_API_KEY";
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
@@ -152,10 +152,55 @@ function openaiSdk({ base, body }) {
     "    print(f\"out-{i}.png\")"].join("\n");
 }
 
+// OctoAI's sampler names (the page's list) -> A1111's sampler label and schedule (dialects/a1111/samplers.py).
+const A1111_SAMPLERS = {
+  PNDM: ["PLMS", "Automatic"], LMS: ["LMS", "Automatic"], KLMS: ["LMS", "Karras"], DDIM: ["DDIM", "Automatic"],
+  HEUN: ["Heun", "Automatic"], K_HEUN: ["Heun", "Automatic"], K_EULER: ["Euler", "Automatic"],
+  K_EULER_ANCESTRAL: ["Euler a", "Automatic"], DPM_SOLVER_MULTISTEP: ["DPM++ 2M", "Automatic"],
+  DPM_PLUS_PLUS_2M_KARRAS: ["DPM++ 2M", "Karras"], DPM_PLUS_PLUS_2M_SDE: ["DPM++ 2M SDE", "Automatic"],
+  DPM_PLUS_PLUS_2M_SDE_KARRAS: ["DPM++ 2M SDE", "Karras"], DPM_2: ["DPM2", "Automatic"],
+  DPM_2_KARRAS: ["DPM2", "Karras"], DPM_2_ANCESTRAL: ["DPM2 a", "Automatic"],
+  DPM_2_ANCESTRAL_KARRAS: ["DPM2 a", "Karras"], DPM_PLUS_PLUS_SDE_KARRAS: ["DPM++ SDE", "Karras"],
+  UNI_PC: ["UniPC", "Automatic"], LCM: ["LCM", "Automatic"],
+};
+
+function webuiapi({ base, model, body }) {
+  const { files } = withoutImages(body);
+  const lines = ["# AUTOMATIC1111 API (/sdapi/v1) through the webuiapi client: HTTP Basic, the key as password (any username).",
+    "import os", "", "import webuiapi"];
+  if (files.init_image) lines.push("from PIL import Image");
+  lines.push("", `api = webuiapi.WebUIApi(baseurl=${py(base + "/sdapi/v1")}, username="any", password=os.environ[${py(KEY_ENV)}])`);
+  // LoRAs go in the prompt as A1111 writes them: <lora:NAME:WEIGHT>.
+  const tags = Object.entries(body.loras || {}).map(([name, w]) => ` <lora:${name}:${w}>`).join("");
+  const args = { prompt: body.prompt + tags };
+  if (body.negative_prompt) args.negative_prompt = body.negative_prompt;
+  Object.assign(args, { width: body.width, height: body.height, steps: body.steps, cfg_scale: body.cfg_scale,
+    seed: typeof body.seed === "number" ? body.seed : -1, batch_size: body.num_images || 1 });
+  const sampler = A1111_SAMPLERS[body.sampler];
+  if (sampler) {
+    [args.sampler_name, args.scheduler] = sampler;
+  } else if (body.sampler) {
+    lines.push(`# A1111 has no sampler like ${body.sampler}: the server's default (Euler a) draws it.`);
+  }
+  if (model) args.override_settings = { sd_model_checkpoint: model };
+  if (files.init_image) {
+    args.images = "INIT";
+    args.denoising_strength = body.strength;
+    if (files.mask_image) args.mask_image = "MASK";
+  }
+  let call = `out = api.${files.init_image ? "img2img" : "txt2img"}(\n${pyKwargs(args, "    ")}\n)`;
+  call = call.replace('images="INIT"', `images=[Image.open(${py(files.init_image)})]`)
+    .replace('mask_image="MASK"', `mask_image=Image.open(${py(files.mask_image)})`);
+  lines.push(call, "for i, (im, seed) in enumerate(zip(out.images, out.info[\"all_seeds\"])):",
+    "    im.save(f\"out-{i}.png\")", "    print(f\"out-{i}.png seed {seed}\")");
+  return lines.join("\n");
+}
+
 export const GENERATORS = [
   { id: "curl", label: "curl (OctoAI API, what this page sends)", make: curlOctoAI },
   { id: "octoai-sdk", label: "Python: OctoAI SDK", make: octoaiSdk },
   { id: "karlo", label: "Python: Karlo API with requests", make: karlo },
   { id: "studio", label: "curl: Studio API", make: studio },
   { id: "openai", label: "Python: OpenAI SDK (Images API)", make: openaiSdk },
+  { id: "webuiapi", label: "Python: webuiapi (AUTOMATIC1111 API)", make: webuiapi },
 ];

@@ -199,7 +199,7 @@ def test_the_copied_curl_command_returns_an_image(page, server, tmp_path):
     assert page.locator("#results figcaption").first.text_content() == "seed 1234"
 
 
-@pytest.mark.parametrize("lang", ["octoai-sdk", "karlo", "openai", "studio"])
+@pytest.mark.parametrize("lang", ["octoai-sdk", "karlo", "openai", "studio", "webuiapi"])
 def test_the_other_copied_snippets_run(page, server, tmp_path, lang):
     page.fill("#prompt", "a copied request")
     page.fill("#steps", "3")

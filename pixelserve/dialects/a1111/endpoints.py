@@ -9,7 +9,6 @@ as checkpoints. What A1111 has and pixelserve does not is a 501 in A1111's error
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request

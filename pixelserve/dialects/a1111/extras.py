@@ -13,7 +13,6 @@ does not import beside this torch build (engine/post/upscale.py). Face restorati
 from __future__ import annotations
 
 import base64
-import io
 from typing import Any
 
 from PIL import Image

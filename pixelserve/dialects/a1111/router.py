@@ -12,7 +12,7 @@ from pixelserve.dialects.a1111.options import A1111Defaults
 
 #: How a client points at this dialect ({base}: the server's URL, {key}: an API key), shown at start.
 CLIENT_HINT = ("A1111   POST {base}/sdapi/v1/txt2img              HTTP Basic, password {key}      "
-               "(webuiapi.WebUIApi(baseurl=URL/sdapi/v1, username='', password=KEY))")
+               "(webuiapi.WebUIApi(baseurl=URL/sdapi/v1, username='any', password=KEY))")
 
 
 def mount(app: FastAPI, models: ModelsConfig) -> None:
