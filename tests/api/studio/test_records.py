@@ -109,7 +109,9 @@ def test_list_by_group_id_is_per_owner(studio_client, owner):
     assert studio_client.get("/api/images", headers=h).status_code == 400
 
 
-def test_reference_image_drives_img2img(studio_client, owner):
+def test_reference_image_guides_the_demo_model_as_an_image_prompt(studio_client, owner):
+    """The demo's models have a tiny IP-Adapter (#16), so a reference image is an image prompt there;
+    on a model without one it starts an img2img (tests/api/studio/test_translate_golden.py)."""
     _, h = owner
     path = upload(studio_client, h)
     r = studio_client.post(CREATE, headers=h, json={"prompt": "a cat", "image": path, "ratio": "16:9", "sample": 1})
@@ -119,8 +121,8 @@ def test_reference_image_drives_img2img(studio_client, owner):
 
     with studio_client.app.state.sessions() as s:
         job = s.get(StudioJob, s.get(StudioImage, r.json()["images"][0]["imageId"]).job_id)
-    assert job.plan["request"]["task"] == "img2img"
-    assert job.plan["request"]["strength"] == studio_client.app.state.settings.studio_reference_strength
+    assert job.plan["request"]["task"] == "txt2img" and job.plan["request"]["strength"] is None
+    assert job.plan["request"]["image_prompt_scale"] == studio_client.app.state.settings.studio_reference_scale
     assert job.plan["reference_key"] == "uploads/" + path
 
 
