@@ -5,6 +5,7 @@ import contextlib
 import socket
 import threading
 import time
+from types import SimpleNamespace
 
 import uvicorn
 
@@ -35,3 +36,16 @@ def wait_engine_ready(app, timeout: float = 120) -> None:
     while not app.state.engine.health().ready:
         assert time.monotonic() < deadline, "engine not ready"
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def served(app, key_name: str = "tests"):
+    """The app on a live server with its models loaded and one API key: yields
+    ``SimpleNamespace(base, key, key_id, app)``."""
+    from pixelserve.db.crud.keys import create_key
+
+    with live_server(app) as port:
+        wait_engine_ready(app)
+        with app.state.sessions() as s:
+            row, key = create_key(s, key_name, app.state.auth.secret)
+        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, key_id=row.id, app=app)

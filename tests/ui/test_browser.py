@@ -13,7 +13,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -21,10 +20,9 @@ import pytest
 from PIL import Image
 
 from pixelserve.app import create_app
-from pixelserve.db.crud.keys import create_key
 from tests.api.octoai.assets import tiny_files, upload
 from tests.conftest import make_settings
-from tests.security.live import live_server, wait_engine_ready
+from tests.security.live import served
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
@@ -48,11 +46,8 @@ WATCH_JS = """() => { window.__progress = []; window.__previews = [];
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_cache):
     app = create_app(make_settings(tmp_path_factory.mktemp("ui"), tiny_cache, octoai_extra_sizes="64x64"))
-    with live_server(app) as port:
-        wait_engine_ready(app)
-        with app.state.sessions() as s:
-            _, key = create_key(s, "browser", app.state.auth.secret)
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
+    with served(app, "browser") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ from pixelserve.db.crud.keys import create_key, find_key
 from pixelserve.engine.demo import tiny_adapters
 from pixelserve.service.auth import Caller
 from tests.conftest import make_settings
-from tests.security.live import live_server, wait_engine_ready
+from tests.security.live import served
 
 #: Enough steps for a tiny-model job to run a second or more on a CPU: long enough to watch it.
 SLOW_STEPS = 200
@@ -32,16 +31,14 @@ SLOW_STEPS = 200
 def server(tmp_path_factory, tiny_cache):
     tmp = tmp_path_factory.mktemp("a1111")
     app = create_app(make_settings(tmp, tiny_cache, preview_every=2, octoai_extra_sizes="64x64"))
-    with live_server(app) as port:
-        wait_engine_ready(app)
+    with served(app, "mine") as server:
         with app.state.sessions() as s:
-            mine, key = create_key(s, "mine", app.state.auth.secret)
-            _, other = create_key(s, "other", app.state.auth.secret)
+            _, server.other = create_key(s, "other", app.state.auth.secret)
         lora = tiny_adapters.ensure_tiny_lora("sd", tmp / "adapters")
-        app.state.assets.add_file(f"key:{mine.id}", lora, name="my-style", kind="lora", family="sd")
+        app.state.assets.add_file(f"key:{server.key_id}", lora, name="my-style", kind="lora", family="sd")
         ti = tiny_adapters.ensure_tiny_textual_inversion("sd", tmp / "adapters")
         app.state.assets.add_file("public", ti, name="shared-word", kind="textual_inversion", family="sd")
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, other=other, app=app)
+        yield server
 
 
 def api(server, key=None) -> webuiapi.WebUIApi:

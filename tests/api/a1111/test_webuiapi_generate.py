@@ -5,7 +5,6 @@ infotext in the PNG, LoRA tags, per-request checkpoint and format, and refusals 
 import base64
 import io
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from pixelserve.db.crud.keys import create_key
 from pixelserve.engine.demo import tiny_adapters
 from pixelserve.engine.demo.tiny_adapters import ensure_tiny_lora
 from tests.conftest import make_settings
-from tests.security.live import live_server, wait_engine_ready
+from tests.security.live import served
 
 SMALL = dict(width=64, height=64, steps=3)
 BOX = (16, 16, 39, 31)  # the repainted area (inclusive corners)
@@ -27,17 +26,15 @@ BOX = (16, 16, 39, 31)  # the repainted area (inclusive corners)
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_cache):
     app = create_app(make_settings(tmp_path_factory.mktemp("a1111-gen"), tiny_cache))
-    with live_server(app) as port:
-        wait_engine_ready(app)
-        with app.state.sessions() as s:
-            row, key = create_key(s, "webuiapi", app.state.auth.secret)
+    with served(app, "webuiapi") as server:
         lora = ensure_tiny_lora("sd", tmp_path_factory.mktemp("lora"))
-        app.state.assets.add_file(f"key:{row.id}", lora, name="ink", kind="lora", family="sd")
+        app.state.assets.add_file(f"key:{server.key_id}", lora, name="ink", kind="lora", family="sd")
         embedding = tiny_adapters.ensure_tiny_textual_inversion("sd", tmp_path_factory.mktemp("ti"))
-        app.state.assets.add_file(f"key:{row.id}", embedding, name="sparkle", kind="textual_inversion", family="sd")
-        app.state.studio.save_style(row.id, {"name": "noir", "prompt_template": "{prompt}, film noir",
-                                             "negative_prompt": "colour"})
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
+        app.state.assets.add_file(f"key:{server.key_id}", embedding, name="sparkle", kind="textual_inversion",
+                                  family="sd")
+        app.state.studio.save_style(server.key_id, {"name": "noir", "prompt_template": "{prompt}, film noir",
+                                                    "negative_prompt": "colour"})
+        yield server
 
 
 @pytest.fixture(scope="module")

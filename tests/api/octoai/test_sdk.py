@@ -16,22 +16,18 @@ from octoai.image_gen.errors import UnprocessableEntityError
 from octoai.image_gen.types import ImageGenerationResponse
 
 from pixelserve.app import create_app
-from pixelserve.db.crud.keys import create_key
 from tests.api.octoai.assets import tiny_files
 from tests.api.octoai.conftest import EXTRA_SIZES
 from tests.api.octoai.helpers import b64_image, decode
 from tests.conftest import make_settings
-from tests.security.live import live_server, wait_engine_ready
+from tests.security.live import served
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_cache):
     app = create_app(make_settings(tmp_path_factory.mktemp("sdk"), tiny_cache, octoai_extra_sizes=EXTRA_SIZES))
-    with live_server(app) as port:
-        wait_engine_ready(app)
-        with app.state.sessions() as s:
-            _, key = create_key(s, "sdk", app.state.auth.secret)
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key)
+    with served(app, "sdk") as server:
+        yield server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@
 import base64
 import io
 import time
-from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -16,9 +15,8 @@ from sqlalchemy import select
 
 from pixelserve.app import create_app
 from pixelserve.db.models import Job
-from pixelserve.db.crud.keys import create_key
 from tests.conftest import make_settings
-from tests.security.live import live_server, wait_engine_ready
+from tests.security.live import served
 
 BOX = (16, 16, 47, 39)  # the area the mask opens for editing (inclusive corners)
 
@@ -26,11 +24,8 @@ BOX = (16, 16, 47, 39)  # the area the mask opens for editing (inclusive corners
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_cache):
     app = create_app(make_settings(tmp_path_factory.mktemp("openai"), tiny_cache))
-    with live_server(app) as port:
-        wait_engine_ready(app)
-        with app.state.sessions() as s:
-            _, key = create_key(s, "sdk", app.state.auth.secret)
-        yield SimpleNamespace(base=f"http://127.0.0.1:{port}", key=key, app=app)
+    with served(app, "sdk") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
