@@ -153,8 +153,16 @@ class Settings(BaseSettings):
     compile_mode: Literal["reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = None
     #: Decode images over this many pixels with a tiled VAE (bounded memory; 0: never tile).
     vae_tiling_pixels: int = Field(1536 * 1536, ge=0)
-    #: Fused QKV projections in UNet and VAE attention (exact; off: LoRA loaded later would not reach them).
-    fuse_qkv: bool = False
+    #: The exact optimisations below: unset, each is on only on the devices where it measured faster
+    #: (engine/speed/optimize.py DEVICE_DEFAULTS: CPU: retained host memory; CUDA: channels_last); set,
+    #: it applies on every device.
+    #: Fused QKV projections in UNet and VAE attention (exact; LoRA loaded later would not reach them; slower on CPU).
+    fuse_qkv: bool | None = None
+    #: channels_last memory format for the UNet and VAE (faster convolutions on CUDA, slower on CPU).
+    channels_last: bool | None = None
+    #: glibc's malloc keeps freed host memory for the next step instead of page-faulting it back
+    #: (engine/weights/host_memory.py; the whole process keeps its peak memory).
+    retain_host_memory: bool | None = None
     #: Loaded models kept per device, in GiB of parameters and buffers; past it the least recently
     #: used model no job holds is unloaded (0: no bound). See engine/runners/models.py.
     model_cache_gib: float = Field(0.0, ge=0)
@@ -335,7 +343,8 @@ class Settings(BaseSettings):
     def pipeline_options(self) -> dict:
         """How each engine (local, worker process, every Ray replica) optimises its pipelines."""
         return dict(compile=self.compile, compile_mode=self.compile_mode, vae_tiling_pixels=self.vae_tiling_pixels,
-                    fuse_qkv=self.fuse_qkv, model_cache_gib=self.model_cache_gib, fp8=self.fp8,
+                    fuse_qkv=self.fuse_qkv, channels_last=self.channels_last,
+                    retain_host_memory=self.retain_host_memory, model_cache_gib=self.model_cache_gib, fp8=self.fp8,
                     step_cache_interval=self.step_cache_interval, tiny_vae=self.tiny_vae, gc_freeze=self.gc_freeze,
                     preview_every=self.preview_every)
 

@@ -66,3 +66,19 @@ def test_gc_freeze_is_on_by_default_and_reaches_every_engine(monkeypatch, tmp_pa
     assert settings.pipeline_options()["gc_freeze"] is True  # the process worker and Ray replicas get these
     monkeypatch.setenv("PIXELSERVE_GC_FREEZE", "false")
     assert build_engine(Settings(data_dir=tmp_path)).gc_freeze is False
+
+
+def test_exact_optimisations_unset_take_the_device_defaults(monkeypatch, tmp_path):
+    from pixelserve.app import build_engine
+
+    names = ("CHANNELS_LAST", "FUSE_QKV", "RETAIN_HOST_MEMORY")
+    for name in names:
+        monkeypatch.delenv(f"PIXELSERVE_{name}", raising=False)
+    options = Settings(data_dir=tmp_path).pipeline_options()  # the process worker and Ray replicas get these
+    assert [options[n.lower()] for n in names] == [None, None, None]
+    opts = build_engine(Settings(data_dir=tmp_path)).optimizations
+    assert opts.on("retain_host_memory", "cpu") and not opts.on("channels_last", "cpu")
+    monkeypatch.setenv("PIXELSERVE_CHANNELS_LAST", "true")
+    monkeypatch.setenv("PIXELSERVE_RETAIN_HOST_MEMORY", "false")
+    opts = build_engine(Settings(data_dir=tmp_path)).optimizations
+    assert opts.on("channels_last", "cpu") and not opts.on("retain_host_memory", "cpu")

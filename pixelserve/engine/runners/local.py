@@ -29,7 +29,7 @@ from pixelserve.engine.runners.batching import BatchQueue, batch_key
 from pixelserve.engine.runners.jobs import Job, run_jobs, settle
 from pixelserve.engine.runners.models import ModelRegistry
 from pixelserve.engine.speed import approx, optimize
-from pixelserve.engine.weights import gc_freeze
+from pixelserve.engine.weights import gc_freeze, host_memory
 from pixelserve.errors import (Cancelled, DeadlineExceeded, EngineFailure, NotReady, OutOfMemory, Overloaded,
                                PixelserveError)
 
@@ -50,9 +50,10 @@ class LocalEngine:
                  max_batch_wait_ms: float = 0.0,
                  compile: bool = False, warmup_sizes: tuple[tuple[int, int], ...] = (),
                  vae_tiling_pixels: int = 1536 * 1536, start_deadline_s: float = 0.0, deadline_s: float = 0.0,
-                 compile_mode: str | None = None, fuse_qkv: bool = False, model_cache_gib: float = 0.0,
+                 compile_mode: str | None = None, fuse_qkv: bool | None = None, model_cache_gib: float = 0.0,
                  fp8: bool = False, step_cache_interval: int = 0, tiny_vae: dict[str, Path] | None = None,
-                 gc_freeze: bool = False, preview_every: int = 0):
+                 gc_freeze: bool = False, preview_every: int = 0, channels_last: bool | None = None,
+                 retain_host_memory: bool | None = None):
         import diffusers
         import transformers
 
@@ -60,8 +61,11 @@ class LocalEngine:
         transformers.utils.logging.set_verbosity_error()  # long-prompt and embedding-resize notices
         self.devices = available_devices(devices)
         self.optimizations = optimize.Optimizations(compile=compile, compile_mode=compile_mode, fuse_qkv=fuse_qkv,
-                                                    fp8=fp8)
+                                                    fp8=fp8, channels_last=channels_last,
+                                                    retain_host_memory=retain_host_memory)
         optimize.check_supported(self.optimizations, self.devices)
+        if any(self.optimizations.on("retain_host_memory", d) for d in self.devices):
+            host_memory.retain()  # before the device threads below take their first allocation
         # Opt-in approximations (engine/speed/approx.py): they change the image.
         self.step_cache_interval = step_cache_interval
         if compile and step_cache_interval >= 2:

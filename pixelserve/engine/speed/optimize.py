@@ -3,13 +3,18 @@
 Exact ones (the image equals the eager pipeline's within float tolerance; tests say how close):
 - SDPA attention: diffusers' default attention processor on torch 2 already uses
   ``scaled_dot_product_attention``; nothing to switch on.
-- channels_last memory format for the UNet and VAE on CUDA (faster convolutions there; on CPU it
-  measured slower for the tiny models, so it is left off).
-- fused QKV projections (``fuse_qkv``): one matmul for query, key and value instead of three.
-  Off by default: the fused weights are a copy, so LoRA or textual-inversion weights loaded into
-  ``to_q``/``to_k``/``to_v`` afterwards would not reach it.
+- channels_last memory format for the UNet and VAE (faster convolutions on CUDA; slower on a CPU).
+- fused QKV projections (``fuse_qkv``): one matmul for query, key and value instead of three. The
+  fused weights are a copy, so LoRA or textual-inversion weights loaded into ``to_q``/``to_k``/``to_v``
+  afterwards would not reach it; and on a CPU it measured slower.
+- host memory kept for reuse (``retain_host_memory``, engine/weights/host_memory.py): no page faults
+  for the memory every CPU step allocates and frees again.
 - ``torch.compile`` of the UNet and the VAE decoder (CPU and CUDA), with inductor's persistent
   cache kept in the data dir so a restart reuses the compiled kernels instead of compiling again.
+
+The first three are on by default only on the devices where they measured faster
+(``DEVICE_DEFAULTS``); a setting given explicitly (``PIXELSERVE_CHANNELS_LAST``,
+``PIXELSERVE_FUSE_QKV``, ``PIXELSERVE_RETAIN_HOST_MEMORY``) applies on every device.
 
 VAE tiling above a pixel threshold: decoding a large image in tiles bounds the decoder's peak
 memory (the tiles are blended, so it changes the image slightly: off below the threshold).
@@ -39,14 +44,34 @@ class UnsupportedOptimization(RuntimeError):
     """A switched-on optimisation this machine cannot run; raised at start, never per request."""
 
 
+#: Device kind -> the exact optimisations on by default there, as measured (None in Optimizations:
+#: this table). On a 2-core x86 CPU, full-size SD 1.5 at 256x256 (bench/perf.py ``cpu_fullsize``, the
+#: UNet step and VAE decode timed alternately in one process): channels_last and fused QKV were slower,
+#: retained host memory faster (no page faults). CUDA keeps what the GPU rows were built with, except
+#: fused QKV, which stays opt-in everywhere (LoRAs loaded after fusing would not reach it).
+DEVICE_DEFAULTS: dict[str, dict[str, bool]] = {
+    "cpu": {"channels_last": False, "fuse_qkv": False, "retain_host_memory": True},
+    "cuda": {"channels_last": True, "fuse_qkv": False, "retain_host_memory": False},
+}
+OTHER_DEVICES = {"channels_last": False, "fuse_qkv": False, "retain_host_memory": False}  # mps ...: untested
+
+
 @dataclass(frozen=True)
 class Optimizations:
     compile: bool = False  # torch.compile UNet + VAE decoder (slow first start, faster jobs)
     compile_mode: str | None = None  # torch.compile mode: None (default), "max-autotune", ...
     dynamic: bool | None = None  # dynamic shapes: one graph for every resolution (None: torch decides)
-    channels_last: bool = True  # CUDA only
-    fuse_qkv: bool = False  # one QKV matmul per attention (exact; LoRA loaded later would not reach it)
+    channels_last: bool | None = None  # None: DEVICE_DEFAULTS
+    fuse_qkv: bool | None = None  # one QKV matmul per attention (exact; LoRA loaded later would not reach it)
+    retain_host_memory: bool | None = None  # glibc malloc keeps freed memory (engine/weights/host_memory.py)
     fp8: bool = False  # FP8 linear layers (changes the image; CUDA capability >= 8.9 and torchao)
+
+    def on(self, name: str, device: str) -> bool:
+        """Whether the exact optimisation ``name`` applies on ``device``: as set, else the device's default."""
+        value = getattr(self, name)
+        if value is not None:
+            return bool(value)
+        return DEVICE_DEFAULTS.get(device.partition(":")[0], OTHER_DEVICES)[name]
 
 
 def check_supported(opts: Optimizations, devices: list[str]) -> None:
@@ -95,21 +120,23 @@ def float8_linears(module: torch.nn.Module) -> None:
 
 def apply(pipe: Any, device: str, opts: Optimizations) -> Any:
     """Optimise ``pipe`` in place (its modules are shared by every task pipeline built from it)."""
-    cuda = device.startswith("cuda")
-    if opts.fuse_qkv:
+    channels_last = opts.on("channels_last", device)
+    if opts.on("fuse_qkv", device):
         fuse_qkv(pipe)
     if opts.compile:
         # A LoRA slot count the UNet has not run with compiles one more graph (lora_slots.py): up
         # to 9 counts, each again after a slot is added. Dynamo's default of 8 graphs per function
         # would then silently run the UNet eagerly.
-        import torch._dynamo
+        # (``as``: a plain ``import torch._dynamo`` would make ``torch`` a local name of this whole
+        # function, unbound below when compile is off.)
+        import torch._dynamo as dynamo
 
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        dynamo.config.recompile_limit = max(dynamo.config.recompile_limit, 64)
     for name in ("unet", "transformer"):
         module = getattr(pipe, name, None)
         if module is None:
             continue
-        if cuda and opts.channels_last:
+        if channels_last:
             module.to(memory_format=torch.channels_last)
         if opts.fp8:
             float8_linears(module)
@@ -118,7 +145,7 @@ def apply(pipe: Any, device: str, opts: Optimizations) -> Any:
             pipe.register_modules(**{name: getattr(pipe, name)})
     vae = getattr(pipe, "vae", None)
     if vae is not None:
-        if cuda and opts.channels_last:
+        if channels_last:
             vae.to(memory_format=torch.channels_last)
         if opts.compile and hasattr(vae, "decoder"):
             vae.decoder = torch.compile(vae.decoder, mode=opts.compile_mode, dynamic=opts.dynamic)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import gc
 
+from pixelserve.engine.weights import host_memory
+
 
 def freeze() -> int:
     """Collect what start-up left behind, then freeze everything alive; returns how many objects."""
@@ -46,8 +48,11 @@ def collect_all() -> None:
 
 def free_memory(device: str) -> None:
     """After something that held weights on ``device`` is dropped: a full collection (its cycles may
-    involve frozen objects) and, on CUDA, the allocator's cached blocks handed back."""
+    involve frozen objects) and the freed memory handed back: on CUDA the allocator's cached blocks,
+    and host memory kept by engine/speed/host_memory.py."""
     collect_all()
+    if host_memory.retained():
+        host_memory.release()
     if device.startswith("cuda"):
         import torch
 

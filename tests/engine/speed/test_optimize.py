@@ -64,3 +64,36 @@ def test_vae_tiles_only_above_the_pixel_threshold(tiny_cache, monkeypatch):
 
     asyncio.run(go())
     assert seen == [(64, 64, False), (128, 128, True)]
+
+
+def test_exact_optimisations_follow_the_device_defaults_unless_set():
+    from pixelserve.engine.speed.optimize import Optimizations
+
+    default = Optimizations()
+    assert not default.on("channels_last", "cpu") and default.on("channels_last", "cuda:1")
+    assert default.on("retain_host_memory", "cpu") and not default.on("retain_host_memory", "cuda:0")
+    assert not default.on("fuse_qkv", "cpu") and not default.on("fuse_qkv", "cuda")
+    assert not default.on("channels_last", "mps") and not default.on("retain_host_memory", "mps")
+    chosen = Optimizations(channels_last=True, fuse_qkv=True, retain_host_memory=False)
+    for device in ("cpu", "cuda:0"):  # a setting given applies on every device
+        assert chosen.on("channels_last", device) and chosen.on("fuse_qkv", device)
+        assert not chosen.on("retain_host_memory", device)
+
+
+def test_channels_last_on_a_cpu_only_when_asked():
+    from types import SimpleNamespace
+
+    import torch
+
+    from pixelserve.engine.speed import optimize
+
+    def pipe():
+        return SimpleNamespace(unet=torch.nn.Conv2d(4, 8, 3), vae=torch.nn.Conv2d(4, 8, 3))
+
+    def channels_last(p):
+        return [m.weight.is_contiguous(memory_format=torch.channels_last) for m in (p.unet, p.vae)]
+
+    default = optimize.apply(pipe(), "cpu", optimize.Optimizations())
+    assert channels_last(default) == [False, False]
+    asked = optimize.apply(pipe(), "cpu", optimize.Optimizations(channels_last=True))
+    assert channels_last(asked) == [True, True]
