@@ -12,6 +12,8 @@ sd15_b1_latency, sd15_throughput. They run where CUDA is visible; elsewhere they
 not measured. ``--gpu-tiny`` runs the same GPU code on the tiny models (any device, CPU included),
 a smoke test of that path: its numbers are not the GPU rows' figures.
 The preview row (bench/perf_previews.py: preview_overhead) runs on whatever device there is.
+``cpu_fullsize`` (bench/perf_fullsize.py: cpu_fullsize_b1_latency, cpu_fullsize_throughput) runs the GPU
+rows' code on a full-size SD 1.5 at 256 px 4 steps on a CPU (minutes; not in ``--quick``).
 
 Every measurement runs in its own process (bench/perf_common.run_part).
 
@@ -19,6 +21,7 @@ Every measurement runs in its own process (bench/perf_common.run_part).
     .venv/bin/python bench/perf.py --rows cpu_server_overhead # only the rows named (comma list)
     .venv/bin/python bench/perf.py --quick                    # smoke run (tests/bench): small rows, 1 repeat
     .venv/bin/python bench/perf.py --rows preview_overhead    # live previews on vs off
+    .venv/bin/python bench/perf.py --rows cpu_fullsize --cache /tmp/bench  # full-size SD 1.5 on this CPU
     .venv/bin/python bench/perf.py --rows sd15_b1_latency --gpu-tiny --quick   # GPU path smoke on CPU
 """
 
@@ -37,22 +40,34 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import perf_cpu, perf_gpu, perf_previews  # noqa: E402
+from bench import perf_cpu, perf_fullsize, perf_gpu, perf_previews  # noqa: E402
 from bench.perf_common import RESULTS, pct, run_part, running_server, tiny_folder  # noqa: E402,F401  (bench/load.py)
 
 PARTS = {**perf_cpu.PARTS, **perf_gpu.PARTS, **perf_previews.PARTS}
 CPU_ROWS = ("cpu_server_overhead", "cpu_batching", "cpu_compile", "restart_to_ready")
 GPU_ROWS = ("sdxl_b1_latency", "sdxl_throughput", "sd15_b1_latency", "sd15_throughput")
 ANY_ROWS = ("preview_overhead",)  # on whatever device there is
-ALL_ROWS = CPU_ROWS + GPU_ROWS + ANY_ROWS
+FULLSIZE_ROWS = perf_fullsize.ROWS  # on a CPU only; "cpu_fullsize" names both
+ALL_ROWS = CPU_ROWS + FULLSIZE_ROWS + GPU_ROWS + ANY_ROWS
 
 
 def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool, gpu_tiny: bool,
             fp8: bool = True, compile_mode: str | None = None) -> list[dict]:
     rows: list[dict] = []
     done: set = set()
+    fullsize = [n for n in names if n in FULLSIZE_ROWS]
     for name in names:
-        if name in CPU_ROWS:
+        if name in FULLSIZE_ROWS:
+            if (quick and not gpu_tiny) or name != fullsize[0]:
+                continue  # minutes per row: not in the smoke run; both rows in one go
+            if cuda and not gpu_tiny:
+                rows += [{"workload": n, "unit": "s" if "latency" in n else "img/s", "plain": None, "pixelserve": None,
+                          "note": "not measured: a CPU row (the GPU rows measure full-size models here)"}
+                         for n in fullsize]
+                continue
+            rows += perf_fullsize.rows(run_part, cache, fullsize, tiny=gpu_tiny,
+                                       repeat=1 if quick else perf_fullsize.REPEAT)
+        elif name in CPU_ROWS:
             builder = perf_cpu.ROWS[name]
             if quick and builder is perf_cpu.rows_compile:
                 continue  # compiling takes minutes: not in the smoke run
@@ -72,7 +87,9 @@ def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool,
 
 
 def print_table(rows: list[dict], device: str, repeat: int) -> None:
-    print(f"\npixelserve vs baseline on {device}, median of {repeat} runs after a warm-up\n")
+    fullsize = any(r["workload"] in FULLSIZE_ROWS for r in rows)
+    print(f"\npixelserve vs baseline on {device}, median of {repeat} runs after a warm-up"
+          + (f" (cpu_fullsize rows: {perf_fullsize.REPEAT})" if fullsize else "") + "\n")
     print(f"| {'workload':<20} | {'unit':<5} | {'baseline':>9} | {'pixelserve':>10} | {'ratio':>6} | target")
     print(f"|{'-' * 22}|{'-' * 7}|{'-' * 11}|{'-' * 12}|{'-' * 8}|{'-' * 30}")
     for r in rows:
@@ -88,11 +105,13 @@ def print_table(rows: list[dict], device: str, repeat: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", help=f"comma list of workloads (default: all): {', '.join(ALL_ROWS)}")
+    ap.add_argument("--rows", help=f"comma list of workloads (default: all): {', '.join(ALL_ROWS)} "
+                                   "(cpu_fullsize: both cpu_fullsize rows)")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, small rows, no compile rows")
     ap.add_argument("--gpu-tiny", action="store_true",
-                    help="GPU rows on the tiny models, on whatever device there is (a smoke test of that code)")
+                    help="GPU and cpu_fullsize rows on the tiny models, on whatever device there is (a smoke test "
+                         "of that code)")
     ap.add_argument("--no-fp8", action="store_true",
                     help="sdxl_b1_latency without its FP8 figure (one compile less; bench/gpu/run.sh takes it last)")
     ap.add_argument("--compile-mode", choices=("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
@@ -110,6 +129,7 @@ def main() -> None:
     # smoke run (tests/bench) than the row is worth there; tests/bench/test_preview_bench.py runs its part.
     default = CPU_ROWS + GPU_ROWS if a.quick else ALL_ROWS
     names = [n.strip() for n in (a.rows or ",".join(default)).split(",") if n.strip()]
+    names = [x for n in names for x in (FULLSIZE_ROWS if n == "cpu_fullsize" else (n,))]
     unknown = sorted(set(names) - set(ALL_ROWS))
     if unknown:
         ap.error(f"unknown rows: {', '.join(unknown)}")

@@ -14,6 +14,8 @@ warm-up, dynamic batching), each in its own process.
 
 ``tiny=True`` runs the same code on the tiny demo models at 64 px, 4 steps, on whatever device
 there is (fp32 and no compile on CPU): the smoke test that keeps this path working without a GPU.
+bench/perf_fullsize.py runs these parts on a CPU with another shape and the engine's per-device
+default optimisations (``server_defaults``); both sides count minor page faults per image.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -107,17 +110,24 @@ def part_gpu_build(cache: Path, family: str, tiny: bool) -> dict:
     return {"folder": str(model_folder(cache, family, tiny))}
 
 
-def part_gpu_plain(cache: Path, family: str, mode: str, repeat: int, tiny: bool) -> dict:
-    """Plain diffusers: ``from_pretrained`` in fp16 on the GPU, one pipeline call per measurement."""
+def minor_faults() -> int:
+    """Page faults this process has taken so far that needed no disk read (fresh zeroed pages)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def part_gpu_plain(cache: Path, family: str, mode: str, repeat: int, tiny: bool, shape: list | None = None,
+                   batch: int = PLAIN_BATCH) -> dict:
+    """Plain diffusers: ``from_pretrained`` in fp16 on the GPU, one pipeline call per measurement.
+    ``shape``: (size, steps) instead of the family's; ``batch``: the throughput mode's batch size."""
     import torch
     from diffusers import DiffusionPipeline
 
     device, dtype = _device_and_dtype()
-    size, steps = (TINY_SHAPES if tiny else SHAPES)[family]
+    size, steps = shape or (TINY_SHAPES if tiny else SHAPES)[family]
     pipe = DiffusionPipeline.from_pretrained(model_folder(cache, family, tiny), torch_dtype=dtype,
                                              local_files_only=True).to(device)
     pipe.set_progress_bar_config(disable=True)
-    n = 1 if mode == "latency" else PLAIN_BATCH
+    n = 1 if mode == "latency" else batch
 
     def call(seed: int):
         gens = [torch.Generator(device).manual_seed(seed + i) for i in range(n)]
@@ -128,25 +138,31 @@ def part_gpu_plain(cache: Path, family: str, mode: str, repeat: int, tiny: bool)
 
     call(0)
     times = []
+    faults = minor_faults()
     for r in range(repeat):
         t = time.perf_counter()
         call(r)
         times.append(time.perf_counter() - t)
     return {"s": statistics.median(times), "p99": pct(times, 0.99), "img_s": n / statistics.median(times),
-            "peak_mib": _peak(device)}
+            "peak_mib": _peak(device), "faults_per_image": (minor_faults() - faults) / (repeat * n)}
 
 
 def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool, fp8: bool = False,
-                    compile_mode: str | None = None) -> dict:
-    """The pixelserve engine as the server runs it: registry load, exact optimisations, warm-up, batching."""
+                    compile_mode: str | None = None, shape: list | None = None, concurrent: int = CONCURRENT,
+                    engine_batch: int = ENGINE_BATCH, server_defaults: bool = False) -> dict:
+    """The pixelserve engine as the server runs it: registry load, exact optimisations, warm-up, batching.
+    ``server_defaults``: the optimisations a server on this device has by default (settings left
+    unset) instead of the GPU rows' (fused QKV, compile on CUDA)."""
     from pixelserve.core.model_config import ModelSpec
     from pixelserve.core.request import GenerationRequest
     from pixelserve.engine.runners.local import LocalEngine
 
     device, _ = _device_and_dtype()
-    size, steps = (TINY_SHAPES if tiny else SHAPES)[family]
+    size, steps = shape or (TINY_SHAPES if tiny else SHAPES)[family]
     spec = ModelSpec("m", family, model_folder(cache, family, tiny))
-    compile_ = device == "cuda"  # compiling on a CPU takes minutes; the CPU rows measure it on their own
+    # compiling on a CPU takes minutes; the CPU rows measure it on their own
+    compile_ = device == "cuda" and not server_defaults
+    fuse_qkv = None if server_defaults else True
 
     def request(i: int) -> GenerationRequest:
         return GenerationRequest(model="m", prompt=f"a cat number {i}", width=size, height=size, steps=steps,
@@ -155,8 +171,8 @@ def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool
     async def go():
         t0 = time.perf_counter()
         engine = LocalEngine({"m": spec}, cache, devices=device, compile=compile_, compile_mode=compile_mode,
-                             fuse_qkv=True, fp8=fp8, max_batch_size=ENGINE_BATCH, max_batch_delay_ms=10,
-                             max_queue=4 * CONCURRENT, warmup_sizes=((size, size),))
+                             fuse_qkv=fuse_qkv, fp8=fp8, max_batch_size=engine_batch, max_batch_delay_ms=10,
+                             max_queue=4 * concurrent, warmup_sizes=((size, size),))
         await engine.start()
         await engine.wait_ready()
         ready = time.perf_counter() - t0
@@ -165,8 +181,9 @@ def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool
         try:
             # Warm-up as measured: a full concurrent round compiles for the batch sizes it forms.
             await asyncio.gather(*(engine.submit(f"w{i}", request(i)) for i in range(
-                1 if mode == "latency" else CONCURRENT)))
+                1 if mode == "latency" else concurrent)))
             times, rates, lat = [], [], []
+            faults = minor_faults()
             for r in range(repeat):
                 if mode == "latency":
                     t = time.perf_counter()
@@ -180,9 +197,10 @@ def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool
                     lat.append(time.perf_counter() - t)
 
                 t = time.perf_counter()
-                await asyncio.gather(*(one(i) for i in range(CONCURRENT)))
-                rates.append(CONCURRENT / (time.perf_counter() - t))
-            out = {"ready_s": ready, "peak_mib": _peak(device)}
+                await asyncio.gather(*(one(i) for i in range(concurrent)))
+                rates.append(concurrent / (time.perf_counter() - t))
+            images = repeat * (1 if mode == "latency" else concurrent)
+            out = {"ready_s": ready, "peak_mib": _peak(device), "faults_per_image": (minor_faults() - faults) / images}
             if mode == "latency":
                 out.update(s=statistics.median(times), p99=pct(times, 0.99))
             else:

@@ -53,3 +53,17 @@ def test_unknown_rows_are_refused():
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "perf.py"), "--rows", "cpu_nope"],
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode != 0 and "unknown rows: cpu_nope" in done.stderr
+
+
+def test_cpu_fullsize_rows_code_runs_on_the_tiny_models(tmp_path):
+    """The cpu_fullsize rows' code (plain batch vs concurrent requests through the engine with this
+    device's default optimisations, page faults counted) on the tiny models."""
+    out = tmp_path / "fullsize.json"
+    stdout = perf("--rows", "cpu_fullsize", "--gpu-tiny", "--quick", "--out", str(out))
+    assert "| cpu_fullsize_b1_latency" in stdout and "| cpu_fullsize_throughput" in stdout
+    rows = {r["workload"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"cpu_fullsize_b1_latency", "cpu_fullsize_throughput"}
+    assert rows["cpu_fullsize_b1_latency"]["unit"] == "s" and rows["cpu_fullsize_throughput"]["unit"] == "img/s"
+    for r in rows.values():
+        assert r["plain"] > 0 and r["pixelserve"] > 0 and "TINY" in r["note"]
+        assert set(r["page_faults_per_image"]) == {"plain", "pixelserve"}
