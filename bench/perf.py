@@ -65,7 +65,7 @@ def collect(names: list[str], cache: Path, repeat: int, quick: bool, cuda: bool,
                           "note": "not measured: a CPU row (the GPU rows measure full-size models here)"}
                          for n in fullsize]
                 continue
-            rows += perf_fullsize.rows(run_part, cache, fullsize, tiny=gpu_tiny,
+            rows += perf_fullsize.rows(cache, fullsize, tiny=gpu_tiny,
                                        repeat=1 if quick else perf_fullsize.REPEAT)
         elif name in CPU_ROWS:
             builder = perf_cpu.ROWS[name]

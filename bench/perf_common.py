@@ -128,6 +128,66 @@ def part_command(name: str, cache: Path, **kw) -> list[str]:
     return [sys.executable, str(PERF_SCRIPT), "--part", name, "--cache", str(cache), "--kw", json.dumps(kw)]
 
 
+def _part_env(cache: Path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    return env
+
+
+class Turns:
+    """Two or more parts alive at once, each in its own process, measuring in turn (``turns=True``).
+
+    On a shared CPU the machine's speed drifts by 10% and more over minutes, so two parts run one
+    after the other can differ by more than what they compare. Parts taking turns, one measurement
+    each, in an order that alternates every round, see the same drift. Only one computes at a time;
+    the others wait on stdin.
+    """
+
+    def __init__(self, cache: Path, parts: dict[str, tuple[str, dict]]):
+        self.procs = {}
+        for label, (name, kw) in parts.items():
+            err = tempfile.TemporaryFile(mode="w+")
+            proc = subprocess.Popen(part_command(name, cache, turns=True, **kw), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err, text=True, env=_part_env(cache))
+            self.procs[label] = (proc, err)
+        for label in self.procs:  # every part loaded and warmed up (none computing) before the first turn
+            self._read_until(label, '{"waiting"')
+
+    def _read_until(self, label: str, prefix: str) -> dict:
+        proc, err = self.procs[label]
+        for line in proc.stdout:
+            if line.startswith(prefix):
+                return json.loads(line)
+        err.seek(0)
+        raise RuntimeError(f"part {label} ended:\n{err.read()[-4000:]}")
+
+    def turn(self, label: str) -> float:
+        """One measurement of part ``label``; its seconds."""
+        proc, _ = self.procs[label]
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        return self._read_until(label, '{"turn"')["s"]
+
+    def finish(self) -> dict[str, dict]:
+        """Each part's own JSON (the last line it prints), once every turn is taken."""
+        out = {}
+        for label, (proc, err) in self.procs.items():
+            stdout, _ = proc.communicate(timeout=600)
+            if proc.returncode != 0:
+                err.seek(0)
+                raise RuntimeError(f"part {label} failed:\n{err.read()[-4000:]}")
+            out[label] = json.loads(stdout.strip().splitlines()[-1])
+        return out
+
+    def close(self) -> None:
+        for proc, err in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            err.close()
+
+
 def run_part(name: str, cache: Path, **kw) -> dict:
     """One part in a fresh interpreter; its JSON is the last line it prints.
 
@@ -135,10 +195,7 @@ def run_part(name: str, cache: Path, **kw) -> dict:
     slows both about 3x on tiny models, which would bias whichever path runs second; on a GPU each
     part starts with its memory and peak counters clean.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
-    out = subprocess.run(part_command(name, cache, **kw), capture_output=True, text=True, env=env)
+    out = subprocess.run(part_command(name, cache, **kw), capture_output=True, text=True, env=_part_env(cache))
     if out.returncode != 0:
         raise RuntimeError(f"part {name} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

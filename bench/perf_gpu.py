@@ -27,6 +27,7 @@ import inspect
 import json
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -115,10 +116,23 @@ def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def wait_turn(turns: bool) -> None:
+    """``turns``: the measurement waits for a line on stdin (bench/perf_common.Turns alternates two parts)."""
+    if turns:
+        print('{"waiting": true}', flush=True)  # warmed up, idle: the first turn waits for every part's
+        sys.stdin.readline()
+
+
+def report_turn(turns: bool, r: int, seconds: float) -> None:
+    if turns:
+        print(json.dumps({"turn": r, "s": seconds}), flush=True)
+
+
 def part_gpu_plain(cache: Path, family: str, mode: str, repeat: int, tiny: bool, shape: list | None = None,
-                   batch: int = PLAIN_BATCH) -> dict:
+                   batch: int = PLAIN_BATCH, turns: bool = False) -> dict:
     """Plain diffusers: ``from_pretrained`` in fp16 on the GPU, one pipeline call per measurement.
-    ``shape``: (size, steps) instead of the family's; ``batch``: the throughput mode's batch size."""
+    ``shape``: (size, steps) instead of the family's; ``batch``: the throughput mode's batch size;
+    ``turns``: each measurement when stdin says (wait_turn)."""
     import torch
     from diffusers import DiffusionPipeline
 
@@ -140,16 +154,18 @@ def part_gpu_plain(cache: Path, family: str, mode: str, repeat: int, tiny: bool,
     times = []
     faults = minor_faults()
     for r in range(repeat):
+        wait_turn(turns)
         t = time.perf_counter()
         call(r)
         times.append(time.perf_counter() - t)
+        report_turn(turns, r, times[-1])
     return {"s": statistics.median(times), "p99": pct(times, 0.99), "img_s": n / statistics.median(times),
             "peak_mib": _peak(device), "faults_per_image": (minor_faults() - faults) / (repeat * n)}
 
 
 def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool, fp8: bool = False,
                     compile_mode: str | None = None, shape: list | None = None, concurrent: int = CONCURRENT,
-                    engine_batch: int = ENGINE_BATCH, server_defaults: bool = False) -> dict:
+                    engine_batch: int = ENGINE_BATCH, server_defaults: bool = False, turns: bool = False) -> dict:
     """The pixelserve engine as the server runs it: registry load, exact optimisations, warm-up, batching.
     ``server_defaults``: the optimisations a server on this device has by default (settings left
     unset) instead of the GPU rows' (fused QKV, compile on CUDA)."""
@@ -185,10 +201,12 @@ def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool
             times, rates, lat = [], [], []
             faults = minor_faults()
             for r in range(repeat):
+                wait_turn(turns)  # blocks the loop while the engine is idle: nothing else runs then
                 if mode == "latency":
                     t = time.perf_counter()
                     await engine.submit(f"l{r}", request(r))
                     times.append(time.perf_counter() - t)
+                    report_turn(turns, r, times[-1])
                     continue
 
                 async def one(i):
@@ -199,6 +217,7 @@ def part_gpu_engine(cache: Path, family: str, mode: str, repeat: int, tiny: bool
                 t = time.perf_counter()
                 await asyncio.gather(*(one(i) for i in range(concurrent)))
                 rates.append(concurrent / (time.perf_counter() - t))
+                report_turn(turns, r, concurrent / rates[-1])
             images = repeat * (1 if mode == "latency" else concurrent)
             out = {"ready_s": ready, "peak_mib": _peak(device), "faults_per_image": (minor_faults() - faults) / images}
             if mode == "latency":

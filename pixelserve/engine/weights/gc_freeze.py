@@ -49,7 +49,7 @@ def collect_all() -> None:
 def free_memory(device: str) -> None:
     """After something that held weights on ``device`` is dropped: a full collection (its cycles may
     involve frozen objects) and the freed memory handed back: on CUDA the allocator's cached blocks,
-    and host memory kept by engine/speed/host_memory.py."""
+    and host memory kept by engine/weights/host_memory.py."""
     collect_all()
     if host_memory.retained():
         host_memory.release()
