@@ -63,7 +63,9 @@ def test_a_cpu_engine_reuses_freed_memory_without_page_faults(tmp_path):
     # glibc's own defaults: the 64 MiB block is unmapped when freed and faulted in again each time
     # (one fault per 4 KiB page, or fewer where the kernel backs it with huge pages)
     assert off["faults"] >= 5 * 8 * 1024
-    assert default["faults"] * 10 < off["faults"]  # retained: the same blocks again, no faults
+    # retained: the same blocks again (measured 2,048 against 51,201 here; 12,288 against 102,407 under
+    # a full CI run's load)
+    assert default["faults"] * 4 < off["faults"]
 
 
 def test_free_memory_hands_retained_memory_back(monkeypatch):
