@@ -26,6 +26,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def minor_faults() -> int:
+    """Page faults this process has taken so far that needed no disk read (fresh zeroed pages)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def peak_rss_of(pid: int) -> float | None:
     """Another live process's peak resident memory (Linux VmHWM), MiB."""
     try:

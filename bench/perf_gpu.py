@@ -25,13 +25,12 @@ import importlib
 import importlib.util
 import inspect
 import json
-import resource
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from bench.perf_common import p50, pct, peak_gpu_mib, peak_rss_mib, tiny_folder
+from bench.perf_common import minor_faults, p50, pct, peak_gpu_mib, peak_rss_mib, tiny_folder
 
 FAMILY = {"sdxl_b1_latency": "sdxl", "sdxl_throughput": "sdxl", "sd15_b1_latency": "sd", "sd15_throughput": "sd"}
 SHAPES = {"sd": (512, 50), "sdxl": (1024, 30)}  # size, steps
@@ -109,11 +108,6 @@ def _sync(device: str) -> None:
 # -- parts, each run in its own process ----------------------------------------------------------
 def part_gpu_build(cache: Path, family: str, tiny: bool) -> dict:
     return {"folder": str(model_folder(cache, family, tiny))}
-
-
-def minor_faults() -> int:
-    """Page faults this process has taken so far that needed no disk read (fresh zeroed pages)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def wait_turn(turns: bool) -> None:
