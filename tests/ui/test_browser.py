@@ -90,6 +90,11 @@ def wait_until(check, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def api(server, timeout: float = 60) -> httpx.Client:
+    """A client of the live server with its API key."""
+    return httpx.Client(base_url=server.base, timeout=timeout, headers={"Authorization": f"Bearer {server.key}"})
+
+
 def generate(page, prompt: str, steps: int = 12) -> None:
     page.fill("#prompt", prompt)
     page.fill("#steps", str(steps))
@@ -138,8 +143,7 @@ def test_cancel_a_long_job(page, server):
 
 
 def test_a_queued_job_shows_its_place(page, server):
-    headers = {"Authorization": f"Bearer {server.key}"}
-    with httpx.Client(base_url=server.base, timeout=120, headers=headers) as client, ThreadPoolExecutor(2) as pool:
+    with api(server, timeout=120) as client, ThreadPoolExecutor(2) as pool:
         ahead = ["ahead-running", "ahead-queued"]
         for job_id, state in zip(ahead, ("running", "queued")):
             pool.submit(client.post, "/generate/sd", headers={"X-Job-Id": job_id},
@@ -274,7 +278,7 @@ def test_a_lora_from_the_asset_library(page, server, tmp_path):
 
 
 def test_history_pages_with_thumbnails(page, server):
-    with httpx.Client(base_url=server.base, timeout=60, headers={"Authorization": f"Bearer {server.key}"}) as client:
+    with api(server) as client:
         for i in range(13):  # more than a page (12)
             r = client.post("/generate/sd", json={"prompt": f"history {i}", "width": 64, "height": 64, "steps": 1})
             assert r.status_code == 200, r.text
@@ -293,7 +297,7 @@ def test_history_pages_with_thumbnails(page, server):
 
 def test_the_status_page(page, server):
     # A job of its own: pytest-xdist does not promise this file's tests run in order on one server.
-    with httpx.Client(base_url=server.base, timeout=60, headers={"Authorization": f"Bearer {server.key}"}) as client:
+    with api(server) as client:
         r = client.post("/generate/sd", json={"prompt": "status", "width": 64, "height": 64, "steps": 1})
         assert r.status_code == 200, r.text
     page.goto(server.base + "/ui/status")
